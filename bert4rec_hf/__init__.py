@@ -1,0 +1,33 @@
+"""bert4rec-hf: BERT4Rec as a Hugging Face pretrained model."""
+
+from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
+
+from .configuration_bert4rec import Bert4RecConfig
+from .modeling_bert4rec import (
+    Bert4RecForMaskedItemPrediction,
+    Bert4RecModel,
+    Bert4RecPreTrainedModel,
+    MaskedItemPredictionOutput,
+)
+from .tokenization_bert4rec import ItemTokenizer
+
+__version__ = "0.1.0"
+
+AutoConfig.register(Bert4RecConfig.model_type, Bert4RecConfig, exist_ok=True)
+AutoModel.register(Bert4RecConfig, Bert4RecModel, exist_ok=True)
+AutoModelForMaskedLM.register(Bert4RecConfig, Bert4RecForMaskedItemPrediction, exist_ok=True)
+# save_pretrained then copies the modeling code and writes `auto_map`, so a saved
+# folder loads with trust_remote_code=True where this package is not installed.
+Bert4RecConfig.register_for_auto_class()
+Bert4RecModel.register_for_auto_class("AutoModel")
+Bert4RecForMaskedItemPrediction.register_for_auto_class("AutoModelForMaskedLM")
+
+__all__ = [
+    "Bert4RecConfig",
+    "Bert4RecForMaskedItemPrediction",
+    "Bert4RecModel",
+    "Bert4RecPreTrainedModel",
+    "ItemTokenizer",
+    "MaskedItemPredictionOutput",
+    "__version__",
+]

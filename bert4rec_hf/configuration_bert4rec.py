@@ -1,0 +1,131 @@
+"""BERT4Rec model configuration.
+
+Public names follow RecBole's BERT4Rec (``n_layers``, ``n_heads``, ``inner_size``,
+``attn_dropout_prob``, ``max_seq_length``); ``attribute_map`` lets transformers'
+BERT blocks read them under their own names.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+from transformers import PreTrainedConfig
+
+HIDDEN_ACTIVATIONS = ("gelu", "relu", "swish", "tanh", "sigmoid")
+LOSS_TYPES = ("CE", "BPR")
+
+
+class Bert4RecConfig(PreTrainedConfig):
+    r"""Configuration of a BERT4Rec model.
+
+    Defaults are those of RecBole's BERT4Rec. ``vocab_size`` counts the real
+    items plus the two special tokens (``pad_token_id`` 0 and ``mask_token_id``
+    1), so it equals ``len(ItemTokenizer)``.
+
+    Args:
+        vocab_size: number of vocabulary entries (items + 2 special tokens).
+        hidden_size: width of item embeddings and transformer layers.
+        inner_size: width of the feed-forward layer.
+        n_layers: number of transformer blocks.
+        n_heads: number of attention heads (must divide ``hidden_size``).
+        hidden_dropout_prob: dropout on embeddings and sub-layer outputs.
+        attn_dropout_prob: dropout on attention probabilities.
+        hidden_act: one of gelu, relu, swish, tanh, sigmoid.
+        layer_norm_eps: LayerNorm epsilon.
+        initializer_range: std of the normal weight initialiser.
+        max_seq_length: longest history the model reads (positions).
+        mask_ratio: share of items masked by the Cloze training task.
+        loss_type: ``"CE"`` (full softmax over items) or ``"BPR"`` (pairwise, needs negatives).
+        num_negatives: negatives per masked item for BPR.
+        pad_token_id / mask_token_id: indices of the special tokens (0 and 1).
+
+    Example:
+
+    ```python
+    >>> from bert4rec_hf import Bert4RecConfig
+    >>> config = Bert4RecConfig(vocab_size=1684)
+    >>> config.num_hidden_layers, config.num_items
+    (2, 1682)
+    ```
+    """
+
+    model_type = "bert4rec"
+    attribute_map: ClassVar[dict[str, str]] = {
+        "num_hidden_layers": "n_layers",
+        "num_attention_heads": "n_heads",
+        "intermediate_size": "inner_size",
+        "attention_probs_dropout_prob": "attn_dropout_prob",
+        "max_position_embeddings": "max_seq_length",
+    }
+
+    vocab_size: int = 2
+    hidden_size: int = 64
+    inner_size: int = 256
+    n_layers: int = 2
+    n_heads: int = 2
+    hidden_dropout_prob: float = 0.5
+    attn_dropout_prob: float = 0.5
+    hidden_act: str = "gelu"
+    layer_norm_eps: float = 1e-12
+    initializer_range: float = 0.02
+    max_seq_length: int = 50
+    mask_ratio: float = 0.2
+    loss_type: str = "CE"
+    num_negatives: int = 1
+    pad_token_id: int = 0
+    mask_token_id: int = 1
+    tie_word_embeddings: bool = True
+    is_decoder: bool = False
+    add_cross_attention: bool = False
+
+    def __post_init__(self, **kwargs):
+        super().__post_init__(**kwargs)
+        self.validate()
+
+    @property
+    def num_special_tokens(self) -> int:
+        return 2
+
+    @property
+    def num_items(self) -> int:
+        """Real items in the vocabulary (special tokens excluded)."""
+        return self.vocab_size - self.num_special_tokens
+
+    def validate(self) -> None:
+        """Raises ``ValueError`` naming the first invalid field and its allowed range."""
+        for name in ("hidden_size", "inner_size", "n_layers", "n_heads", "max_seq_length", "num_negatives"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise ValueError(f"Bert4RecConfig.{name} must be a positive integer, got {value!r}")
+        if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int) or self.vocab_size < 2:
+            raise ValueError(
+                f"Bert4RecConfig.vocab_size must be an integer >= 2 (items + [PAD] + [MASK]), got {self.vocab_size!r}"
+            )
+        if self.hidden_size % self.n_heads:
+            raise ValueError(
+                f"Bert4RecConfig.hidden_size ({self.hidden_size}) must be divisible by n_heads ({self.n_heads})"
+            )
+        for name in ("hidden_dropout_prob", "attn_dropout_prob"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+                raise ValueError(f"Bert4RecConfig.{name} must be in [0, 1), got {value!r}")
+        if not isinstance(self.mask_ratio, (int, float)) or not 0.0 < self.mask_ratio < 1.0:
+            raise ValueError(f"Bert4RecConfig.mask_ratio must be in (0, 1), got {self.mask_ratio!r}")
+        for name in ("layer_norm_eps", "initializer_range"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or value <= 0:
+                raise ValueError(f"Bert4RecConfig.{name} must be a positive number, got {value!r}")
+        if self.hidden_act not in HIDDEN_ACTIVATIONS:
+            raise ValueError(f"Bert4RecConfig.hidden_act must be one of {HIDDEN_ACTIVATIONS}, got {self.hidden_act!r}")
+        if self.loss_type not in LOSS_TYPES:
+            raise ValueError(f"Bert4RecConfig.loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+        if {self.pad_token_id, self.mask_token_id} != {0, 1}:
+            raise ValueError(
+                "Bert4RecConfig.pad_token_id and mask_token_id must be 0 and 1 (real items start at 2), "
+                f"got pad_token_id={self.pad_token_id!r}, mask_token_id={self.mask_token_id!r}"
+            )
+        if self.is_decoder:
+            raise ValueError("Bert4RecConfig.is_decoder must be False: BERT4Rec attends in both directions")
+
+
+__all__ = ["Bert4RecConfig"]

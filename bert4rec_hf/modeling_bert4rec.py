@@ -1,0 +1,305 @@
+"""BERT4Rec: a bidirectional Transformer over item sequences trained with the Cloze task.
+
+The encoder blocks are transformers' own ``BertEncoder``; only the embeddings
+(items instead of words, right-aligned learned positions) and the prediction
+head (scores against the tied item embeddings plus a per-item bias) are new.
+This module imports only torch, transformers and its sibling configuration
+module, so a saved checkpoint folder carries everything it needs to load with
+``trust_remote_code=True``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import PreTrainedModel
+from transformers.activations import ACT2FN
+from transformers.masking_utils import create_bidirectional_mask
+from transformers.modeling_outputs import ModelOutput
+from transformers.models.bert.modeling_bert import BertEncoder, BertLayer, BertSelfAttention
+from transformers.utils.generic import can_return_tuple
+from transformers.utils.output_capturing import capture_outputs
+
+from .configuration_bert4rec import Bert4RecConfig
+
+IGNORE_INDEX = -100
+
+
+@dataclass
+class Bert4RecModelOutput(ModelOutput):
+    """Encoder output: one hidden state per input position."""
+
+    last_hidden_state: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+@dataclass
+class MaskedItemPredictionOutput(ModelOutput):
+    """Output of :class:`Bert4RecForMaskedItemPrediction`.
+
+    ``logits`` holds scores only for the predicted positions (those with a label,
+    or the [MASK] positions when no labels are given), flattened in row-major
+    order to shape ``(num_predicted, vocab_size)``: a batch x length x vocabulary
+    tensor is never built. Special-token columns are ``-inf``.
+    """
+
+    loss: torch.Tensor | None = None
+    logits: torch.Tensor | None = None
+    hidden_states: tuple[torch.Tensor, ...] | None = None
+    attentions: tuple[torch.Tensor, ...] | None = None
+
+
+class Bert4RecEmbeddings(nn.Module):
+    """Item + learned position embeddings, then LayerNorm and dropout.
+
+    Positions are right-aligned: the most recent item always sits at position
+    ``max_seq_length - 1``, so left padding of any width leaves the outputs of
+    real positions unchanged.
+    """
+
+    def __init__(self, config: Bert4RecConfig):
+        super().__init__()
+        self.max_seq_length = config.max_seq_length
+        self.item_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.position_embeddings = nn.Embedding(config.max_seq_length, config.hidden_size)
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        length = input_ids.shape[1]
+        if length > self.max_seq_length:
+            raise ValueError(
+                f"input_ids has {length} positions but the model reads at most max_seq_length={self.max_seq_length}"
+            )
+        positions = torch.arange(self.max_seq_length - length, self.max_seq_length, device=input_ids.device)
+        embeddings = self.item_embeddings(input_ids) + self.position_embeddings(positions)
+        return self.dropout(self.LayerNorm(embeddings))
+
+
+class Bert4RecPredictionHead(nn.Module):
+    """dense -> activation -> LayerNorm, then scores against the item embeddings.
+
+    ``decoder`` is a Linear whose weight is tied to the input item embeddings and
+    whose bias is the per-item output bias of the paper's code.
+    """
+
+    def __init__(self, config: Bert4RecConfig):
+        super().__init__()
+        self.dense = nn.Linear(config.hidden_size, config.hidden_size)
+        self.transform_act_fn = ACT2FN[config.hidden_act]
+        self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
+        self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
+
+    def transform(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
+
+    def item_scores(self, transformed: torch.Tensor, first_item_id: int) -> torch.Tensor:
+        """Scores of the real items only (columns ``first_item_id`` onwards)."""
+        weight = self.decoder.weight[first_item_id:]
+        return torch.addmm(self.decoder.bias[first_item_id:], transformed, weight.t())
+
+
+class Bert4RecPreTrainedModel(PreTrainedModel):
+    config_class = Bert4RecConfig
+    config: Bert4RecConfig
+    base_model_prefix = "bert4rec"
+    main_input_name = "input_ids"
+    supports_gradient_checkpointing = True
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_flex_attn = True
+    _supports_attention_backend = True
+    _no_split_modules = ["Bert4RecEmbeddings", "BertLayer"]
+    _can_record_outputs = {"hidden_states": BertLayer, "attentions": BertSelfAttention}
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """Also maps ``AutoModel`` in ``auto_map``: transformers writes only the
+        saved class's own auto class, and a user of a remote-code folder may
+        reach for either."""
+        if self._auto_class is not None:
+            auto_map = dict(getattr(self.config, "auto_map", None) or {})
+            auto_map.setdefault("AutoModel", "modeling_bert4rec.Bert4RecModel")
+            self.config.auto_map = auto_map
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
+
+class Bert4RecModel(Bert4RecPreTrainedModel):
+    """The bidirectional encoder: embeddings + transformers' ``BertEncoder``."""
+
+    def __init__(self, config: Bert4RecConfig):
+        super().__init__(config)
+        self.embeddings = Bert4RecEmbeddings(config)
+        self.encoder = BertEncoder(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.embeddings.item_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.embeddings.item_embeddings = value
+
+    @capture_outputs
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
+    ) -> Bert4RecModelOutput:
+        """``attention_mask``: 1 for items and [MASK], 0 for padding (derived from
+        ``input_ids`` when omitted). ``output_hidden_states`` / ``output_attentions``
+        work as in transformers' BERT."""
+        if attention_mask is None:
+            attention_mask = input_ids.ne(self.config.pad_token_id)
+        embeddings = self.embeddings(input_ids)
+        mask = create_bidirectional_mask(
+            config=self.config, inputs_embeds=embeddings, attention_mask=attention_mask.bool()
+        )
+        encoded = self.encoder(embeddings, attention_mask=mask, **kwargs)
+        return Bert4RecModelOutput(last_hidden_state=encoded.last_hidden_state)
+
+
+class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
+    """BERT4Rec with its Cloze head: predicts the items hidden behind [MASK].
+
+    Training: ``labels`` holds the original item at masked positions and -100
+    elsewhere; the loss covers masked positions only (gathered before scoring).
+    ``loss_type="CE"`` is a full softmax over the real items; ``"BPR"`` scores
+    the positive against ``negative_ids`` (shape ``batch x length x
+    num_negatives``) or, when none are given, against every other real item.
+    When the Trainer passes ``num_items_in_batch`` the summed loss is divided by
+    it, which keeps gradient accumulation and multi-process training exact.
+    """
+
+    _tied_weights_keys = {"head.decoder.weight": "bert4rec.embeddings.item_embeddings.weight"}
+
+    def __init__(self, config: Bert4RecConfig):
+        super().__init__(config)
+        self.bert4rec = Bert4RecModel(config)
+        self.head = Bert4RecPredictionHead(config)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Embedding:
+        return self.bert4rec.embeddings.item_embeddings
+
+    def set_input_embeddings(self, value: nn.Embedding) -> None:
+        self.bert4rec.embeddings.item_embeddings = value
+
+    def get_output_embeddings(self) -> nn.Linear:
+        return self.head.decoder
+
+    def set_output_embeddings(self, new_embeddings: nn.Linear) -> None:
+        self.head.decoder = new_embeddings
+
+    @property
+    def first_item_id(self) -> int:
+        return self.config.num_special_tokens
+
+    def score_hidden_states(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """Scores over the whole vocabulary for a ``(n, hidden)`` block of encoder
+        states; special-token columns are ``-inf`` so they are never predicted."""
+        transformed = self.head.transform(hidden_states)
+        scores = torch.addmm(self.head.decoder.bias, transformed, self.head.decoder.weight.t())
+        scores[:, : self.first_item_id] = float("-inf")
+        return scores
+
+    @can_return_tuple
+    def forward(
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None = None,
+        labels: torch.Tensor | None = None,
+        negative_ids: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        **kwargs,
+    ) -> MaskedItemPredictionOutput:
+        outputs = self.bert4rec(input_ids, attention_mask=attention_mask, **kwargs)
+        hidden = outputs.last_hidden_state
+        predicted = labels.ne(IGNORE_INDEX) if labels is not None else input_ids.eq(self.config.mask_token_id)
+        selected = hidden[predicted]
+
+        loss = logits = None
+        if labels is not None and self.config.loss_type == "BPR" and negative_ids is not None:
+            loss = self._sampled_bpr_loss(selected, labels[predicted], negative_ids[predicted], num_items_in_batch)
+            if not self.training:
+                logits = self.score_hidden_states(selected)
+        else:
+            logits = self.score_hidden_states(selected)
+            if labels is not None:
+                loss = self._full_loss(logits, labels[predicted], num_items_in_batch)
+        return MaskedItemPredictionOutput(
+            loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
+        )
+
+    def _reduce(self, per_item: torch.Tensor, num_items_in_batch: torch.Tensor | int | None) -> torch.Tensor:
+        if num_items_in_batch is None:
+            return per_item.mean() if per_item.numel() else per_item.sum()
+        if torch.is_tensor(num_items_in_batch):
+            num_items_in_batch = num_items_in_batch.to(per_item.device)
+        return per_item.sum() / num_items_in_batch
+
+    def _full_loss(
+        self, logits: torch.Tensor, targets: torch.Tensor, num_items_in_batch: torch.Tensor | int | None
+    ) -> torch.Tensor:
+        self._check_targets(targets)
+        if self.config.loss_type == "CE":
+            per_item = nn.functional.cross_entropy(logits.float(), targets, reduction="none")
+        else:
+            real = logits[:, self.first_item_id :].float()
+            positive = logits.gather(1, targets[:, None]).float()
+            pairwise = -nn.functional.logsigmoid(positive - real)
+            pairwise = pairwise.scatter(1, targets[:, None] - self.first_item_id, 0.0)
+            per_item = pairwise.sum(1) / max(self.config.num_items - 1, 1)
+        return self._reduce(per_item, num_items_in_batch)
+
+    def _sampled_bpr_loss(
+        self,
+        selected: torch.Tensor,
+        targets: torch.Tensor,
+        negatives: torch.Tensor,
+        num_items_in_batch: torch.Tensor | int | None,
+    ) -> torch.Tensor:
+        self._check_targets(targets)
+        self._check_targets(negatives.reshape(-1))
+        transformed = self.head.transform(selected)
+        weight, bias = self.head.decoder.weight, self.head.decoder.bias
+        positive = (transformed * weight[targets]).sum(-1) + bias[targets]
+        negative = torch.einsum("mh,mnh->mn", transformed, weight[negatives]) + bias[negatives]
+        per_item = -nn.functional.logsigmoid(positive[:, None] - negative).float().mean(1)
+        return self._reduce(per_item, num_items_in_batch)
+
+    def _check_targets(self, ids: torch.Tensor) -> None:
+        if ids.numel() and (ids.min() < self.first_item_id or ids.max() >= self.config.vocab_size):
+            bad = ids[(ids < self.first_item_id) | (ids >= self.config.vocab_size)][:5].tolist()
+            raise ValueError(
+                f"labels/negatives must be real item ids in [{self.first_item_id}, {self.config.vocab_size}); "
+                f"got {bad} (padding, [MASK] or out of vocabulary)"
+            )
+
+    @torch.no_grad()
+    def next_item_scores(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of the item that follows each history.
+
+        ``input_ids`` are left-padded histories without [MASK]; [MASK] is appended
+        (dropping the oldest column when the history already fills
+        ``max_seq_length``) and scored. Returns ``(batch, vocab_size)`` with
+        ``-inf`` for special tokens.
+        """
+        if attention_mask is None:
+            attention_mask = input_ids.ne(self.config.pad_token_id)
+        keep = self.config.max_seq_length - 1
+        masks = torch.full_like(input_ids[:, :1], self.config.mask_token_id)
+        input_ids = torch.cat([input_ids[:, -keep:] if keep else input_ids[:, :0], masks], dim=1)
+        attention_mask = torch.cat(
+            [attention_mask[:, -keep:] if keep else attention_mask[:, :0], torch.ones_like(masks)], dim=1
+        )
+        hidden = self.bert4rec(input_ids, attention_mask=attention_mask).last_hidden_state
+        return self.score_hidden_states(hidden[:, -1])
+
+
+__all__ = [
+    "Bert4RecModel",
+    "Bert4RecForMaskedItemPrediction",
+    "Bert4RecPreTrainedModel",
+    "MaskedItemPredictionOutput",
+    "Bert4RecModelOutput",
+]

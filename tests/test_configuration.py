@@ -1,0 +1,59 @@
+import pytest
+
+from bert4rec_hf import Bert4RecConfig
+
+
+def test_defaults_follow_recbole():
+    config = Bert4RecConfig(vocab_size=1684)
+    assert (config.hidden_size, config.inner_size, config.n_layers, config.n_heads) == (64, 256, 2, 2)
+    assert (config.hidden_dropout_prob, config.attn_dropout_prob) == (0.5, 0.5)
+    assert config.hidden_act == "gelu" and config.layer_norm_eps == 1e-12 and config.initializer_range == 0.02
+    assert config.mask_ratio == 0.2 and config.loss_type == "CE" and config.max_seq_length == 50
+    assert (config.pad_token_id, config.mask_token_id, config.num_items) == (0, 1, 1682)
+
+
+def test_bert_blocks_read_recbole_names():
+    config = Bert4RecConfig(n_layers=3, n_heads=4, inner_size=128, attn_dropout_prob=0.1, max_seq_length=200)
+    assert config.num_hidden_layers == 3 and config.num_attention_heads == 4
+    assert config.intermediate_size == 128 and config.attention_probs_dropout_prob == 0.1
+    assert config.max_position_embeddings == 200
+    assert Bert4RecConfig(num_hidden_layers=5).n_layers == 5
+
+
+def test_round_trip(tmp_path):
+    config = Bert4RecConfig(vocab_size=100, hidden_act="swish", loss_type="BPR", num_negatives=3)
+    config.save_pretrained(tmp_path)
+    loaded = Bert4RecConfig.from_pretrained(tmp_path)
+    assert loaded.to_dict() == config.to_dict()
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(hidden_size=65), "hidden_size (65) must be divisible by n_heads"),
+        (dict(mask_ratio=0.0), "mask_ratio must be in (0, 1)"),
+        (dict(mask_ratio=1.2), "mask_ratio must be in (0, 1)"),
+        (dict(hidden_dropout_prob=1.0), "hidden_dropout_prob must be in [0, 1)"),
+        (dict(attn_dropout_prob=-0.1), "attn_dropout_prob must be in [0, 1)"),
+        (dict(hidden_act="softplus"), "hidden_act must be one of"),
+        (dict(loss_type="ce"), "loss_type must be one of"),
+        (dict(n_layers=0), "n_layers must be a positive integer"),
+        (dict(n_heads=-2), "n_heads must be a positive integer"),
+        (dict(hidden_size=0), "hidden_size must be a positive integer"),
+        (dict(inner_size=2.5), "inner_size must be a positive integer"),
+        (dict(max_seq_length=0), "max_seq_length must be a positive integer"),
+        (dict(num_negatives=0), "num_negatives must be a positive integer"),
+        (dict(vocab_size=1), "vocab_size must be an integer >= 2"),
+        (dict(layer_norm_eps=0), "layer_norm_eps must be a positive number"),
+        (dict(pad_token_id=5), "pad_token_id and mask_token_id must be 0 and 1"),
+    ],
+)
+def test_invalid_values_name_the_field(overrides, message):
+    with pytest.raises(ValueError) as err:
+        Bert4RecConfig(**overrides)
+    assert message in str(err.value)
+
+
+@pytest.mark.parametrize("activation", ["gelu", "relu", "swish", "tanh", "sigmoid"])
+def test_every_activation_is_accepted(activation):
+    assert Bert4RecConfig(hidden_act=activation).hidden_act == activation

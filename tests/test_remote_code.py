@@ -1,0 +1,43 @@
+"""A saved folder must load where bert4rec_hf is not importable (trust_remote_code)."""
+
+import json
+import subprocess
+import sys
+import textwrap
+
+import torch
+
+from .helpers import tiny_model
+
+
+def test_saved_folder_loads_without_the_package(tmp_path):
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["auto_map"] == {
+        "AutoConfig": "configuration_bert4rec.Bert4RecConfig",
+        "AutoModel": "modeling_bert4rec.Bert4RecModel",
+        "AutoModelForMaskedLM": "modeling_bert4rec.Bert4RecForMaskedItemPrediction",
+    }
+    assert {p.name for p in tmp_path.iterdir()} >= {"modeling_bert4rec.py", "configuration_bert4rec.py"}
+    histories = torch.randint(2, 52, (4, 9), generator=torch.Generator().manual_seed(0))
+    expected = model.next_item_scores(histories)
+    torch.save(histories, tmp_path / "histories.pt")
+    script = textwrap.dedent(
+        f"""
+        import sys
+        sys.modules["bert4rec_hf"] = None  # any import of the package now fails
+        import torch
+        from transformers import AutoModel, AutoModelForMaskedLM
+        model = AutoModelForMaskedLM.from_pretrained({str(tmp_path)!r}, trust_remote_code=True).eval()
+        base = AutoModel.from_pretrained({str(tmp_path)!r}, trust_remote_code=True)
+        assert type(model).__name__ == "Bert4RecForMaskedItemPrediction", type(model)
+        assert type(base).__name__ == "Bert4RecModel", type(base)
+        assert not type(model).__module__.startswith("bert4rec_hf")
+        histories = torch.load({str(tmp_path / "histories.pt")!r})
+        torch.save(model.next_item_scores(histories), {str(tmp_path / "scores.pt")!r})
+        """
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    torch.testing.assert_close(torch.load(tmp_path / "scores.pt"), expected)
