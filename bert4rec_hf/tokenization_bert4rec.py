@@ -197,13 +197,13 @@ class ItemTokenizer:
     def decode(
         self, ids: Sequence[int] | Sequence[Sequence[int]] | np.ndarray, skip_special_tokens: bool = True
     ) -> list:
-        """Maps indices back to raw ids (one sequence or a batch)."""
-        if (
-            isinstance(ids, np.ndarray)
-            and ids.ndim == 2
-            or not isinstance(ids, np.ndarray)
-            and any(not _is_history(row) for row in ids)
-        ):
+        """Maps indices back to raw ids (one sequence or a batch; lists, numpy arrays or tensors)."""
+        if hasattr(ids, "detach"):
+            ids = ids.detach().cpu().numpy()
+        if isinstance(ids, np.ndarray):
+            if ids.ndim == 2:
+                return [self.decode(row, skip_special_tokens) for row in ids]
+        elif any(not _is_history(row) for row in ids):
             return [self.decode(row, skip_special_tokens) for row in ids]
         array = np.asarray(ids, dtype=np.int64).reshape(-1)
         if ((array < 0) | (array >= self.vocab_size)).any():

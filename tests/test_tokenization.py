@@ -93,3 +93,11 @@ def test_corrupt_vocabulary_file_names_the_file(tmp_path):
     (tmp_path / "item_vocab.json").write_text('{"items": [1, 1]}')
     with pytest.raises(ValueError, match="duplicate"):
         ItemTokenizer.from_pretrained(tmp_path)
+
+
+def test_decode_accepts_tensors():
+    import torch
+
+    tokenizer = ItemTokenizer.fit([7, 8, 9])
+    assert tokenizer.decode(torch.tensor([[4, 2], [3, 0]])) == [[9, 7], [8]]
+    assert tokenizer.decode(torch.tensor([2, 3])) == [7, 8]
