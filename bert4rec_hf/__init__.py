@@ -3,13 +3,26 @@
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
 from .configuration_bert4rec import Bert4RecConfig
+from .data import (
+    DataCollatorForMaskedItemPrediction,
+    DataCollatorForNextItemPrediction,
+    build_sequences,
+    leave_one_out,
+    load_interactions,
+    load_processed,
+    read_interactions,
+    save_processed,
+)
+from .evaluation import RankingEvaluator, count_item_popularity, ranking_metrics
 from .modeling_bert4rec import (
     Bert4RecForMaskedItemPrediction,
     Bert4RecModel,
     Bert4RecPreTrainedModel,
     MaskedItemPredictionOutput,
 )
+from .quick_start import evaluate_saved_model, run_bert4rec
 from .tokenization_bert4rec import ItemTokenizer
+from .training import Bert4RecTrainer, ConfigError, load_config
 
 __version__ = "0.1.0"
 
@@ -27,7 +40,23 @@ __all__ = [
     "Bert4RecForMaskedItemPrediction",
     "Bert4RecModel",
     "Bert4RecPreTrainedModel",
+    "Bert4RecTrainer",
+    "ConfigError",
+    "DataCollatorForMaskedItemPrediction",
+    "DataCollatorForNextItemPrediction",
     "ItemTokenizer",
     "MaskedItemPredictionOutput",
+    "RankingEvaluator",
     "__version__",
+    "build_sequences",
+    "count_item_popularity",
+    "evaluate_saved_model",
+    "leave_one_out",
+    "load_config",
+    "load_interactions",
+    "load_processed",
+    "ranking_metrics",
+    "read_interactions",
+    "run_bert4rec",
+    "save_processed",
 ]

@@ -26,6 +26,38 @@ def _info(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--dataset", help="a registered data set (ml-100k is bundled) or a name for --set data_path=...")
+    parser.add_argument("--config-files", nargs="+", default=[], metavar="YAML", help="user config files, in order")
+    parser.add_argument(
+        "--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides", help="override config keys"
+    )
+
+
+def _train(args: argparse.Namespace) -> int:
+    from .quick_start import run_bert4rec
+    from .training.config import parse_overrides
+
+    run_bert4rec(args.dataset, args.config_files, parse_overrides(args.overrides), output_dir=args.output_dir)
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .quick_start import evaluate_saved_model
+    from .training.config import parse_overrides
+
+    overrides = parse_overrides(args.overrides)
+    for key, value in (("eval_mode", args.mode), ("topk", args.topk), ("exclude_history", args.exclude_history)):
+        if value is not None:
+            overrides[key] = value
+    results = evaluate_saved_model(args.model_dir, args.dataset, args.config_files, overrides)
+    if args.output:
+        from .training.reporting import write_json
+
+        write_json(args.output, results)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="bert4rec", description="BERT4Rec sequential recommendation on Hugging Face.")
     parser.add_argument("--version", action="version", version=f"bert4rec-hf {__version__}")
@@ -33,6 +65,23 @@ def build_parser() -> argparse.ArgumentParser:
     info = commands.add_parser("info", help="show the configuration and vocabulary size of a saved model folder")
     info.add_argument("model_dir")
     info.set_defaults(handler=_info)
+
+    train = commands.add_parser("train", help="train and evaluate BERT4Rec (like RecBole's run_recbole)")
+    _run_options(train)
+    train.add_argument("--output-dir", help="model folder to write (default: outputs/<dataset>)")
+    train.set_defaults(handler=_train)
+
+    evaluate = commands.add_parser("evaluate", help="re-evaluate a saved model folder")
+    evaluate.add_argument("model_dir")
+    _run_options(evaluate)
+    evaluate.add_argument("--mode", choices=["full", "uni100", "pop100"], help="ranking against all items or 100 negatives")
+    evaluate.add_argument("--topk", type=int, nargs="+", metavar="K", help="cut-offs of the @K metrics")
+    evaluate.add_argument(
+        "--exclude-history", action=argparse.BooleanOptionalAction, default=None,
+        help="remove items already in the history from the candidates",
+    )  # fmt: skip
+    evaluate.add_argument("--output", help="also write the metrics to this JSON file")
+    evaluate.set_defaults(handler=_evaluate)
     return parser
 
 

@@ -1,0 +1,200 @@
+"""Batch collators for ``transformers.Trainer`` (``data_collator=``).
+
+Both collators LEFT-pad: a row is right-aligned in a fixed ``(B, max_seq_length)``
+tensor, so the last column always holds the most recent item and the learned
+position embeddings mean "distance from now" for every history length. Longer
+histories keep their most recent items. Randomness comes from ``generator`` or,
+when it is None, torch's global RNG, which ``transformers.set_seed`` seeds (with
+``dataloader_num_workers > 0`` leave ``generator`` None: each worker would copy
+the same generator state and draw the same masks).
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..tokenization_bert4rec import MASK_TOKEN_ID, NUM_SPECIAL_TOKENS, PAD_TOKEN_ID
+
+IGNORE_INDEX = -100
+
+
+def left_pad(histories: Sequence[Any], length: int) -> torch.Tensor:
+    """Right-aligns each history (list, array or tensor of ids) in a ``(B, length)``
+    long tensor padded with [PAD]; keeps the last ``length`` items of longer ones."""
+    rows = [history[len(history) - length:] if len(history) > length else history for history in histories]
+    sizes = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    if all(isinstance(row, (list, tuple)) for row in rows):  # the Trainer's case: one C-level pass
+        flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(sizes.sum()))
+    else:
+        flat = np.concatenate([np.asarray(row, dtype=np.int64).reshape(-1) for row in rows])
+    out = np.full((len(rows), length), PAD_TOKEN_ID, dtype=np.int64)
+    out[np.arange(length) >= (length - sizes)[:, None]] = flat  # fills row by row, left to right
+    return torch.from_numpy(out)
+
+
+def _histories(features: Sequence[Mapping[str, Any]]) -> list[Any]:
+    if not features:
+        raise ValueError("cannot collate an empty batch")
+    try:
+        return [feature["input_ids"] for feature in features]
+    except KeyError:
+        raise ValueError("every feature needs an 'input_ids' entry (the encoded item history)") from None
+
+
+def _check_probability(name: str, value: float, low_open: bool = False, high_open: bool = False) -> None:
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    ok = ok and (0 < value if low_open else 0 <= value) and (value < 1 if high_open else value <= 1)
+    if not ok:
+        interval = f"{'(' if low_open else '['}0, 1{')' if high_open else ']'}"
+        raise ValueError(f"{name} must be a number in {interval}, got {value!r}")
+
+
+def _check_length(value: Any, minimum: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < minimum:
+        raise ValueError(f"max_seq_length must be an integer >= {minimum}, got {value!r}")
+
+
+@dataclass
+class DataCollatorForMaskedItemPrediction:
+    """Cloze masking of training windows (BERT4Rec's training task).
+
+    Each real position is masked with probability ``mask_ratio``; a row that
+    drew no mask gets one at a random real position, so every row has a label.
+    A share ``last_item_mask_ratio`` of rows instead masks only its most recent
+    item, the way the model is queried at inference (RecBole's ``ft_ratio``).
+    A masked position becomes [MASK] with probability ``mask_replace_prob``, a
+    random item with ``random_replace_prob`` and stays as it is otherwise (BERT's
+    80/10/10 is ``0.8, 0.1``). ``num_negatives > 0`` adds ``negative_ids``
+    ``(B, L, num_negatives)``: items drawn uniformly among the real items other
+    than the label (0 where there is no label), for a BPR / sampled-softmax loss.
+
+    Returns ``input_ids``, ``attention_mask`` (1 on items and [MASK], 0 on
+    padding), ``labels`` (the original item where masked, -100 elsewhere) and
+    possibly ``negative_ids``, all ``torch.long`` of width ``max_seq_length``.
+    """
+
+    max_seq_length: int = 50
+    mask_ratio: float = 0.2
+    vocab_size: int | None = None
+    last_item_mask_ratio: float = 0.0
+    mask_replace_prob: float = 1.0
+    random_replace_prob: float = 0.0
+    num_negatives: int = 0
+    generator: torch.Generator | None = None
+
+    def __post_init__(self) -> None:
+        _check_length(self.max_seq_length, 1)
+        _check_probability("mask_ratio", self.mask_ratio, low_open=True, high_open=True)
+        _check_probability("last_item_mask_ratio", self.last_item_mask_ratio)
+        _check_probability("mask_replace_prob", self.mask_replace_prob)
+        _check_probability("random_replace_prob", self.random_replace_prob)
+        if self.mask_replace_prob + self.random_replace_prob > 1 + 1e-9:
+            raise ValueError(
+                f"mask_replace_prob + random_replace_prob must be <= 1, got "
+                f"{self.mask_replace_prob} + {self.random_replace_prob}"
+            )
+        if isinstance(self.num_negatives, bool) or not isinstance(self.num_negatives, int) or self.num_negatives < 0:
+            raise ValueError(f"num_negatives must be a non-negative integer, got {self.num_negatives!r}")
+        if self.vocab_size is not None:
+            if isinstance(self.vocab_size, bool) or not isinstance(self.vocab_size, int):
+                raise ValueError(f"vocab_size must be an integer, got {self.vocab_size!r}")
+            if self.vocab_size <= NUM_SPECIAL_TOKENS:
+                raise ValueError(f"vocab_size must exceed the {NUM_SPECIAL_TOKENS} special tokens, got {self.vocab_size}")
+        if self.vocab_size is None and (self.random_replace_prob > 0 or self.num_negatives > 0):
+            raise ValueError("vocab_size is required when random_replace_prob > 0 or num_negatives > 0")
+        if self.num_negatives > 0 and self.vocab_size < NUM_SPECIAL_TOKENS + 2:
+            raise ValueError(f"vocab_size must leave at least 2 real items to draw negatives from, got {self.vocab_size}")
+        if self.generator is not None and not isinstance(self.generator, torch.Generator):
+            raise ValueError(f"generator must be a torch.Generator or None, got {type(self.generator).__name__}")
+
+    def _rand(self, *shape: int) -> torch.Tensor:
+        return torch.rand(shape, generator=self.generator)
+
+    def _randint(self, low: int, high: int, shape: tuple[int, ...]) -> torch.Tensor:
+        return torch.randint(low, high, shape, generator=self.generator)
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        items = left_pad(_histories(features), self.max_seq_length)
+        real = items.ne(PAD_TOKEN_ID)
+        empty_rows = ~real.any(dim=1)
+        if empty_rows.any():
+            raise ValueError(f"feature {int(empty_rows.nonzero()[0])} has no items to mask")
+        if self.vocab_size is not None and int(items.max()) >= self.vocab_size:
+            raise ValueError(f"item index {int(items.max())} is outside the vocabulary of size {self.vocab_size}")
+        if bool((real & items.lt(NUM_SPECIAL_TOKENS)).any()):
+            raise ValueError("input_ids must hold real items (>= 2), not [MASK] or negative indices")
+        batch, length = items.shape
+
+        masked = real & (self._rand(batch, length) < self.mask_ratio)
+        if self.last_item_mask_ratio > 0:
+            last_only = self._rand(batch) < self.last_item_mask_ratio
+            masked[last_only] = False
+            masked[last_only, -1] = True  # left padding: the last column is always a real item
+        unmasked = ~masked.any(dim=1)
+        if unmasked.any():  # a random real position of each row that drew no mask
+            pick = self._rand(batch, length).masked_fill(~real, -1.0).argmax(dim=1)
+            masked[unmasked, pick[unmasked]] = True
+
+        labels = items.masked_fill(~masked, IGNORE_INDEX)
+        input_ids = items.clone()
+        if self.mask_replace_prob >= 1:
+            input_ids[masked] = MASK_TOKEN_ID
+        else:
+            draw = self._rand(batch, length)
+            input_ids[masked & (draw < self.mask_replace_prob)] = MASK_TOKEN_ID
+            if self.random_replace_prob > 0:
+                randomised = masked & (draw >= self.mask_replace_prob) & (draw < self.mask_replace_prob + self.random_replace_prob)
+                random_items = self._randint(NUM_SPECIAL_TOKENS, self.vocab_size, (batch, length))
+                input_ids = torch.where(randomised, random_items, input_ids)
+        batch_out = {"input_ids": input_ids, "attention_mask": real.long(), "labels": labels}
+        if self.num_negatives > 0:
+            batch_out["negative_ids"] = self._negatives(labels, masked)
+        return batch_out
+
+    def _negatives(self, labels: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:
+        """Uniform over the real items except the label, drawn only where there is
+        a label: draw among one item fewer and shift draws at or above the label up."""
+        positives = labels[masked].unsqueeze(-1)
+        draws = self._randint(NUM_SPECIAL_TOKENS, self.vocab_size - 1, (positives.shape[0], self.num_negatives))
+        negatives = torch.zeros((*labels.shape, self.num_negatives), dtype=torch.long)
+        negatives[masked] = draws + draws.ge(positives).long()
+        return negatives
+
+
+@dataclass
+class DataCollatorForNextItemPrediction:
+    """Evaluation / inference batches: the last ``max_seq_length - 1`` history items,
+    left-padded, then [MASK] in the last column where the model predicts the next item.
+
+    With ``labels`` in the features (validation/test rows), ``labels`` is
+    ``(B, L)``: -100 everywhere but the last column, which holds the target.
+    Without them (inference) there is no ``labels`` key.
+    """
+
+    max_seq_length: int = 50
+
+    def __post_init__(self) -> None:
+        _check_length(self.max_seq_length, 2)
+
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        history = left_pad(_histories(features), self.max_seq_length - 1)
+        mask_column = torch.full((history.shape[0], 1), MASK_TOKEN_ID, dtype=torch.long)
+        input_ids = torch.cat([history, mask_column], dim=1)
+        batch = {"input_ids": input_ids, "attention_mask": input_ids.ne(PAD_TOKEN_ID).long()}
+        with_labels = [feature.get("labels") is not None for feature in features]
+        if any(with_labels):
+            if not all(with_labels):
+                raise ValueError("some features have 'labels' and some do not; collate them separately")
+            targets = torch.as_tensor([int(feature["labels"]) for feature in features], dtype=torch.long)
+            if bool(targets.lt(NUM_SPECIAL_TOKENS).any()):
+                raise ValueError("labels must be real item indices (>= 2)")
+            labels = torch.full_like(input_ids, IGNORE_INDEX)
+            labels[:, -1] = targets
+            batch["labels"] = labels
+        return batch

@@ -1,0 +1,482 @@
+"""Interaction logs -> one pyarrow Table with ``user_id``, ``item_id``, ``timestamp``.
+
+Every supported layout goes through pyarrow's multi-threaded CSV reader (or
+parquet), so no Python code runs per row. Values are read as strings and cast
+once per column: the type is decided on the whole column, not on pyarrow's first
+block, and a bad value can be traced to its line. The slow line scans happen only
+on the error path.
+
+Formats (``format=``, detected from the file name when left out; ``.gz`` is read
+transparently):
+
+=============  ============================================================  =======================
+format         layout                                                        detected from
+=============  ============================================================  =======================
+``atomic``     RecBole atomic file: tab-separated, header ``name:type``      ``*.inter``
+``csv``        any delimiter, with or without a header                       ``*.csv``
+``tsv``        ``csv`` with a tab delimiter                                  ``*.tsv``
+``parquet``    parquet file                                                  ``*.parquet``, ``*.pq``
+``udata``      MovieLens 100K ``u.data``: ``user item rating timestamp``     ``u.data``, ``*.data``
+``dat``        MovieLens 1M/10M ``ratings.dat``: ``user::item::rating::ts``  ``*.dat``
+``lines``      ``user item`` per line (BERT4Rec/SASRec files), no time       ``*.txt``
+=============  ============================================================  =======================
+
+Files without a timestamp (``lines``, or a CSV without one) are taken to be in
+time order: the timestamp becomes the row number, so a stable sort keeps it.
+"""
+
+from __future__ import annotations
+
+import csv
+import gzip
+import io
+import logging
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pcsv
+
+logger = logging.getLogger(__name__)
+
+USER, ITEM, TIME, RATING = "user_id", "item_id", "timestamp", "rating"
+FORMATS = ("atomic", "csv", "tsv", "parquet", "udata", "dat", "lines")
+
+# Names a header may use for each canonical column (compared case-insensitively,
+# without the RecBole ":type" suffix). The first match in header order wins.
+COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
+    USER: ("user_id", "userid", "user", "uid", "user_id_token", "reviewerid", "visitorid", "customer_id", "session_id"),
+    ITEM: ("item_id", "itemid", "item", "iid", "movie_id", "movieid", "product_id", "productid", "asin", "track_id"),
+    TIME: ("timestamp", "time", "ts", "datetime", "date", "unixreviewtime", "event_time"),
+    RATING: ("rating", "ratings", "score", "overall", "stars"),
+}
+# Column names of header-less files, by the number of fields on a line.
+POSITIONAL_NAMES = {2: (USER, ITEM), 3: (USER, ITEM, TIME), 4: (USER, ITEM, RATING, TIME)}
+_RECBOLE_TYPES = ("token", "float", "token_seq", "float_seq")
+_NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
+
+
+@dataclass
+class _Layout:
+    """How to hand a delimited file to pyarrow, and how to describe its lines."""
+
+    delimiter: str = ","
+    header: bool = True
+    names: list[str] = field(default_factory=list)
+    quoted: bool = True
+    types: dict[str, str] = field(default_factory=dict)  # RecBole field types
+
+    @property
+    def data_start_line(self) -> int:
+        return 2 if self.header else 1
+
+
+# ---------------------------------------------------------------------------- helpers
+def _is_gzip(path: Path) -> bool:
+    with open(path, "rb") as handle:
+        return handle.read(2) == b"\x1f\x8b"
+
+
+def _open_text(path: Path) -> io.TextIOBase:
+    if _is_gzip(path):
+        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace", newline="")
+    return open(path, encoding="utf-8", errors="replace", newline="")
+
+
+def _first_line(path: Path) -> str:
+    try:
+        with _open_text(path) as handle:
+            return handle.readline().rstrip("\r\n")
+    except (OSError, EOFError) as err:
+        raise ValueError(f"{path}: cannot read the file: {err}") from None
+
+
+def _base_name(path: Path) -> str:
+    name = path.name.lower()
+    return name[:-3] if name.endswith(".gz") else name
+
+
+def detect_format(path: str | os.PathLike) -> str | None:
+    """The format a file name implies, or None when it says nothing."""
+    name = _base_name(Path(path))
+    if name == "u.data" or name.endswith(".data"):
+        return "udata"
+    for suffixes, fmt in (
+        ((".inter",), "atomic"),
+        ((".parquet", ".pq"), "parquet"),
+        ((".dat",), "dat"),
+        ((".tsv", ".tab"), "tsv"),
+        ((".csv",), "csv"),
+        ((".txt",), "lines"),
+    ):
+        if name.endswith(suffixes):
+            return fmt
+    return None
+
+
+def _split(line: str, delimiter: str, quoted: bool) -> list[str]:
+    if quoted and len(delimiter) == 1:
+        return next(csv.reader([line], delimiter=delimiter), [])
+    return line.split(delimiter)
+
+
+def _clean_name(name: str) -> str:
+    return name.strip().strip('"').split(":")[0].strip().lower()
+
+
+# ---------------------------------------------------------------------------- layouts
+def _atomic_layout(path: Path) -> _Layout:
+    header = _first_line(path)
+    if not header.strip():
+        raise ValueError(f"{path}: the file is empty")
+    names, types = [], {}
+    for raw in header.split("\t"):
+        name, _, kind = raw.strip().partition(":")
+        if kind not in _RECBOLE_TYPES:
+            raise ValueError(
+                f"{path}, line 1: RecBole atomic files need a header of 'name:type' fields "
+                f"(type one of {_RECBOLE_TYPES}); got {raw!r}"
+            )
+        names.append(name)
+        types[name] = kind
+    return _Layout(delimiter="\t", header=True, names=names, quoted=False, types=types)
+
+
+def _delimited_layout(
+    path: Path, delimiter: str, header: bool | None, column_names: Sequence[str] | None, quoted: bool, known: set[str]
+) -> _Layout:
+    if not delimiter or delimiter != delimiter[0] * len(delimiter) or delimiter in "\r\n":
+        raise ValueError(f"delimiter must be one character or one repeated character (like '::'), got {delimiter!r}")
+    first = _first_line(path)
+    if not first.strip():
+        raise ValueError(f"{path}: the file is empty")
+    fields = _split(first, delimiter, quoted)
+    if header is None:  # a header names at least one column we know
+        header = any(_clean_name(f) in known for f in fields)
+    if header:
+        names = [f.strip().strip('"') for f in fields]
+    elif column_names is not None:
+        names = list(column_names)
+    elif len(fields) in POSITIONAL_NAMES:
+        names = list(POSITIONAL_NAMES[len(fields)])
+    else:
+        raise ValueError(
+            f"{path}: line 1 has {len(fields)} fields and no header; pass column_names=[...] "
+            f"(files of 2, 3 or 4 fields are read as {list(POSITIONAL_NAMES.values())})"
+        )
+    if header and column_names is not None:
+        names = list(column_names)
+    return _Layout(delimiter=delimiter, header=header, names=names, quoted=quoted)
+
+
+# ---------------------------------------------------------------------------- line numbers (error path only)
+def _iter_data_lines(path: Path, layout: _Layout):
+    """(line number, text) of the data lines pyarrow reads (blank lines are skipped)."""
+    with _open_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if number < layout.data_start_line:
+                continue
+            text = line.rstrip("\r\n")
+            if text:
+                yield number, text
+
+
+def _line_of_row(path: Path, layout: _Layout, row: int) -> str:
+    for index, (number, _) in enumerate(_iter_data_lines(path, layout)):
+        if index == row:
+            return f"line {number}"
+    return f"data row {row + 1}"
+
+
+def _locate_parse_error(path: Path, layout: _Layout, message: str) -> str:
+    expected = len(layout.names)
+    for number, text in _iter_data_lines(path, layout):
+        found = len(_split(text, layout.delimiter, layout.quoted))
+        if found != expected:
+            return f"{path}, line {number}: expected {expected} fields separated by {layout.delimiter!r}, found {found}: {text[:200]!r}"
+    return f"{path}: {message}"
+
+
+# ---------------------------------------------------------------------------- reading
+def _read_delimited(path: Path, layout: _Layout, wanted: list[str]) -> pa.Table:
+    """Reads ``wanted`` columns as strings; a multi-character delimiter made of one
+    repeated character (MovieLens ``::``) is read as that character with the empty
+    fields between the repeats skipped."""
+    width = len(layout.delimiter)
+    physical = []
+    for index, name in enumerate(layout.names):
+        physical.append(name)
+        if index < len(layout.names) - 1:
+            physical.extend(f"__gap{index}_{k}" for k in range(width - 1))
+    read_options = pcsv.ReadOptions(column_names=physical, skip_rows=1 if layout.header else 0, block_size=1 << 24)
+    parse_options = pcsv.ParseOptions(
+        delimiter=layout.delimiter[0], quote_char='"' if layout.quoted else False, ignore_empty_lines=True
+    )
+    convert_options = pcsv.ConvertOptions(
+        include_columns=wanted, column_types={name: pa.string() for name in wanted}, strings_can_be_null=True,
+        quoted_strings_can_be_null=False,
+    )
+    try:
+        source = pa.input_stream(str(path), compression="gzip" if _is_gzip(path) else None)
+        with source:
+            return pcsv.read_csv(source, read_options=read_options, parse_options=parse_options, convert_options=convert_options)
+    except pa.ArrowInvalid as err:
+        message = str(err)
+        if "Empty CSV file" in message:
+            raise ValueError(f"{path}: the file is empty") from None
+        if "CSV parse error" in message:
+            raise ValueError(_locate_parse_error(path, layout, message)) from None
+        raise ValueError(f"{path}: {message}") from None
+
+
+def _resolve(
+    path: Path, names: list[str], wanted: str, columns: Mapping[str, str | int], required: bool
+) -> str | None:
+    """The source column holding canonical column ``wanted``."""
+    if wanted in columns:
+        source = columns[wanted]
+        if isinstance(source, int):
+            if not 0 <= source < len(names):
+                raise ValueError(f"{path}: column position {source} for {wanted!r} is outside the {len(names)} columns")
+            return names[source]
+        if source not in names:
+            raise ValueError(f"{path}: column {source!r} (for {wanted!r}) is not among the columns {names}")
+        return source
+    lowered = {_clean_name(n): n for n in reversed(names)}
+    for alias in COLUMN_ALIASES.get(wanted, (wanted,)):
+        if alias in lowered:
+            return lowered[alias]
+    if required:
+        aliases = COLUMN_ALIASES.get(wanted, (wanted,))
+        raise ValueError(
+            f"{path}: no {wanted!r} column among the columns {names} (looked for {list(aliases)}); "
+            f"name it with columns={{{wanted!r}: <name or position>}}"
+        )
+    return None
+
+
+def _check_ids(path: Path, column: pa.ChunkedArray, what: str, locate: Callable[[int], str]) -> pa.Array:
+    """User/item ids: integers stay int64, anything else is a non-empty string."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if pa.types.is_dictionary(column.type):
+        column = column.dictionary_decode()
+    if pa.types.is_floating(column.type):
+        whole = pc.equal(pc.floor(column), column)
+        if pc.all(whole).as_py() is not False and not column.null_count:
+            column = column.cast(pa.int64())
+    if pa.types.is_large_string(column.type):
+        column = column.cast(pa.string())
+    empty = column.is_null()
+    if pa.types.is_string(column.type):
+        empty = pc.or_(empty, pc.equal(pc.utf8_trim_whitespace(column), ""))
+    if pc.any(empty).as_py():
+        row = int(np.flatnonzero(empty.to_numpy(zero_copy_only=False))[0])
+        raise ValueError(f"{path}, {locate(row)}: empty {what}")
+    if pa.types.is_integer(column.type):
+        return column.cast(pa.int64())
+    if pa.types.is_string(column.type):
+        return column
+    raise ValueError(f"{path}: {what}s must be integers or strings, got {column.type}")
+
+
+def _ids_from_strings(column: pa.Array) -> pa.Array:
+    """Integer-looking id columns become int64 (decided on the whole column)."""
+    try:
+        return pc.cast(column, pa.int64())
+    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+        return column
+
+
+def _to_number(path: Path, column: pa.Array, what: str, locate: Callable[[int], str], allow_datetime: bool) -> pa.Array:
+    """int64 when every value is a whole number, float64 otherwise; datetimes (only
+    for timestamps) become float64 seconds since the epoch."""
+    column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
+    if column.null_count:
+        row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+        raise ValueError(f"{path}, {locate(row)}: empty {what}")
+    if pa.types.is_integer(column.type):
+        return column.cast(pa.int64())
+    if pa.types.is_floating(column.type):
+        return column.cast(pa.float64())
+    if allow_datetime and (pa.types.is_timestamp(column.type) or pa.types.is_date(column.type)):
+        micros = column.cast(pa.timestamp("us")).cast(pa.int64())
+        return pc.divide(micros.cast(pa.float64()), 1e6)
+    if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
+        raise ValueError(f"{path}: {what} must be numeric, got {column.type}")
+    for target in (pa.int64(), pa.float64()):
+        try:
+            return pc.cast(column, target)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    if allow_datetime:
+        try:
+            return _to_number(path, pc.cast(column, pa.timestamp("us")), what, locate, True)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            pass
+    numeric = pc.match_substring_regex(column, _NUMBER)
+    bad = np.flatnonzero(~numeric.to_numpy(zero_copy_only=False))
+    row = int(bad[0]) if len(bad) else 0
+    raise ValueError(f"{path}, {locate(row)}: {what} is not a number: {column[row].as_py()!r}")
+
+
+def _resolve_path(path_or_name: str | os.PathLike) -> Path | None:
+    path = Path(path_or_name).expanduser()
+    return path if path.exists() else None
+
+
+def read_interactions(
+    path_or_name: str | os.PathLike,
+    format: str | None = None,
+    *,
+    columns: Mapping[str, str | int] | None = None,
+    extra_columns: Sequence[str] = (),
+    delimiter: str | None = None,
+    header: bool | None = None,
+    column_names: Sequence[str] | None = None,
+    rating_threshold: float | None = None,
+) -> pa.Table:
+    """Reads an interaction log into a Table of ``user_id``, ``item_id``, ``timestamp``
+    (then ``extra_columns`` in the order asked).
+
+    Args:
+        path_or_name: a file, or the name of a registered data set (see
+            ``load_interactions``), e.g. ``"ml-100k"``.
+        format: one of ``FORMATS``; detected from the file name when left out.
+        columns: canonical name -> source column name or 0-based position, for
+            columns whose names the reader does not recognise (``COLUMN_ALIASES``),
+            e.g. ``{"user_id": "visitorid", "timestamp": 0}``. Keys other than the
+            three canonical ones are kept as extra columns.
+        extra_columns: further canonical columns to keep, e.g. ``("rating",)``.
+        delimiter: field separator of ``csv`` files (``,`` by default); may be a
+            repeated character such as ``::``.
+        header: whether a ``csv`` file has a header line; detected when left out
+            (a header names at least one known column).
+        column_names: names of the columns of a header-less file.
+        rating_threshold: keep interactions with ``rating >= rating_threshold``
+            (implicit feedback from explicit ratings).
+
+    User and item ids are ``int64`` when every value is an integer, strings
+    otherwise; RecBole ``token`` columns are always strings. Timestamps are
+    ``int64`` (whole numbers) or ``float64``, ratings ``float64``. Errors name the
+    file, the line and the problem; nothing is written anywhere.
+    """
+    path = _resolve_path(path_or_name)
+    if path is None:
+        from .registry import DATASETS, load_interactions
+
+        if isinstance(path_or_name, str) and path_or_name in DATASETS:
+            return load_interactions(
+                path_or_name, columns=columns, extra_columns=extra_columns, rating_threshold=rating_threshold
+            )
+        raise FileNotFoundError(f"{path_or_name}: no such file (and not a registered data set: {sorted(DATASETS)})")
+    if path.is_dir():
+        raise IsADirectoryError(f"{path}: is a directory, expected an interaction file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: the file is empty")
+    format = format or detect_format(path) or "csv"
+    if format not in FORMATS:
+        raise ValueError(f"format must be one of {FORMATS}, got {format!r}")
+    columns = dict(columns or {})
+    extras = list(dict.fromkeys([*extra_columns, *(k for k in columns if k not in (USER, ITEM, TIME))]))
+    canonical = [USER, ITEM, TIME, *extras]
+    if rating_threshold is not None and RATING not in canonical:
+        canonical.append(RATING)
+
+    if format == "parquet":
+        return _read_parquet(path, columns, canonical, extras, rating_threshold)
+
+    known = {alias for aliases in COLUMN_ALIASES.values() for alias in aliases} | {
+        str(v).lower() for v in columns.values()
+    }
+    if format == "atomic":
+        layout = _atomic_layout(path)
+    elif format == "udata":
+        layout = _delimited_layout(path, "\t", False, column_names or POSITIONAL_NAMES[4], False, known)
+    elif format == "dat":
+        layout = _delimited_layout(path, "::", False, column_names or POSITIONAL_NAMES[4], False, known)
+    elif format == "lines":
+        layout = _delimited_layout(path, delimiter or " ", False, column_names or POSITIONAL_NAMES[2], False, known)
+    else:
+        default = "\t" if format == "tsv" else ","
+        layout = _delimited_layout(path, delimiter or default, header, column_names, True, known)
+
+    sources = {name: _resolve(path, layout.names, name, columns, required=name != TIME) for name in canonical}
+    wanted = list(dict.fromkeys(s for s in sources.values() if s is not None))
+    table = _read_delimited(path, layout, wanted)
+    if table.num_rows == 0:
+        raise ValueError(f"{path}: no interactions (the file has no data lines)")
+
+    def locate(row: int) -> str:
+        return _line_of_row(path, layout, row)
+
+    out: dict[str, pa.Array] = {}
+    for name in canonical:
+        source = sources[name]
+        if source is None:
+            continue
+        column = table[source].combine_chunks()
+        if name in (USER, ITEM):
+            if layout.types.get(source) != "token":  # RecBole tokens stay strings
+                column = _ids_from_strings(column)
+            out[name] = _check_ids(path, column, name.replace("_id", " id"), locate)
+        elif name == TIME or name == RATING or layout.types.get(source) == "float":
+            out[name] = _to_number(path, column, name, locate, allow_datetime=name == TIME)
+            if name == RATING:
+                out[name] = out[name].cast(pa.float64())
+        else:
+            out[name] = column
+    return _finish(path, out, extras, rating_threshold, table.num_rows)
+
+
+def _read_parquet(
+    path: Path, columns: dict, canonical: list[str], extras: list[str], rating_threshold: float | None
+) -> pa.Table:
+    import pyarrow.parquet as pq
+
+    try:
+        schema = pq.read_schema(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise ValueError(f"{path}: not a readable parquet file: {err}") from None
+    names = list(schema.names)
+    sources = {name: _resolve(path, names, name, columns, required=name != TIME) for name in canonical}
+    table = pq.read_table(path, columns=list(dict.fromkeys(s for s in sources.values() if s is not None)))
+    if table.num_rows == 0:
+        raise ValueError(f"{path}: no interactions (the file has no rows)")
+
+    def locate(row: int) -> str:
+        return f"row {row + 1}"
+
+    out = {}
+    for name in canonical:
+        source = sources[name]
+        if source is None:
+            continue
+        column = table[source].combine_chunks()
+        if name in (USER, ITEM):
+            out[name] = _check_ids(path, column, name.replace("_id", " id"), locate)
+        elif name in (TIME, RATING):
+            out[name] = _to_number(path, column, name, locate, allow_datetime=name == TIME)
+            if name == RATING:
+                out[name] = out[name].cast(pa.float64())
+        else:
+            out[name] = column
+    return _finish(path, out, extras, rating_threshold, table.num_rows)
+
+
+def _finish(
+    path: Path, out: dict[str, pa.Array], extras: list[str], rating_threshold: float | None, num_rows: int
+) -> pa.Table:
+    if TIME not in out:
+        logger.info("%s: no timestamp column; using the row number (file order is time order)", path)
+        out[TIME] = pa.array(np.arange(num_rows, dtype=np.int64))
+    table = pa.table({name: out[name] for name in [USER, ITEM, TIME, *extras, *([RATING] if RATING in out else [])]})
+    if rating_threshold is not None:
+        if not pa.types.is_integer(table[RATING].type) and not pa.types.is_floating(table[RATING].type):
+            raise ValueError(f"{path}: rating_threshold needs a numeric rating column")
+        table = table.filter(pc.greater_equal(table[RATING], rating_threshold))
+        logger.info("%s: kept %d of %d interactions with rating >= %s", path, table.num_rows, num_rows, rating_threshold)
+    return table.select([USER, ITEM, TIME, *extras])

@@ -1,0 +1,147 @@
+"""Interaction table -> one time-ordered item sequence per user.
+
+``datasets`` has no group-by, so the grouping is a sort plus list offsets: one
+``pc.sort_indices`` over (user, timestamp, original row) and numpy arithmetic on
+the sorted codes. Nothing runs per row or per user in Python.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Literal
+
+import datasets
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+from datasets.table import InMemoryTable
+
+from .readers import ITEM, TIME, USER
+
+logger = logging.getLogger(__name__)
+
+Dedup = Literal["consecutive", "all"]
+_INT32_MAX = np.iinfo(np.int32).max
+
+
+def list_array(offsets: np.ndarray, values: pa.Array | np.ndarray) -> pa.Array:
+    """A list column from offsets; 64-bit offsets only when the values need them."""
+    values = values if isinstance(values, pa.Array) else pa.array(values)
+    if offsets[-1] > _INT32_MAX:
+        return pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), values)
+    return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
+
+
+def _as_table(table: pa.Table | datasets.Dataset) -> pa.Table:
+    if isinstance(table, datasets.Dataset):
+        return table.with_format("arrow")[:]
+    if not isinstance(table, pa.Table):
+        raise TypeError(f"expected a pyarrow Table or a datasets.Dataset, got {type(table).__name__}")
+    return table
+
+
+def _codes(values: pa.Array) -> tuple[np.ndarray, int]:
+    encoded = pc.dictionary_encode(values)
+    return encoded.indices.to_numpy(zero_copy_only=False), len(encoded.dictionary)
+
+
+def _k_core(user_codes: np.ndarray, item_codes: np.ndarray, min_user: int, min_item: int) -> np.ndarray:
+    """Mask of the interactions that survive iterative k-core filtering: dropping
+    rare items can make users rare and the other way round, so repeat until stable."""
+    keep = np.ones(len(user_codes), dtype=bool)
+    if min_user <= 1 and min_item <= 1:
+        return keep
+    num_users, num_items = int(user_codes.max()) + 1, int(item_codes.max()) + 1
+    while True:
+        users, items = user_codes[keep], item_codes[keep]
+        ok_user = np.bincount(users, minlength=num_users) >= min_user
+        ok_item = np.bincount(items, minlength=num_items) >= min_item
+        survive = ok_user[users] & ok_item[items]
+        if survive.all():
+            return keep
+        keep[np.flatnonzero(keep)[~survive]] = False
+
+
+def build_sequences(
+    table: pa.Table | datasets.Dataset,
+    dedup: Dedup | None = None,
+    min_user_interactions: int = 0,
+    min_item_interactions: int = 0,
+    keep_timestamps: bool = False,
+) -> datasets.Dataset:
+    """Groups an interaction table (``read_interactions``) into one row per user:
+    ``user_id``, ``item_ids`` (raw ids in time order) and, with
+    ``keep_timestamps``, ``timestamps``.
+
+    Interactions are sorted by (user, timestamp); ties keep file order. Users are
+    sorted by id, so the result does not depend on the order of the log.
+
+    Args:
+        dedup: ``"consecutive"`` drops an item repeated right after itself
+            (double clicks), ``"all"`` keeps only a user's first interaction with
+            an item, ``None`` keeps every interaction.
+        min_user_interactions / min_item_interactions: iterative k-core filter
+            (RecBole's ``user_inter_num_interval`` / ``item_inter_num_interval``
+            lower bounds), applied after ``dedup`` and repeated until no user or
+            item falls below its bound.
+    """
+    if dedup not in (None, "consecutive", "all"):
+        raise ValueError(f"dedup must be None, 'consecutive' or 'all', got {dedup!r}")
+    for name, value in (("min_user_interactions", min_user_interactions), ("min_item_interactions", min_item_interactions)):
+        if not isinstance(value, (int, np.integer)) or value < 0:
+            raise ValueError(f"{name} must be a non-negative integer, got {value!r}")
+    table = _as_table(table)
+    missing = [c for c in (USER, ITEM, TIME) if c not in table.column_names]
+    if missing:
+        raise ValueError(f"the interaction table lacks the column(s) {missing}; it has {table.column_names}")
+    if table.num_rows == 0:
+        raise ValueError("the interaction table is empty")
+    for name in (USER, ITEM, TIME):
+        if table[name].null_count:
+            raise ValueError(f"the interaction table has {table[name].null_count} null value(s) in {name!r}")
+
+    total = table.num_rows
+    keys = pa.table(
+        {"u": table[USER], "t": table[TIME], "r": pa.array(np.arange(total, dtype=np.int64))}
+    )
+    order = pc.sort_indices(keys, sort_keys=[("u", "ascending"), ("t", "ascending"), ("r", "ascending")])
+    users = table[USER].take(order).combine_chunks()
+    items = table[ITEM].take(order).combine_chunks()
+    times = table[TIME].take(order).combine_chunks() if keep_timestamps else None
+
+    new_user = np.ones(total, dtype=bool)
+    new_user[1:] = pc.not_equal(users.slice(1), users.slice(0, total - 1)).to_numpy(zero_copy_only=False)
+    user_codes = np.cumsum(new_user) - 1
+    item_codes, num_items = _codes(items)
+
+    keep = np.ones(total, dtype=bool)
+    if dedup == "consecutive":
+        keep[1:] = new_user[1:] | (item_codes[1:] != item_codes[:-1])
+    elif dedup == "all":
+        pair = user_codes.astype(np.int64) * num_items + item_codes
+        _, first = np.unique(pair, return_index=True)  # stable: the earliest interaction
+        keep[:] = False
+        keep[first] = True
+    after_dedup = int(keep.sum())
+
+    kept = np.flatnonzero(keep)
+    core = _k_core(user_codes[kept], item_codes[kept], min_user_interactions, min_item_interactions)
+    kept = kept[core]
+    if len(kept) == 0:
+        raise ValueError(
+            f"no interactions left after filtering (dedup={dedup!r}, min_user_interactions={min_user_interactions}, "
+            f"min_item_interactions={min_item_interactions}) of {total}"
+        )
+
+    codes = user_codes[kept]
+    starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    offsets = np.r_[starts, len(kept)].astype(np.int64)
+    take = pa.array(kept)
+    columns = {USER: users.take(pa.array(kept[starts])), "item_ids": list_array(offsets, items.take(take))}
+    if keep_timestamps:
+        columns["timestamps"] = list_array(offsets, times.take(take))
+    logger.info(
+        "built %d user sequences from %d interactions (%d removed as duplicates, %d by the k-core filter)",
+        len(starts), len(kept), total - after_dedup, after_dedup - len(kept),
+    )
+    return datasets.Dataset(InMemoryTable(pa.table(columns)))

@@ -1,0 +1,281 @@
+"""Turns score rows into target ranks, one batch at a time.
+
+Only ranks (one integer per evaluated target) leave a batch: an N x vocabulary
+score matrix is never stored. ``RankingEvaluator.rank`` is the single place
+where a rank is defined; the Trainer hook (``Bert4RecTrainer``) and
+``preprocess_logits_for_metrics`` both go through it.
+
+Rank definition: the number of candidate items, other than the target, whose
+score is greater than *or equal to* the target's score. DESIGN.md says
+"strictly higher, so ties do not flatter the model", but strictly-higher
+counting does flatter on ties: a model that gives every item the same score
+would rank every target first (Hit@1 = 1). Counting ties against the target is
+the pessimistic convention that keeps that promise (a constant model gets the
+worst rank), and only differs from strictly-higher counting when scores tie
+exactly. A NaN score also counts against the target, and a NaN target score
+gets the worst rank.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..tokenization_bert4rec import NUM_SPECIAL_TOKENS
+from .metrics import DEFAULT_KS, check_ks, ranking_metrics
+from .sampling import sample_negatives
+
+IGNORE_INDEX = -100
+DEFAULT_NUM_NEGATIVES = 100
+_MODE_PATTERN = re.compile(r"(full|uni|pop)(\d*)")
+
+
+def _to_numpy(value: Any) -> np.ndarray:
+    if torch.is_tensor(value):
+        return value.detach().cpu().numpy()
+    return np.asarray(value)
+
+
+class RankingEvaluator:
+    """Ranks each target among its candidates and averages ranking metrics.
+
+    Args:
+        mode: ``"full"`` ranks the target against every real item. ``"uniN"`` /
+            ``"popN"`` (RecBole's names, e.g. ``"uni100"``, ``"pop100"``) rank it
+            against N negatives the user has not interacted with (not in the
+            history, not the target), drawn without replacement uniformly or
+            proportionally to ``item_popularity``. ``"uni"`` / ``"pop"`` take N
+            from ``num_negatives``.
+        ks: cut-offs of the @K metrics.
+        exclude_history: in ``full`` mode, drop the items of the history from
+            the candidates (off by default, as in RecBole's sequential
+            evaluation). The target always stays, even when it is also in the
+            history (repeat consumption). Sampled modes always draw negatives
+            outside the history. "History" is what the model sees: the items
+            of ``input_ids``.
+        num_negatives: negatives per target in sampled modes (default 100).
+        item_popularity: ``(vocab_size,)`` training interaction counts indexed by
+            vocabulary id (see ``count_item_popularity``); needed by ``pop``.
+        seed: seed of the negative sampler. The negatives of a target are a
+            pure function of (seed, the row's history and target), so they do
+            not change with batch size, batch order or number of processes.
+    """
+
+    def __init__(
+        self,
+        mode: str = "full",
+        ks: Iterable[int] = DEFAULT_KS,
+        exclude_history: bool = False,
+        num_negatives: int | None = None,
+        item_popularity: torch.Tensor | np.ndarray | None = None,
+        seed: int = 0,
+    ):
+        match = _MODE_PATTERN.fullmatch(str(mode).lower())
+        if match is None or (match.group(1) == "full" and match.group(2)):
+            raise ValueError(f"mode must be 'full', 'uniN' or 'popN' (e.g. 'uni100', 'pop100'), got {mode!r}")
+        self.sampler = None if match.group(1) == "full" else match.group(1)
+        if self.sampler is not None:
+            from_mode = int(match.group(2)) if match.group(2) else None
+            if from_mode is not None and num_negatives is not None and from_mode != num_negatives:
+                raise ValueError(f"mode {mode!r} asks for {from_mode} negatives but num_negatives={num_negatives}")
+            if from_mode is not None:
+                num_negatives = from_mode
+            elif num_negatives is None:
+                num_negatives = DEFAULT_NUM_NEGATIVES
+            if isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or num_negatives <= 0:
+                raise ValueError(f"num_negatives must be a positive integer, got {num_negatives!r}")
+        self.num_negatives = num_negatives
+        self.mode = "full" if self.sampler is None else f"{self.sampler}{num_negatives}"
+        self.ks = check_ks(ks)
+        self.exclude_history = bool(exclude_history)
+        self.seed = int(seed)
+        self.item_popularity = None
+        if self.sampler == "pop":
+            if item_popularity is None:
+                raise ValueError(f"mode {self.mode!r} samples by popularity: pass item_popularity (training counts)")
+            popularity = torch.as_tensor(item_popularity, dtype=torch.float64).detach().cpu()
+            if popularity.ndim != 1 or not torch.isfinite(popularity).all() or (popularity < 0).any():
+                raise ValueError("item_popularity must be a 1-D tensor of finite, non-negative counts")
+            if popularity[NUM_SPECIAL_TOKENS:].sum() <= 0:
+                raise ValueError("item_popularity gives no weight to any real item")
+            self.item_popularity = popularity
+        self._pending: list[np.ndarray] = []
+
+    # ------------------------------------------------------------------ description
+    @property
+    def needs_input_ids(self) -> bool:
+        """Whether ranks depend on the history (history exclusion or sampled negatives)."""
+        return self.sampler is not None or self.exclude_history
+
+    def describe(self) -> str:
+        """One line naming the mode and the history handling, for every report."""
+        if self.sampler is None:
+            if self.exclude_history:
+                candidates = "all items except the user's history (exclude_history=True; the target always stays)"
+            else:
+                candidates = "all items, history items included (exclude_history=False)"
+            return f"full ranking: each target against {candidates}; ties count against the target"
+        how = "uniformly" if self.sampler == "uni" else "by training popularity"
+        return (
+            f"{self.mode}: each target against {self.num_negatives} negatives drawn {how} without replacement "
+            f"from items outside the user's history (history excluded; seed={self.seed}); "
+            "ties count against the target"
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"RankingEvaluator(mode={self.mode!r}, ks={self.ks}, exclude_history={self.exclude_history}, "
+            f"seed={self.seed})"
+        )
+
+    # ------------------------------------------------------------------ ranking
+    def rank(
+        self,
+        scores: torch.Tensor,
+        input_ids: torch.Tensor | None,
+        targets: torch.Tensor,
+        row_ids: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """0-based rank of each target: the number of candidates other than the
+        target scoring greater than or equal to it (ties count against it).
+
+        Args:
+            scores: ``(B, vocab_size)`` scores; columns of the special tokens are ignored.
+            input_ids: ``(B, L)`` histories (padding and [MASK] are ignored); may
+                be ``None`` only in full mode without history exclusion.
+            targets: ``(B,)`` target item ids.
+            row_ids: optional ``(B,)`` stable row ids for the negative sampler
+                (default: a hash of the row's history and target).
+
+        Returns:
+            ``(B,)`` int64 ranks on the device of ``scores``.
+        """
+        if scores.ndim != 2 or targets.ndim != 1 or targets.shape[0] != scores.shape[0]:
+            raise ValueError(
+                f"expected scores (B, V) and targets (B,), got {tuple(scores.shape)} and {tuple(targets.shape)}"
+            )
+        vocab_size = scores.shape[1]
+        targets = targets.to(scores.device).long()
+        if targets.numel() and (targets.min() < NUM_SPECIAL_TOKENS or targets.max() >= vocab_size):
+            raise ValueError(
+                f"targets must be real item ids in [{NUM_SPECIAL_TOKENS}, {vocab_size}), got {targets.tolist()[:10]}"
+            )
+        if input_ids is None:
+            if self.needs_input_ids:
+                raise ValueError(f"{self.mode} ranking with exclude_history={self.exclude_history} needs input_ids")
+        else:
+            input_ids = input_ids.to(scores.device).long()
+            if input_ids.ndim != 2 or input_ids.shape[0] != scores.shape[0]:
+                raise ValueError(f"expected input_ids (B, L) with B={scores.shape[0]}, got {tuple(input_ids.shape)}")
+        target_scores = scores.gather(1, targets[:, None])
+
+        if self.sampler is None:
+            beats = ~(scores < target_scores)  # >=, and NaN counts against the target
+            beats[:, :NUM_SPECIAL_TOKENS] = False
+            beats.scatter_(1, targets[:, None], False)
+            if self.exclude_history:
+                beats.scatter_(1, input_ids, False)  # the target was already taken out of the count
+            return beats.sum(1)
+
+        weights = None
+        if self.sampler == "pop":
+            if self.item_popularity.shape[0] != vocab_size:
+                raise ValueError(
+                    f"item_popularity has {self.item_popularity.shape[0]} entries but scores have {vocab_size} columns"
+                )
+            weights = self.item_popularity
+        negatives = sample_negatives(
+            input_ids, targets, vocab_size, self.num_negatives, weights=weights, seed=self.seed, row_ids=row_ids
+        )
+        negative_scores = scores.gather(1, negatives.clamp(min=0))
+        beats = ~(negative_scores < target_scores) & (negatives >= 0)
+        return beats.sum(1)
+
+    def rank_labelled(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        compact: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Ranks the model's ``(M, vocab_size)`` logits, whose rows are the
+        positions with ``labels != -100`` in row-major order.
+
+        Targets are located by label value, never by position, so labels padded
+        with -100 across processes or batches are handled. Returns ``(ranks,
+        targets)`` with one row per batch row, ``-100`` where there is no
+        target: ``(B, T)`` with T the most targets in a row (1 for next-item
+        evaluation) when ``compact``, else shaped like ``labels``.
+        """
+        labelled = labels.ne(IGNORE_INDEX)
+        if logits.shape[0] != int(labelled.sum()):
+            raise ValueError(
+                f"got {logits.shape[0]} rows of logits for {int(labelled.sum())} labelled positions; the model must "
+                "score exactly the positions where labels != -100, in row-major order"
+            )
+        rows = labelled.nonzero()[:, 0]
+        history = input_ids.to(logits.device)[rows.to(logits.device)] if input_ids is not None else None
+        ranks = self.rank(logits, history, labels[labelled].to(logits.device))
+        if not compact:
+            out = torch.full(labels.shape, IGNORE_INDEX, dtype=torch.long, device=logits.device)
+            out[labelled.to(logits.device)] = ranks
+            return out, labels
+        width = max(int(labelled.sum(1).max()), 1) if labels.shape[0] else 1
+        columns = labelled.long().cumsum(1).sub_(1)[labelled]
+        out_ranks = torch.full((labels.shape[0], width), IGNORE_INDEX, dtype=torch.long, device=logits.device)
+        out_targets = torch.full_like(out_ranks, IGNORE_INDEX)
+        index = (rows.to(logits.device), columns.to(logits.device))
+        out_ranks[index] = ranks
+        out_targets[index] = labels[labelled].to(logits.device).long()
+        return out_ranks, out_targets
+
+    # ------------------------------------------------------------------ Trainer hooks
+    def preprocess_logits_for_metrics(self, logits: torch.Tensor | tuple, labels: torch.Tensor) -> torch.Tensor:
+        """For the plain ``transformers.Trainer``: turns each batch's logits into
+        ranks placed at the labelled positions (-100 elsewhere) before the
+        cross-process gather. Works only in full mode without history
+        exclusion, since the Trainer does not pass the inputs here."""
+        if self.needs_input_ids:
+            raise ValueError(
+                f"{self.describe()!r} needs the batch's input_ids, which Trainer does not pass to "
+                "preprocess_logits_for_metrics; use Bert4RecTrainer(evaluator=...) instead"
+            )
+        if isinstance(logits, (tuple, list)):
+            logits = logits[0]
+        return self.rank_labelled(logits, labels, compact=False)[0]
+
+    def compute_metrics(self, eval_pred: Any, compute_result: bool | None = None) -> dict[str, float]:
+        """``compute_metrics`` for the Trainer: ``predictions`` are ranks laid out
+        like ``label_ids`` (-100 where there is no target). With
+        ``batch_eval_metrics=True`` the Trainer passes ``compute_result``; ranks
+        are collected until it is ``True``."""
+        predictions, label_ids = eval_pred.predictions, eval_pred.label_ids
+        if isinstance(predictions, tuple):
+            predictions = predictions[0]
+        pairs = (
+            zip(predictions, label_ids, strict=True) if isinstance(predictions, list) else [(predictions, label_ids)]
+        )
+        ranks = []
+        for batch_ranks, batch_labels in pairs:
+            batch_ranks, batch_labels = _to_numpy(batch_ranks), _to_numpy(batch_labels)
+            if batch_ranks.shape != batch_labels.shape:
+                raise ValueError(
+                    f"predictions {batch_ranks.shape} and label_ids {batch_labels.shape} must share a layout: use "
+                    "Bert4RecTrainer(evaluator=...) or Trainer(preprocess_logits_for_metrics=evaluator."
+                    "preprocess_logits_for_metrics)"
+                )
+            ranks.append(batch_ranks[batch_labels != IGNORE_INDEX])
+        if compute_result is None:
+            return ranking_metrics(np.concatenate(ranks), self.ks)
+        self._pending.extend(ranks)
+        if not compute_result:
+            return {}
+        ranks, self._pending = np.concatenate(self._pending), []
+        return ranking_metrics(ranks, self.ks)
+
+
+__all__ = ["RankingEvaluator"]

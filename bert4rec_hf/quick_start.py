@@ -1,0 +1,296 @@
+"""One call from an interaction log to a trained, evaluated, saved BERT4Rec.
+
+``run_bert4rec(dataset="ml-100k")`` is the counterpart of RecBole's
+``run_recbole(model="BERT4Rec", dataset="ml-100k")``: it resolves the layered
+configuration, prepares leave-one-out data, trains with the HF ``Trainer``
+(early stopping on a validation metric, best model restored), evaluates
+validation and test, and writes a hub-ready model folder.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import pyarrow as pa
+import torch
+from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
+
+from .configuration_bert4rec import Bert4RecConfig
+from .data import (
+    DataCollatorForMaskedItemPrediction,
+    DataCollatorForNextItemPrediction,
+    LeaveOneOutSplits,
+    build_sequences,
+    leave_one_out,
+    load_interactions,
+    read_interactions,
+)
+from .evaluation import RankingEvaluator, count_item_popularity
+from .modeling_bert4rec import Bert4RecForMaskedItemPrediction
+from .training.config import RunConfig, load_config
+from .training.reporting import metrics_table, plot_training_history, write_json, write_model_card, write_yaml
+from .training.trainer import Bert4RecTrainer
+
+logger = logging.getLogger(__name__)
+
+MODEL_KEYS = (
+    "hidden_size", "inner_size", "n_layers", "n_heads", "hidden_dropout_prob", "attn_dropout_prob", "hidden_act",
+    "layer_norm_eps", "initializer_range", "max_seq_length", "mask_ratio", "loss_type", "num_negatives",
+)  # fmt: skip
+CHECKPOINTS = "checkpoints"
+
+
+@dataclass
+class PreparedData:
+    """Leave-one-out splits, their vocabulary and what the split left out."""
+
+    processed: LeaveOneOutSplits
+    num_interactions: int
+    seconds: float
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        report = self.processed.report
+        return {
+            "interactions": self.num_interactions,
+            "users": report.num_users,
+            "items": self.processed.tokenizer.num_items,
+            "training windows": report.rows.get("train"),
+            "validation users": report.rows.get("validation"),
+            "test users": report.rows.get("test"),
+            "users left out of test": report.left_out("test"),
+        }
+
+
+def read_log(config: Mapping[str, Any]) -> pa.Table:
+    """The interaction log a configuration names: ``data_path`` or a registered data set."""
+    columns = {
+        canonical: config[key]
+        for canonical, key in (("user_id", "user_column"), ("item_id", "item_column"), ("timestamp", "time_column"))
+        if config.get(key) is not None
+    }
+    options: dict[str, Any] = {"rating_threshold": config.get("rating_threshold")}
+    if config.get("data_path"):
+        if columns:
+            options["columns"] = columns
+        if config.get("field_separator"):
+            options["delimiter"] = config["field_separator"]
+        return read_interactions(config["data_path"], format=config.get("data_format"), **options)
+    return load_interactions(config["dataset"], **options)
+
+
+def prepare_data(config: Mapping[str, Any]) -> PreparedData:
+    """Reads, groups, filters and splits the log of a run configuration."""
+    start = time.perf_counter()
+    table = read_log(config)
+    sequences = build_sequences(
+        table,
+        dedup=config.get("dedup"),
+        min_user_interactions=config["min_user_interactions"],
+        min_item_interactions=config["min_item_interactions"],
+    )
+    processed = leave_one_out(
+        sequences,
+        max_seq_length=config["max_seq_length"],
+        stride=config.get("train_stride"),
+        fit_on=config["fit_vocabulary_on"],
+    )
+    return PreparedData(processed, table.num_rows, time.perf_counter() - start)
+
+
+def build_model(config: Mapping[str, Any], vocab_size: int) -> Bert4RecForMaskedItemPrediction:
+    model_config = Bert4RecConfig(vocab_size=vocab_size, **{key: config[key] for key in MODEL_KEYS})
+    return Bert4RecForMaskedItemPrediction(model_config)
+
+
+def build_evaluator(config: Mapping[str, Any], processed: LeaveOneOutSplits) -> RankingEvaluator:
+    popularity = None
+    if config["eval_mode"].startswith("pop"):
+        popularity = count_item_popularity(processed.splits["train"]["input_ids"], processed.tokenizer.vocab_size)
+    return RankingEvaluator(
+        mode=config["eval_mode"],
+        ks=config["topk"],
+        exclude_history=config["exclude_history"],
+        item_popularity=popularity,
+        seed=config["seed"],
+    )
+
+
+def build_training_arguments(config: Mapping[str, Any], output_dir: str | os.PathLike) -> TrainingArguments:
+    """Trainer defaults a user can trust: AdamW, linear decay with warm-up, weight
+    decay off LayerNorm and biases (the Trainer's rule), gradient clipping,
+    evaluation and checkpoints each epoch (or every ``eval_steps``), best model
+    by the validation metric restored at the end."""
+    strategy = "steps" if config.get("eval_steps") else "epoch"
+    return TrainingArguments(
+        output_dir=str(Path(output_dir) / CHECKPOINTS),
+        per_device_train_batch_size=config["train_batch_size"],
+        per_device_eval_batch_size=config["eval_batch_size"],
+        learning_rate=config["learning_rate"],
+        weight_decay=config["weight_decay"],
+        warmup_steps=config["warmup_steps"],
+        lr_scheduler_type=config["lr_scheduler_type"],
+        max_grad_norm=config["max_grad_norm"],
+        num_train_epochs=config["epochs"],
+        max_steps=config["max_steps"],
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        logging_strategy=strategy,
+        eval_steps=config.get("eval_steps"),
+        save_steps=config.get("eval_steps"),
+        logging_steps=config.get("eval_steps") or 500,
+        load_best_model_at_end=True,
+        metric_for_best_model=config["valid_metric"],
+        greater_is_better=True,
+        save_total_limit=config["save_total_limit"],
+        seed=config["seed"],
+        bf16=config["bf16"],
+        fp16=config["fp16"],
+        dataloader_num_workers=config["dataloader_num_workers"],
+        report_to=config["report_to"],
+        use_cpu=not torch.cuda.is_available(),
+        ddp_find_unused_parameters=False,
+    )
+
+
+def build_trainer(
+    config: Mapping[str, Any], data: PreparedData, output_dir: str | os.PathLike, model=None
+) -> Bert4RecTrainer:
+    """The Trainer of a run: Cloze masking for training, next-item batches for evaluation."""
+    processed = data.processed
+    set_seed(config["seed"])
+    model = model if model is not None else build_model(config, processed.tokenizer.vocab_size)
+    train_collator = DataCollatorForMaskedItemPrediction(
+        max_seq_length=config["max_seq_length"],
+        mask_ratio=config["mask_ratio"],
+        vocab_size=processed.tokenizer.vocab_size,
+        last_item_mask_ratio=config["last_item_mask_ratio"],
+        mask_replace_prob=config["mask_replace_prob"],
+        random_replace_prob=config["random_replace_prob"],
+        num_negatives=config["num_negatives"] if config["loss_type"] == "BPR" else 0,
+    )
+    callbacks = [EarlyStoppingCallback(early_stopping_patience=config["stopping_step"])]
+    return Bert4RecTrainer(
+        model=model,
+        args=build_training_arguments(config, output_dir),
+        train_dataset=processed.splits["train"],
+        eval_dataset=processed.splits["validation"],
+        data_collator=train_collator,
+        eval_data_collator=DataCollatorForNextItemPrediction(max_seq_length=config["max_seq_length"]),
+        evaluator=build_evaluator(config, processed),
+        callbacks=callbacks,
+    )
+
+
+def evaluate_splits(trainer: Bert4RecTrainer, processed: LeaveOneOutSplits) -> dict[str, dict[str, float]]:
+    """Validation and test metrics of the trainer's (best) model."""
+    trainer.remove_callback(EarlyStoppingCallback)  # it watches eval_* metrics of training only
+    return {
+        split_name: trainer.evaluate(processed.splits[split], metric_key_prefix=split_name)
+        for split_name, split in (("valid", "validation"), ("test", "test"))
+    }
+
+
+def save_run(
+    trainer: Bert4RecTrainer,
+    config: RunConfig,
+    data: PreparedData,
+    results: Mapping[str, Mapping[str, float]],
+    output_dir: str | os.PathLike,
+    seconds: float,
+) -> Path:
+    """Writes the model folder: weights + code, vocabulary, model card, metrics,
+    resolved config and training curves; Trainer checkpoints are removed once
+    the best model is saved, so the folder is exactly what a hub upload needs."""
+    output_dir = Path(output_dir)
+    if not trainer.is_world_process_zero():
+        return output_dir
+    trainer.model.save_pretrained(output_dir)  # not trainer.save_model: it adds a pickled training_args.bin
+    data.processed.tokenizer.save_pretrained(output_dir)
+    evaluation = trainer.evaluator.describe()
+    write_model_card(output_dir, config, results, data.summary, evaluation)
+    write_json(
+        output_dir / "metrics.json",
+        {
+            **results,
+            "evaluation": evaluation,
+            "epochs": trainer.state.epoch,
+            "global_steps": trainer.state.global_step,
+            "best_checkpoint_metric": trainer.state.best_metric,
+            "train_seconds": seconds,
+            "data_seconds": data.seconds,
+            "data": data.summary,
+        },
+    )
+    write_yaml(output_dir / "run_config.yaml", config)
+    plot_training_history(trainer.state.log_history, output_dir / "training_curves.png", config["valid_metric"])
+    shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
+    return output_dir
+
+
+def run_bert4rec(
+    dataset: str | None = None,
+    config_file_list: Sequence[str | os.PathLike] | None = None,
+    config_dict: Mapping[str, Any] | None = None,
+    output_dir: str | os.PathLike | None = None,
+) -> dict[str, Any]:
+    """Trains and evaluates BERT4Rec; returns ``{"valid": {...}, "test": {...},
+    "output_dir": ...}`` and prints the metrics as a table."""
+    config = load_config(dataset, config_file_list, config_dict)
+    output_dir = Path(output_dir or config.get("output_dir") or Path("outputs") / config["dataset"])
+    data = prepare_data(config)
+    print(f"Data: {data.summary} ({data.seconds:.1f} s)")
+    trainer = build_trainer(config, data, output_dir)
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    results = evaluate_splits(trainer, data.processed)
+    save_run(trainer, config, data, results, output_dir, seconds)
+    print(f"\nEvaluation: {trainer.evaluator.describe()}\n{metrics_table(results)}")
+    print(f"Trained {trainer.state.epoch:.0f} epochs in {seconds:.0f} s; model saved to {output_dir}")
+    return {**results, "output_dir": str(output_dir)}
+
+
+def evaluate_saved_model(
+    model_dir: str | os.PathLike,
+    dataset: str | None = None,
+    config_file_list: Sequence[str | os.PathLike] | None = None,
+    config_dict: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Re-evaluates a saved model folder on the validation and test users of its
+    data set, with any ``eval_mode``, ``topk`` or ``exclude_history`` given in
+    ``config_dict``. The folder's ``run_config.yaml`` (when present) is the
+    lowest user layer, so the data is prepared exactly as for training."""
+    from .tokenization_bert4rec import ItemTokenizer
+
+    model_dir = Path(model_dir)
+    saved = [model_dir / "run_config.yaml"] if (model_dir / "run_config.yaml").is_file() else []
+    config = load_config(dataset, [*saved, *(config_file_list or [])], config_dict)
+    model = Bert4RecForMaskedItemPrediction.from_pretrained(model_dir)
+    tokenizer = ItemTokenizer.from_pretrained(model_dir)
+    config["max_seq_length"] = model.config.max_seq_length
+    table = read_log(config)
+    start = time.perf_counter()
+    sequences = build_sequences(
+        table,
+        dedup=config.get("dedup"),
+        min_user_interactions=config["min_user_interactions"],
+        min_item_interactions=config["min_item_interactions"],
+    )
+    processed = leave_one_out(
+        sequences, tokenizer=tokenizer, max_seq_length=config["max_seq_length"], stride=config.get("train_stride")
+    )
+    data = PreparedData(processed, table.num_rows, time.perf_counter() - start)
+    with TemporaryDirectory() as scratch:
+        trainer = build_trainer(config, data, scratch, model=model)
+        results = evaluate_splits(trainer, processed)
+    print(f"Evaluation of {model_dir}: {trainer.evaluator.describe()}\n{metrics_table(results)}")
+    return {**results, "evaluation": trainer.evaluator.describe()}

@@ -1,0 +1,6 @@
+"""Training with transformers' Trainer: ranking evaluation hook, layered configuration, run outputs."""
+
+from .config import ConfigError, RunConfig, load_config, parse_overrides
+from .trainer import Bert4RecTrainer
+
+__all__ = ["Bert4RecTrainer", "ConfigError", "RunConfig", "load_config", "parse_overrides"]

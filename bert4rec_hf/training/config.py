@@ -1,0 +1,174 @@
+"""Layered run configuration, resolved the way RecBole resolves it.
+
+Precedence: package defaults (``overall.yaml``) < model (``model/bert4rec.yaml``)
+< data set (``dataset/<name>.yaml``) < user YAML files (in order) < keyword
+arguments. The known keys and their types come from the two default files;
+an unknown key or a value of the wrong type is an error naming the key and
+the file it came from.
+"""
+
+from __future__ import annotations
+
+import difflib
+import importlib.resources
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+CONFIG_PACKAGE = "bert4rec_hf.configuration"
+KEYWORD_SOURCE = "keyword arguments"
+
+# Types of the keys whose default is null (the others take the type of their default).
+_NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
+    "data_path": (str,),
+    "data_format": (str,),
+    "field_separator": (str,),
+    "user_column": (str, int),
+    "item_column": (str, int),
+    "time_column": (str, int),
+    "rating_threshold": (float, int),
+    "dedup": (str,),
+    "train_stride": (int,),
+    "eval_steps": (int,),
+    "output_dir": (str,),
+    "dataset": (str,),
+}
+_CHOICES: dict[str, tuple[Any, ...]] = {
+    "data_format": (None, "inter", "csv", "tsv", "parquet", "movielens", "lines"),
+    "dedup": (None, "consecutive", "all"),
+    "eval_mode": ("full", "uni100", "pop100"),
+    "fit_vocabulary_on": ("all", "train"),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value or file is invalid; the message names key and file."""
+
+
+def config_dir() -> Path:
+    """The folder of shipped YAML files (``configuration/`` in the repository)."""
+    return Path(str(importlib.resources.files(CONFIG_PACKAGE)))
+
+
+def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
+    """Reads one YAML mapping; syntax errors name the file and line."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: configuration file not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} invalid YAML: {getattr(err, 'problem', err)}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a configuration file must hold a mapping of key: value, got {type(data).__name__}")
+    return data
+
+
+def _defaults() -> tuple[dict[str, Any], dict[str, Any]]:
+    root = config_dir()
+    return read_yaml(root / "overall.yaml"), read_yaml(root / "model" / "bert4rec.yaml")
+
+
+def _expected_types(defaults: Mapping[str, Any]) -> dict[str, tuple[type, ...]]:
+    types: dict[str, tuple[type, ...]] = {}
+    for key, value in defaults.items():
+        if value is None:
+            types[key] = _NULLABLE_TYPES[key]
+        elif isinstance(value, bool):
+            types[key] = (bool,)
+        elif isinstance(value, float):
+            types[key] = (float, int)
+        else:
+            types[key] = (type(value),)
+    return types
+
+
+def _check(key: str, value: Any, types: Mapping[str, tuple[type, ...]], source: str) -> Any:
+    if key not in types:
+        close = difflib.get_close_matches(key, list(types), n=1)
+        hint = f" (did you mean '{close[0]}'?)" if close else ""
+        raise ConfigError(f"{source}: unknown configuration key '{key}'{hint}")
+    allowed = types[key]
+    nullable = key in _NULLABLE_TYPES
+    if value is None and nullable:
+        return value
+    bad_bool = isinstance(value, bool) and bool not in allowed
+    if bad_bool or not isinstance(value, allowed):
+        names = " or ".join(t.__name__ for t in allowed) + (" or null" if nullable else "")
+        raise ConfigError(f"{source}: '{key}' must be {names}, got {value!r}")
+    if key in _CHOICES and value not in _CHOICES[key]:
+        raise ConfigError(f"{source}: '{key}' must be one of {list(_CHOICES[key])}, got {value!r}")
+    if key == "topk" and (not value or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in value)):
+        raise ConfigError(f"{source}: 'topk' must be a non-empty list of positive integers, got {value!r}")
+    if isinstance(value, float) and float in allowed:
+        return float(value)
+    return value
+
+
+def _merge(config: dict[str, Any], sources: dict[str, str], layer: Mapping[str, Any], source: str, types) -> None:
+    for key, value in layer.items():
+        config[key] = _check(str(key), value, types, source)
+        sources[key] = source
+
+
+def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
+    """``["key=value", ...]`` from a command line; values are parsed as YAML."""
+    overrides: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, raw = pair.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set expects key=value, got {pair!r}")
+        try:
+            overrides[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
+        except yaml.YAMLError:
+            raise ConfigError(f"--set {key.strip()}: cannot parse value {raw!r}") from None
+    return overrides
+
+
+class RunConfig(dict):
+    """The resolved configuration: a dict that remembers where each value came from."""
+
+    def __init__(self, values: Mapping[str, Any], sources: Mapping[str, str]):
+        super().__init__(values)
+        self.sources = dict(sources)
+
+    def source_of(self, key: str) -> str:
+        return self.sources.get(key, "package defaults")
+
+
+def load_config(
+    dataset: str | None = None,
+    config_file_list: Sequence[str | os.PathLike] | None = None,
+    config_dict: Mapping[str, Any] | None = None,
+) -> RunConfig:
+    """Resolves the run configuration from all layers (see the module docstring)."""
+    overall, model = _defaults()
+    types = _expected_types({**overall, **model})
+    config: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    root = config_dir()
+    _merge(config, sources, overall, str(root / "overall.yaml"), types)
+    _merge(config, sources, model, str(root / "model" / "bert4rec.yaml"), types)
+
+    user_layers = [(str(path), read_yaml(path)) for path in (config_file_list or [])]
+    keyword_layer = dict(config_dict or {})
+    if dataset is not None:
+        keyword_layer.setdefault("dataset", dataset)
+    name = config["dataset"]
+    for _, layer in [*user_layers, (KEYWORD_SOURCE, keyword_layer)]:
+        name = layer.get("dataset", name)
+    dataset_file = root / "dataset" / f"{name}.yaml"
+    if dataset_file.is_file():
+        _merge(config, sources, read_yaml(dataset_file), str(dataset_file), types)
+    for source, layer in user_layers:
+        _merge(config, sources, layer, source, types)
+    _merge(config, sources, keyword_layer, KEYWORD_SOURCE, types)
+    config["dataset"] = name
+    return RunConfig(config, sources)

@@ -1,0 +1,118 @@
+import gzip
+import hashlib
+import io
+import logging
+import tarfile
+import zipfile
+from importlib import resources
+from pathlib import Path
+
+import pyarrow.compute as pc
+import pytest
+
+from bert4rec_hf.data import (
+    DATASETS,
+    DatasetSource,
+    download_dataset,
+    list_datasets,
+    load_interactions,
+    read_interactions,
+)
+
+SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+RATINGS = "1::10::5::300\n1::11::3::100\n2::10::4::200\n"
+
+
+def files_under(folder: Path) -> list[Path]:
+    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+
+
+def zip_archive(folder: Path) -> Path:
+    archive = folder / "toy.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        bundle.writestr("toy/ratings.dat", RATINGS)
+        bundle.writestr("toy/README", "not data")
+    return archive
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_embedded_ml100k_works_offline_and_matches_the_shared_file():
+    embedded = resources.files("bert4rec_hf.data").joinpath("datasets", "ml-100k.inter.gz")
+    assert hashlib.sha256(gzip.decompress(embedded.read_bytes())).hexdigest() == (
+        "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff"
+    )
+    assert resources.files("bert4rec_hf.data").joinpath("datasets", "MOVIELENS_LICENSE.txt").is_file()
+    table = load_interactions("ml-100k", extra_columns=["rating"])
+    assert (table.num_rows, len(pc.unique(table["user_id"])), len(pc.unique(table["item_id"]))) == (100_000, 943, 1_682)
+    assert table.equals(read_interactions(SHARED_DATA / "ml-100k" / "ml-100k.inter", extra_columns=["rating"]))
+    assert read_interactions("ml-100k").num_rows == 100_000  # a registered name works as a path
+
+
+def test_registry_entries_are_complete():
+    assert {"ml-100k", "ml-1m", "ml-20m", "amazon-beauty", "steam"} <= set(list_datasets())
+    for source in DATASETS.values():
+        assert source.url and source.url.startswith("https://") and source.reader_options.get("format")
+        assert source.sha256 is None or len(source.sha256) == 64
+        assert source.md5 is None or len(source.md5) == 32
+    with pytest.raises(KeyError, match="unknown data set 'nope'"):
+        load_interactions("nope")
+
+
+def test_download_verify_extract_from_file_url(tmp_path):
+    archive = zip_archive(tmp_path)
+    source = DatasetSource(
+        name="toy", url=archive.as_uri(), sha256=sha256(archive), member="toy/ratings.dat",
+        reader_options={"format": "dat"},
+    )
+    cache = tmp_path / "cache"
+    table = load_interactions(source, cache_dir=cache, extra_columns=["rating"])
+    assert table.to_pylist()[0] == {"user_id": 1, "item_id": 10, "timestamp": 300, "rating": 5.0}
+    assert [p.relative_to(cache).as_posix() for p in files_under(cache)] == ["toy/ratings.dat", "toy/toy.zip"]
+    archive.unlink()  # the second use needs no download
+    assert download_dataset(source, cache_dir=cache) == cache / "toy" / "ratings.dat"
+    assert load_interactions(source, cache_dir=cache).num_rows == 3
+
+
+def test_wrong_checksum_fails_loudly_and_leaves_nothing(tmp_path):
+    archive = zip_archive(tmp_path)
+    cache = tmp_path / "cache"
+    for kind, wrong in (("sha256", "0" * 64), ("md5", "0" * 32)):
+        source = DatasetSource(name="toy", url=archive.as_uri(), member="toy/ratings.dat", **{kind: wrong})
+        with pytest.raises(ValueError, match=rf"checksum mismatch .* expected {kind} 0+, got [0-9a-f]+"):
+            load_interactions(source, cache_dir=cache)
+        assert files_under(cache) == []
+
+
+def test_missing_member_leaves_only_the_verified_archive(tmp_path):
+    archive = zip_archive(tmp_path)
+    source = DatasetSource(name="toy", url=archive.as_uri(), sha256=sha256(archive), member="toy/nothere.dat")
+    with pytest.raises(ValueError, match="no member 'toy/nothere.dat'"):
+        download_dataset(source, cache_dir=tmp_path / "cache")
+    assert [p.name for p in files_under(tmp_path / "cache")] == ["toy.zip"]
+
+
+def test_unpinned_checksum_is_logged_and_cache_env_var(tmp_path, monkeypatch, caplog):
+    tar_path = tmp_path / "toy.tar.gz"
+    with tarfile.open(tar_path, "w:gz") as bundle:
+        data = RATINGS.replace("::", "\t").encode()
+        info = tarfile.TarInfo("toy/u.data")
+        info.size = len(data)
+        bundle.addfile(info, io.BytesIO(data))
+    monkeypatch.setenv("BERT4REC_CACHE", str(tmp_path / "env-cache"))
+    source = DatasetSource(name="toy", url=tar_path.as_uri(), member="toy/u.data", reader_options={"format": "udata"})
+    with caplog.at_level(logging.WARNING, logger="bert4rec_hf.data.registry"):
+        table = load_interactions(source)
+    assert table.num_rows == 3
+    assert f"sha256 {sha256(tar_path)}" in caplog.text
+    assert (tmp_path / "env-cache" / "toy" / "u.data").is_file()
+
+
+def test_plain_file_download_without_archive(tmp_path):
+    lines = tmp_path / "beauty.txt"
+    lines.write_text("1 5\n1 6\n2 5\n")
+    source = DatasetSource(name="lines", url=lines.as_uri(), sha256=sha256(lines), reader_options={"format": "lines"})
+    assert load_interactions(source, cache_dir=tmp_path / "c")["item_id"].to_pylist() == [5, 6, 5]
+    assert (tmp_path / "c" / "lines" / "beauty.txt").read_text() == lines.read_text()

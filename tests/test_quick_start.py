@@ -1,0 +1,91 @@
+"""End to end on a small slice of ml-100k: train, evaluate, save, re-evaluate."""
+
+import json
+
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+import pytest
+
+from bert4rec_hf import Bert4RecForMaskedItemPrediction, ItemTokenizer, read_interactions, run_bert4rec
+from bert4rec_hf.cli import main
+
+from .helpers import SHARED_DATA
+
+SMALL = {
+    "epochs": 2, "hidden_size": 16, "inner_size": 32, "n_heads": 2, "n_layers": 1,
+    "train_batch_size": 64, "eval_batch_size": 128, "max_seq_length": 20, "train_stride": 10,
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def small_log(tmp_path_factory):
+    table = read_interactions(SHARED_DATA / "ml-100k" / "ml-100k.inter")
+    users = pc.unique(table["user_id"]).to_pylist()[:60]
+    small = table.filter(pc.is_in(table["user_id"], value_set=__import__("pyarrow").array(users)))
+    path = tmp_path_factory.mktemp("log") / "slice.csv"
+    pacsv.write_csv(small.select(["user_id", "item_id", "timestamp"]), path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def trained(small_log, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("run") / "model"
+    results = run_bert4rec(
+        "ml-100k-slice", config_dict={**SMALL, "data_path": str(small_log)}, output_dir=output_dir
+    )
+    return output_dir, results
+
+
+def test_quick_start_writes_every_file(trained):
+    output_dir, results = trained
+    expected = {
+        "config.json", "model.safetensors", "modeling_bert4rec.py", "configuration_bert4rec.py", "item_vocab.json",
+        "README.md", "metrics.json", "run_config.yaml", "training_curves.png",
+    }  # fmt: skip
+    assert expected <= {p.name for p in output_dir.iterdir()}
+    assert not list(output_dir.glob("*.bin")) and not (output_dir / "checkpoints").exists()
+    assert (output_dir / "training_curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert results["test"]["test_num_users"] == 60 and results["valid"]["valid_num_users"] == 60
+    for key in ("test_hit@10", "test_ndcg@10", "test_mrr@10", "test_mrr", "test_precision@10", "test_ndcg@20"):
+        assert 0.0 <= results["test"][key] <= 1.0
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    assert metrics["test"] == pytest.approx(results["test"])
+    assert "history items included" in metrics["evaluation"]
+    card = (output_dir / "README.md").read_text()
+    assert "| ndcg@10 |" in card and "leave-one-out" in card and "exclude_history=False" in card
+    model = Bert4RecForMaskedItemPrediction.from_pretrained(output_dir)
+    assert model.config.vocab_size == len(ItemTokenizer.from_pretrained(output_dir))
+    assert model.config.hidden_size == 16 and model.config.max_seq_length == 20
+
+
+def test_evaluate_command_reproduces_the_test_metrics(trained, tmp_path, capsys):
+    output_dir, results = trained
+    report = tmp_path / "eval.json"
+    assert main(["evaluate", str(output_dir), "--output", str(report)]) == 0
+    again = json.loads(report.read_text())
+    ranking_keys = [k for k in results["test"] if k.startswith("test_") and k.split("_", 1)[1][:3] in ("hit", "ndc", "mrr", "pre", "num")]
+    assert len(ranking_keys) == 14
+    for key in ranking_keys:
+        assert again["test"][key] == results["test"][key], key
+    assert "| ndcg@10 |" in capsys.readouterr().out
+    # another mode and K list
+    assert main(["evaluate", str(output_dir), "--mode", "uni100", "--topk", "1", "50", "--output", str(report)]) == 0
+    sampled = json.loads(report.read_text())
+    assert "test_hit@50" in sampled["test"] and "test_hit@10" not in sampled["test"]
+    assert "100 negatives" in sampled["evaluation"] or "uni100" in sampled["evaluation"]
+
+
+def test_same_seed_same_metrics(small_log, tmp_path):
+    config = {**SMALL, "epochs": 1, "data_path": str(small_log)}
+    first = run_bert4rec("slice", config_dict=config, output_dir=tmp_path / "a")
+    second = run_bert4rec("slice", config_dict=config, output_dir=tmp_path / "b")
+    for split in ("valid", "test"):
+        timing = ("runtime", "per_second")
+        keys = [k for k in first[split] if not any(t in k for t in timing)]
+        assert {k: first[split][k] for k in keys} == {k: second[split][k] for k in keys}
+
+
+def test_train_command_rejects_bad_config(capsys, tmp_path):
+    assert main(["train", "--set", "epochs=abc", "--output-dir", str(tmp_path / "x")]) == 1
+    assert "'epochs' must be int" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -1,0 +1,81 @@
+import pytest
+
+from bert4rec_hf import ConfigError, load_config
+from bert4rec_hf.training.config import config_dir, parse_overrides
+
+
+def test_package_and_model_defaults():
+    config = load_config()
+    assert config["dataset"] == "ml-100k"
+    assert (config["hidden_size"], config["n_layers"], config["n_heads"], config["mask_ratio"]) == (64, 2, 2, 0.2)
+    assert config["valid_metric"] == "ndcg@10" and config["topk"] == [5, 10, 20]
+    assert config.source_of("hidden_size").endswith("model/bert4rec.yaml")
+
+
+def test_precedence_defaults_model_dataset_files_keywords(tmp_path):
+    first = tmp_path / "first.yaml"
+    first.write_text("learning_rate: 0.01\nmask_ratio: 0.3\nepochs: 7\n")
+    second = tmp_path / "second.yaml"
+    second.write_text("learning_rate: 0.02\n")
+    config = load_config("beauty", [first, second], {"epochs": 3})
+    assert config["max_seq_length"] == 50 and config.source_of("max_seq_length").endswith("dataset/beauty.yaml")
+    assert config["mask_ratio"] == 0.3 and config.source_of("mask_ratio") == str(first)  # user file beats data set
+    assert config["learning_rate"] == 0.02  # later file beats earlier
+    assert config["epochs"] == 3 and config.source_of("epochs") == "keyword arguments"
+    assert load_config("beauty")["mask_ratio"] == 0.6  # data set beats model default
+    assert load_config("ml-1m")["max_seq_length"] == 200
+
+
+def test_dataset_named_in_a_user_file_selects_its_yaml(tmp_path):
+    user = tmp_path / "u.yaml"
+    user.write_text("dataset: steam\n")
+    config = load_config(config_file_list=[user])
+    assert config["dataset"] == "steam" and config["mask_ratio"] == 0.4
+
+
+def test_unknown_key_names_key_and_file(tmp_path):
+    user = tmp_path / "bad.yaml"
+    user.write_text("learing_rate: 0.1\n")
+    with pytest.raises(ConfigError, match=r"bad.yaml: unknown configuration key 'learing_rate' \(did you mean 'learning_rate'"):
+        load_config(config_file_list=[user])
+
+
+@pytest.mark.parametrize(
+    "values, message",
+    [
+        ({"epochs": "ten"}, "'epochs' must be int, got 'ten'"),
+        ({"epochs": 2.5}, "'epochs' must be int"),
+        ({"exclude_history": "yes"}, "'exclude_history' must be bool"),
+        ({"learning_rate": True}, "'learning_rate' must be float or int"),
+        ({"eval_mode": "uni50"}, "'eval_mode' must be one of"),
+        ({"topk": [10, -1]}, "'topk' must be a non-empty list of positive integers"),
+        ({"data_path": 3}, "'data_path' must be str or null"),
+    ],
+)
+def test_wrong_types_name_the_key_and_source(values, message):
+    with pytest.raises(ConfigError, match="keyword arguments: " + message.replace("(", r"\(")):
+        load_config(config_dict=values)
+
+
+def test_yaml_syntax_error_names_file_and_line(tmp_path):
+    user = tmp_path / "broken.yaml"
+    user.write_text("epochs: 3\nlearning_rate: [0.1\n")
+    with pytest.raises(ConfigError, match=r"broken.yaml: line \d+ invalid YAML"):
+        load_config(config_file_list=[user])
+    with pytest.raises(ConfigError, match="missing.yaml: configuration file not found"):
+        load_config(config_file_list=[tmp_path / "missing.yaml"])
+
+
+def test_command_line_overrides_parse_as_yaml():
+    assert parse_overrides(["epochs=3", "topk=[1,5]", "exclude_history=true", "dataset=beauty"]) == {
+        "epochs": 3, "topk": [1, 5], "exclude_history": True, "dataset": "beauty",
+    }  # fmt: skip
+    with pytest.raises(ConfigError, match="expects key=value"):
+        parse_overrides(["epochs"])
+
+
+def test_every_shipped_dataset_config_is_valid():
+    names = [path.stem for path in (config_dir() / "dataset").glob("*.yaml")]
+    assert {"ml-100k", "beauty", "ml-1m", "ml-20m", "steam"} <= set(names)
+    for name in names:
+        assert load_config(name)["dataset"] == name
