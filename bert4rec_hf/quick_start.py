@@ -35,6 +35,7 @@ from .data import (
 )
 from .evaluation import RankingEvaluator, count_item_popularity
 from .modeling_bert4rec import Bert4RecForMaskedItemPrediction
+from .tokenization_bert4rec import ItemTokenizer
 from .training.config import RunConfig, load_config
 from .training.reporting import metrics_table, plot_training_history, write_json, write_model_card, write_yaml
 from .training.trainer import Bert4RecTrainer
@@ -87,8 +88,9 @@ def read_log(config: Mapping[str, Any]) -> pa.Table:
     return load_interactions(config["dataset"], **options)
 
 
-def prepare_data(config: Mapping[str, Any]) -> PreparedData:
-    """Reads, groups, filters and splits the log of a run configuration."""
+def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = None) -> PreparedData:
+    """Reads, groups, filters and splits the log of a run configuration; with a
+    ``tokenizer`` (a saved model's) the data is encoded with its vocabulary."""
     start = time.perf_counter()
     table = read_log(config)
     sequences = build_sequences(
@@ -101,6 +103,7 @@ def prepare_data(config: Mapping[str, Any]) -> PreparedData:
         sequences,
         max_seq_length=config["max_seq_length"],
         stride=config.get("train_stride"),
+        tokenizer=tokenizer,
         fit_on=config["fit_vocabulary_on"],
     )
     return PreparedData(processed, table.num_rows, time.perf_counter() - start)
@@ -269,28 +272,14 @@ def evaluate_saved_model(
     data set, with any ``eval_mode``, ``topk`` or ``exclude_history`` given in
     ``config_dict``. The folder's ``run_config.yaml`` (when present) is the
     lowest user layer, so the data is prepared exactly as for training."""
-    from .tokenization_bert4rec import ItemTokenizer
-
     model_dir = Path(model_dir)
     saved = [model_dir / "run_config.yaml"] if (model_dir / "run_config.yaml").is_file() else []
     config = load_config(dataset, [*saved, *(config_file_list or [])], config_dict)
     model = Bert4RecForMaskedItemPrediction.from_pretrained(model_dir)
-    tokenizer = ItemTokenizer.from_pretrained(model_dir)
     config["max_seq_length"] = model.config.max_seq_length
-    table = read_log(config)
-    start = time.perf_counter()
-    sequences = build_sequences(
-        table,
-        dedup=config.get("dedup"),
-        min_user_interactions=config["min_user_interactions"],
-        min_item_interactions=config["min_item_interactions"],
-    )
-    processed = leave_one_out(
-        sequences, tokenizer=tokenizer, max_seq_length=config["max_seq_length"], stride=config.get("train_stride")
-    )
-    data = PreparedData(processed, table.num_rows, time.perf_counter() - start)
+    data = prepare_data(config, tokenizer=ItemTokenizer.from_pretrained(model_dir))
     with TemporaryDirectory() as scratch:
         trainer = build_trainer(config, data, scratch, model=model)
-        results = evaluate_splits(trainer, processed)
+        results = evaluate_splits(trainer, data.processed)
     print(f"Evaluation of {model_dir}: {trainer.evaluator.describe()}\n{metrics_table(results)}")
     return {**results, "evaluation": trainer.evaluator.describe()}

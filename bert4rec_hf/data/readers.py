@@ -365,15 +365,15 @@ def read_interactions(
     file, the line and the problem; nothing is written anywhere.
     """
     path = _resolve_path(path_or_name)
-    if path is None:
+    if path is None or path.is_dir():
         from .registry import DATASETS, load_interactions
 
         if isinstance(path_or_name, str) and path_or_name in DATASETS:
             return load_interactions(
                 path_or_name, columns=columns, extra_columns=extra_columns, rating_threshold=rating_threshold
             )
-        raise FileNotFoundError(f"{path_or_name}: no such file (and not a registered data set: {sorted(DATASETS)})")
-    if path.is_dir():
+        if path is None:
+            raise FileNotFoundError(f"{path_or_name}: no such file (and not a registered data set: {sorted(DATASETS)})")
         raise IsADirectoryError(f"{path}: is a directory, expected an interaction file")
     if path.stat().st_size == 0:
         raise ValueError(f"{path}: the file is empty")
