@@ -89,3 +89,19 @@ def test_train_command_rejects_bad_config(capsys, tmp_path):
     assert main(["train", "--set", "epochs=abc", "--output-dir", str(tmp_path / "x")]) == 1
     assert "'epochs' must be int" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_optimizer_defaults(small_log, tmp_path):
+    from bert4rec_hf.quick_start import build_trainer, load_config, prepare_data
+
+    config = load_config("slice", config_dict={**SMALL, "data_path": str(small_log), "weight_decay": 0.01})
+    trainer = build_trainer(config, prepare_data(config), tmp_path)
+    optimizer = trainer.create_optimizer()
+    assert type(optimizer).__name__ == "AdamW"
+    names = {id(p): n for n, p in trainer.model.named_parameters()}
+    decayed, plain = ([names[id(p)] for p in group["params"]] for group in optimizer.param_groups)
+    assert optimizer.param_groups[0]["weight_decay"] == 0.01 and optimizer.param_groups[1]["weight_decay"] == 0.0
+    assert all("LayerNorm" not in n and not n.endswith("bias") for n in decayed)
+    assert any("LayerNorm" in n for n in plain) and "head.decoder.bias" in plain
+    assert trainer.args.max_grad_norm == 5.0 and trainer.args.lr_scheduler_type == "linear"
+    assert trainer.args.load_best_model_at_end and trainer.args.metric_for_best_model == "ndcg@10"
