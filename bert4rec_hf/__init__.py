@@ -23,6 +23,8 @@ from .modeling_bert4rec import (
 from .quick_start import evaluate_saved_model, run_bert4rec
 from .tokenization_bert4rec import ItemTokenizer
 from .training import Bert4RecTrainer, ConfigError, load_config
+from .training.hyper_space import HyperSpace, HyperSpaceError, parse_hyper_space, read_hyper_space
+from .training.tuning import Bert4RecTuningTrainer, TuningResult, tune_bert4rec
 
 __version__ = "0.1.0"
 
@@ -41,6 +43,13 @@ __all__ = [
     "Bert4RecModel",
     "Bert4RecPreTrainedModel",
     "Bert4RecTrainer",
+    "Bert4RecTuningTrainer",
+    "HyperSpace",
+    "HyperSpaceError",
+    "TuningResult",
+    "parse_hyper_space",
+    "read_hyper_space",
+    "tune_bert4rec",
     "ConfigError",
     "DataCollatorForMaskedItemPrediction",
     "DataCollatorForNextItemPrediction",

@@ -5,7 +5,7 @@ from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 # blocks that need a network or train for minutes
-SKIPPED = ("push_to_hub(", "run_bert4rec(", "hyperparameter_search")
+SKIPPED = ("push_to_hub(", "run_bert4rec(", "tune_bert4rec(")
 
 
 def test_readme_python_examples_run(tmp_path, monkeypatch):
