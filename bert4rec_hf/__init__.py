@@ -14,6 +14,7 @@ from .data import (
     save_processed,
 )
 from .evaluation import RankingEvaluator, count_item_popularity, ranking_metrics
+from .finetuning import extend_vocabulary
 from .modeling_bert4rec import (
     Bert4RecForMaskedItemPrediction,
     Bert4RecModel,
@@ -21,6 +22,7 @@ from .modeling_bert4rec import (
     MaskedItemPredictionOutput,
 )
 from .quick_start import evaluate_saved_model, run_bert4rec
+from .recommendation import Bert4RecRecommender, Recommendation, recommend
 from .tokenization_bert4rec import ItemTokenizer
 from .training import Bert4RecTrainer, ConfigError, load_config
 from .training.hyper_space import HyperSpace, HyperSpaceError, parse_hyper_space, read_hyper_space
@@ -42,6 +44,10 @@ __all__ = [
     "Bert4RecForMaskedItemPrediction",
     "Bert4RecModel",
     "Bert4RecPreTrainedModel",
+    "Bert4RecRecommender",
+    "Recommendation",
+    "extend_vocabulary",
+    "recommend",
     "Bert4RecTrainer",
     "Bert4RecTuningTrainer",
     "HyperSpace",

@@ -1,0 +1,390 @@
+"""Recommending from raw histories: same answers as the evaluator, bad input, hub-ready folders, CLI."""
+
+import json
+import logging
+import os
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+import torch
+
+from bert4rec_hf import (
+    Bert4RecForMaskedItemPrediction,
+    Bert4RecTrainer,
+    DataCollatorForMaskedItemPrediction,
+    DataCollatorForNextItemPrediction,
+    ItemTokenizer,
+    RankingEvaluator,
+    build_sequences,
+    count_item_popularity,
+    leave_one_out,
+    read_interactions,
+)
+from bert4rec_hf.cli import main
+from bert4rec_hf.data import left_pad
+from bert4rec_hf.recommendation import Bert4RecRecommender, Recommendation, recommend
+
+from .helpers import SHARED_DATA, tiny_config, tiny_model
+
+MAX_LEN = 20
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny matrices: a second thread only contends on a shared CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def ml100k():
+    """A tiny BERT4Rec trained for 60 steps on ml-100k (enough for history-dependent,
+    tie-free scores), its leave-one-out splits and a recommender."""
+    table = read_interactions(SHARED_DATA / "ml-100k" / "ml-100k.inter")
+    processed = leave_one_out(build_sequences(table), max_seq_length=MAX_LEN, fit_on="all")
+    torch.manual_seed(0)
+    model = Bert4RecForMaskedItemPrediction(tiny_config(vocab_size=len(processed.tokenizer), max_seq_length=MAX_LEN))
+    collator = DataCollatorForMaskedItemPrediction(max_seq_length=MAX_LEN, generator=torch.Generator().manual_seed(0))
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-3)
+    windows = processed.splits["train"]["input_ids"]
+    order = np.random.default_rng(0).permutation(len(windows))
+    for step in range(60):
+        batch = collator([{"input_ids": windows[i]} for i in order[step * 64 : (step + 1) * 64]])
+        model(**batch).loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+    model.eval()
+    return model, processed, Bert4RecRecommender(model, processed.tokenizer)
+
+
+@pytest.fixture(scope="module")
+def saved_folder(ml100k, tmp_path_factory):
+    folder = tmp_path_factory.mktemp("recommender")
+    ml100k[2].save_pretrained(folder)
+    return folder
+
+
+def _test_users(processed):
+    test = processed.splits["test"]
+    histories = test["input_ids"]
+    return test, histories, processed.tokenizer.decode(histories)
+
+
+# ---------------------------------------------------------------------------- the evaluator's ranking
+@pytest.mark.parametrize("exclude_seen", [False, "window", True])
+def test_top10_equals_the_evaluators_top10_for_every_test_user(ml100k, exclude_seen):
+    model, processed, recommender = ml100k
+    test, histories, raw_histories = _test_users(processed)
+    assert len(raw_histories) == 943
+    recs = recommender.recommend(raw_histories, k=10, exclude_seen=exclude_seen, return_scores=False)
+    rec_ids = torch.tensor(processed.tokenizer.encode(recs))
+    assert rec_ids.shape == (943, 10)
+
+    # the evaluation path: next-item batches, the model's logits at [MASK], RankingEvaluator.rank
+    batch = DataCollatorForNextItemPrediction(max_seq_length=MAX_LEN)([{"input_ids": h} for h in histories])
+    with torch.no_grad():
+        logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    evaluator = RankingEvaluator(exclude_history=bool(exclude_seen))
+    # "window": the evaluator's history is what the model reads; True: the whole history
+    seen = left_pad(histories, max(map(len, histories))) if exclude_seen is True else batch["input_ids"]
+    if exclude_seen is True:
+        assert seen.shape[1] > batch["input_ids"].shape[1]  # some users have more than the window
+    for position in range(10):
+        # item j of the list has exactly j candidates scoring >= it: the lists agree item by item
+        ranks = evaluator.rank(logits, seen, rec_ids[:, position])
+        assert ranks.tolist() == [position] * 943, position
+    # the users' histories differ, so their top-10 lists do too
+    assert len({tuple(row) for row in rec_ids.tolist()}) > 5
+
+
+@pytest.mark.parametrize("exclude_history", [False, True])
+def test_hit_rate_of_recommend_equals_the_trainers_hit_at_10(ml100k, tmp_path, exclude_history):
+    model, processed, recommender = ml100k
+    test, _, raw_histories = _test_users(processed)
+    trainer = Bert4RecTrainer(
+        model=model,
+        args=__import__("transformers").TrainingArguments(
+            output_dir=str(tmp_path), per_device_eval_batch_size=512, report_to="none", use_cpu=True
+        ),
+        eval_data_collator=DataCollatorForNextItemPrediction(max_seq_length=MAX_LEN),
+        evaluator=RankingEvaluator(ks=[10], exclude_history=exclude_history),
+    )
+    metrics = trainer.evaluate(test, metric_key_prefix="test")
+    recs = recommender.recommend(
+        raw_histories, k=10, exclude_seen="window" if exclude_history else False, return_scores=False
+    )
+    targets = processed.tokenizer.decode(test["labels"])
+    # ml-100k has no repeated user-item pairs, so a target is never among the excluded history items
+    hits = np.mean([target in items for target, items in zip(targets, recs, strict=True)])
+    assert metrics["test_hit@10"] == pytest.approx(hits, abs=1e-9)
+    assert hits > 0
+
+
+# ---------------------------------------------------------------------------- behaviour
+def test_one_history_and_batches_give_the_same_answer(ml100k):
+    _, processed, recommender = ml100k
+    _, _, raw = _test_users(processed)
+    single = recommender.recommend(raw[5], k=7)
+    assert isinstance(single, Recommendation) and len(single.items) == 7
+    assert single.scores == sorted(single.scores, reverse=True)
+    batch = recommender.recommend(raw[:12], k=7, batch_size=4)
+    assert batch[5].items == single.items
+    np.testing.assert_allclose(batch[5].scores, single.scores, rtol=1e-5, atol=1e-5)
+    assert recommender.recommend(raw[:12], k=7, batch_size=256, return_scores=False)[5] == single.items
+    assert recommend(recommender.model, processed.tokenizer, raw[5], k=7).items == single.items
+    # raw scores: the same ranking before exclusion
+    kept = recommender.recommend(raw[5], k=7, exclude_seen=False)
+    scores = recommender.score(raw[5])
+    assert scores.shape == (1, len(processed.tokenizer)) and torch.isinf(scores[0, :2]).all()
+    assert processed.tokenizer.decode(scores.topk(7).indices[0]) == kept.items
+    # a numpy array is a history too
+    assert recommender.recommend(np.array(raw[5]), k=7).items == single.items
+
+
+def test_exclusion_covers_the_whole_history_and_never_specials(ml100k):
+    _, processed, recommender = ml100k
+    _, _, raw = _test_users(processed)
+    long_user = max(range(len(raw)), key=lambda i: len(raw[i]))
+    history = raw[long_user]
+    assert len(history) > 3 * MAX_LEN
+    k = recommender.num_items - len(set(history))
+    everything = recommender.recommend(history, k=k)
+    assert len(everything.items) == k and not set(everything.items) & set(history)
+    assert set(everything.items) <= set(processed.tokenizer.items)  # no [PAD] / [MASK]
+    assert np.isfinite(everything.scores).all()
+    # window exclusion drops only the items the model reads; old items may come back
+    window = recommender.recommend(history, k=k, exclude_seen="window")
+    assert not set(window.items) & set(history[-(MAX_LEN - 1) :])
+    assert set(window.items) & set(history[: -(MAX_LEN - 1)])
+    # more than the candidates left: fewer items, never a seen one or a special token
+    capped = recommender.recommend(history, k=recommender.num_items)
+    assert len(capped.items) == k
+
+
+def test_allow_and_deny_lists(ml100k):
+    _, processed, recommender = ml100k
+    history = ["50", "172", "133"]
+    top = recommender.recommend(history, k=5).items
+    denied = recommender.recommend(history, k=5, deny_items=top[:2]).items
+    assert denied[:3] == top[2:5] and not set(denied) & set(top[:2])
+    allowed = recommender.recommend(history, k=5, allow_items=["1", "2", "3", "50"]).items
+    assert set(allowed) == {"1", "2", "3"}  # "50" is in the history; only 3 candidates left
+    with pytest.raises(KeyError, match="nope"):
+        recommender.recommend(history, allow_items=["1", "nope"])
+    assert recommender.recommend(history, k=2, allow_items=["1", "2", "nope"], unknown="ignore").items
+
+
+def test_unknown_ids_error_or_ignored_with_a_warning(ml100k, caplog):
+    _, _, recommender = ml100k
+    with pytest.raises(KeyError, match=r"history 1\).*'no-such-item'"):
+        recommender.recommend([["50"], ["172", "no-such-item"]])
+    with caplog.at_level(logging.WARNING, logger="bert4rec_hf.recommendation"):
+        result = recommender.recommend([["50"], ["172", "no-such-item"]], k=3, unknown="ignore")
+    assert "no-such-item" in caplog.text and "dropped" in caplog.text
+    assert result[1].items == recommender.recommend(["172"], k=3).items
+
+
+def test_empty_history_is_an_error_or_the_context_free_ranking(ml100k):
+    _, processed, recommender = ml100k
+    with pytest.raises(ValueError, match="history 1 is empty"):
+        recommender.recommend([["50"], []])
+    with pytest.raises(ValueError, match="empty .after dropping unknown"):
+        recommender.recommend(["unknown-1"], unknown="ignore")
+    popular = recommender.recommend([["50"], []], k=20, on_empty="popular")
+    assert len(popular[1].items) == 20 and popular[1].items != popular[0].items
+    # after a little training the context-free ranking favours popular items
+    counts = count_item_popularity(processed.splits["train"]["input_ids"], len(processed.tokenizer)).numpy()
+    median = np.median(counts[2:])
+    popular_ids = processed.tokenizer.encode(popular[1].items)
+    assert np.mean(counts[popular_ids] > median) > 0.8
+
+
+@pytest.mark.parametrize(
+    "histories, error, match",
+    [
+        ("50 172 133", TypeError, "got str"),
+        (50, TypeError, "got int"),
+        ({"a": [1]}, TypeError, "got dict"),
+        ({"50", "172"}, TypeError, "got set"),
+        ([["50"], "172"], TypeError, "mixed input"),
+        ([["50"], {"172"}], TypeError, "history 1 is a set"),
+        ([["50", None]], TypeError, "history 0, position 1"),
+        (["50", 1.5], TypeError, "position 1: .* float"),
+        (torch.tensor([2, 3]), TypeError, "tensor"),
+    ],
+)
+def test_histories_of_the_wrong_type(ml100k, histories, error, match):
+    with pytest.raises(error, match=match):
+        ml100k[2].recommend(histories)
+
+
+def test_bad_k_and_options(ml100k):
+    recommender = ml100k[2]
+    for k in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="k must be a positive integer"):
+            recommender.recommend(["50"], k=k)
+    with pytest.raises(ValueError, match=f"k=5000 exceeds the catalog of {recommender.num_items} items"):
+        recommender.recommend(["50"], k=5000)
+    with pytest.raises(ValueError, match="exclude_seen"):
+        recommender.recommend(["50"], exclude_seen="all")
+    with pytest.raises(ValueError, match="unknown must be"):
+        recommender.recommend(["50"], unknown="skip")
+    with pytest.raises(ValueError, match="batch_size"):
+        recommender.recommend(["50"], batch_size=0)
+
+
+def test_a_tokenizer_of_another_checkpoint_is_refused(ml100k, saved_folder):
+    other = ItemTokenizer.fit(range(10))
+    with pytest.raises(ValueError, match="belongs to another checkpoint"):
+        Bert4RecRecommender(ml100k[0], other)
+    with pytest.raises(ValueError, match="belongs to another checkpoint"):
+        Bert4RecRecommender.from_pretrained(saved_folder, tokenizer=other)
+    with pytest.raises(TypeError, match="ItemTokenizer"):
+        Bert4RecRecommender(ml100k[0], {"50": 2})
+
+
+def test_training_mode_is_restored(ml100k):
+    model, _, recommender = ml100k
+    model.train()
+    try:
+        first = recommender.recommend(["50", "172"], k=5)
+        assert model.training  # dropout was off while scoring, and the mode is given back
+        assert recommender.recommend(["50", "172"], k=5) == first
+    finally:
+        model.eval()
+
+
+# ---------------------------------------------------------------------------- hub-ready folders
+def test_saved_folder_holds_everything_and_reloads(ml100k, saved_folder):
+    names = {path.name for path in saved_folder.iterdir()}
+    assert {"config.json", "model.safetensors", "modeling_bert4rec.py", "configuration_bert4rec.py"} <= names
+    assert {"item_vocab.json", "README.md"} <= names
+    card = (saved_folder / "README.md").read_text()
+    assert "library_name: transformers" in card and "trust_remote_code=True" in card and "1682 items" in card
+    vocab = json.loads((saved_folder / "item_vocab.json").read_text())  # plain JSON
+    assert vocab["items"] == ml100k[1].tokenizer.items
+    loaded = Bert4RecRecommender.from_pretrained(saved_folder, device="cpu")
+    assert loaded.model_card == card
+    again, before = loaded.recommend(["50", "172", "133"], k=10), ml100k[2].recommend(["50", "172", "133"], k=10)
+    assert again.items == before.items
+    np.testing.assert_allclose(again.scores, before.scores, rtol=1e-5)
+
+
+def test_push_to_hub_uploads_the_saved_folder(ml100k, monkeypatch):
+    import huggingface_hub
+
+    uploaded = {}
+
+    class FakeApi:
+        def __init__(self, token=None):
+            uploaded["token"] = token
+
+        def create_repo(self, repo_id, private=None, exist_ok=False):
+            uploaded["created"] = (repo_id, private, exist_ok)
+            return type("RepoUrl", (), {"repo_id": repo_id})()
+
+        def upload_folder(self, repo_id, folder_path, commit_message, revision=None):
+            from pathlib import Path
+
+            uploaded["files"] = sorted(p.name for p in Path(folder_path).iterdir())
+            uploaded["repo_id"] = repo_id
+            return "commit"
+
+    monkeypatch.setattr(huggingface_hub, "HfApi", FakeApi)
+    assert ml100k[2].push_to_hub("user/bert4rec-ml100k", private=True, token="t") == "commit"
+    assert uploaded["created"] == ("user/bert4rec-ml100k", True, True) and uploaded["token"] == "t"
+    assert {"config.json", "model.safetensors", "item_vocab.json", "README.md", "modeling_bert4rec.py"} <= set(
+        uploaded["files"]
+    )
+
+
+def test_trainer_saves_the_vocabulary_as_its_processing_class(tmp_path):
+    """Trainer(push_to_hub=True) uploads what save_model writes; with the tokenizer as
+    processing_class that includes item_vocab.json."""
+    model = tiny_model()
+    tokenizer = ItemTokenizer.fit(range(100, 150))
+    trainer = Bert4RecTrainer(
+        model=model,
+        args=__import__("transformers").TrainingArguments(output_dir=str(tmp_path), report_to="none", use_cpu=True),
+        processing_class=tokenizer,
+    )
+    trainer.save_model(tmp_path / "out")
+    assert ItemTokenizer.from_pretrained(tmp_path / "out") == tokenizer
+    assert Bert4RecRecommender.from_pretrained(tmp_path / "out").recommend([100, 101], k=3).items
+
+
+def test_folder_recommends_without_the_package(ml100k, saved_folder, tmp_path):
+    """trust_remote_code + plain JSON give the recommender's top-10 where bert4rec_hf is absent."""
+    history = ["50", "172", "133", "1", "7"]
+    script = textwrap.dedent(
+        f"""
+        import json, sys
+        sys.modules["bert4rec_hf"] = None  # any import of the package now fails
+        import torch
+        from transformers import AutoModelForMaskedLM
+
+        folder = {str(saved_folder)!r}
+        model = AutoModelForMaskedLM.from_pretrained(folder, trust_remote_code=True).eval()
+        assert not type(model).__module__.startswith("bert4rec_hf")
+        items = json.load(open(folder + "/item_vocab.json"))["items"]
+        index = {{item: i + 2 for i, item in enumerate(items)}}
+        history = torch.tensor([[index[item] for item in {history!r}]])
+        scores = model.next_item_scores(history)
+        scores[0, history[0]] = float("-inf")
+        print(json.dumps([items[i - 2] for i in scores.topk(10).indices[0].tolist()]))
+        """
+    )
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert json.loads(result.stdout.strip().splitlines()[-1]) == ml100k[2].recommend(history, k=10).items
+
+
+# ---------------------------------------------------------------------------- command line
+def test_cli_recommends_for_one_history(saved_folder, ml100k, capsys):
+    assert main(["recommend", str(saved_folder), "--history", "50 172 133", "-k", "4", "--json"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed == ml100k[2].recommend(["50", "172", "133"], k=4).to_dict() | {"scores": printed["scores"]}
+    assert main(["recommend", str(saved_folder), "--history", "50,172", "-k", "3", "--deny", "1 2"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["rank", "item", "score"] and len(table) == 4
+    assert main(["recommend", str(saved_folder), "--history", "50", "-k", "0"]) == 1
+    assert "k must be a positive integer" in capsys.readouterr().err
+
+
+def test_cli_jsonl_keeps_good_lines_and_names_bad_ones(saved_folder, ml100k, tmp_path, capsys):
+    lines = [
+        json.dumps({"user_id": "u1", "history": ["50", "172", "133"]}),
+        "{not json",
+        json.dumps({"user_id": "u3", "history": ["50", "no-such-item"]}),
+        "",
+        json.dumps({"user_id": "u5", "history": []}),
+        json.dumps({"user_id": "u6", "history": "50 172"}),
+        json.dumps({"user_id": 7, "history": [1, 2]}),
+    ]
+    source = tmp_path / "histories.jsonl"
+    source.write_text("\n".join(lines) + "\n")
+    target = tmp_path / "recs.jsonl"
+    code = main(["recommend", str(saved_folder), "--input", str(source), "--output", str(target), "-k", "5"])
+    assert code == 1
+    err = capsys.readouterr().err
+    assert "line 2: not valid JSON" in err
+    assert "line 3:" in err and "no-such-item" in err
+    assert "line 5:" in err and "empty" in err
+    assert "line 6: 'history' must be a list" in err
+    assert "4 of 6 line(s) failed" in err
+    out = [json.loads(line) for line in target.read_text().splitlines()]
+    assert [row["user_id"] for row in out] == ["u1", 7]
+    assert out[0]["items"] == ml100k[2].recommend(["50", "172", "133"], k=5).items
+    assert len(out[1]["scores"]) == 5 and not {"1", "2"} & set(out[1]["items"])
+    # with every line good: exit code 0 and the ignored/fallback options reach the recommender
+    assert main(
+        ["recommend", str(saved_folder), "--input", str(source), "--output", str(target), "--unknown", "ignore",
+         "--on-empty", "popular", "--batch-size", "2", "--no-progress"]
+    ) == 1  # fmt: skip
+    assert [json.loads(line)["user_id"] for line in target.read_text().splitlines()] == ["u1", "u3", "u5", 7]
