@@ -1,0 +1,232 @@
+"""RecBole's side of ``compare_recbole.py``; runs in RecBole's own venv.
+
+Drives RecBole 1.2.1 through its public API (``Config``, ``create_dataset``,
+``data_preparation``, ``get_model``, ``get_trainer`` and the trainer's
+``fit``/``evaluate``), the way ``run_recbole`` does, and prints one JSON object
+per line, prefixed with ``BENCH_JSON``, for the parent to read. The only
+additions are measurements: a trainer subclass that times ``_train_epoch`` and
+``_valid_epoch`` and counts the masked items its loss is computed on (the
+``MASK_INDEX > 0`` positions that RecBole's BERT4Rec weighs), an optional cap
+on batches per epoch, and a time budget checked through ``fit``'s
+``callback_fn``. Never imports bert4rec_hf.
+
+    python recbole_driver.py SPEC.json      # spec written by compare_recbole.py
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import platform
+import resource
+import sys
+import time
+
+PREFIX = "BENCH_JSON "
+
+
+def emit(event: str, **fields) -> None:
+    print(PREFIX + json.dumps({"event": event, **fields}), flush=True)
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+
+
+class BudgetReached(Exception):
+    """Raised from ``fit``'s callback once the time budget is spent; the best model is already saved."""
+
+
+class CappedLoader:
+    """The first ``limit`` batches of a RecBole DataLoader (for short, capped epochs)."""
+
+    def __init__(self, loader, limit: int):
+        self.loader, self.limit = loader, limit
+
+    def __iter__(self):
+        return itertools.islice(iter(self.loader), self.limit)
+
+    def __len__(self) -> int:
+        return min(self.limit, len(self.loader))
+
+    def __getattr__(self, name):
+        return getattr(self.loader, name)
+
+
+def timed_trainer_class(base):
+    class TimedTrainer(base):
+        """RecBole's trainer, with each epoch, batch and evaluation timed."""
+
+        def __init__(self, config, model, max_batches=None):
+            super().__init__(config, model)
+            self.max_batches = max_batches
+            self.t0 = time.perf_counter()
+            self.batch_entries: list[float] = []  # time each batch reaches the loss (data loading done)
+            self.batch_masked: list[int] = []
+            self.batch_rows: list[int] = []
+            self.epoch_end: float | None = None
+            self.valid_seconds: list[float] = []
+
+        def _counting_loss(self, interaction):
+            self.batch_entries.append(time.perf_counter())
+            self.batch_masked.append(int((interaction[self.model.MASK_INDEX] > 0).sum()))
+            self.batch_rows.append(len(interaction))
+            return self.model.calculate_loss(interaction)
+
+        def _train_epoch(self, train_data, epoch_idx, loss_func=None, show_progress=False):
+            first = len(self.batch_entries)
+            loader = CappedLoader(train_data, self.max_batches) if self.max_batches else train_data
+            start = time.perf_counter()
+            loss = super()._train_epoch(loader, epoch_idx, loss_func=self._counting_loss, show_progress=show_progress)
+            self.epoch_end = time.perf_counter()
+            emit(
+                "epoch",
+                epoch=epoch_idx + 1,
+                seconds=self.epoch_end - start,
+                batches=len(self.batch_entries) - first,
+                rows=sum(self.batch_rows[first:]),
+                masked_items=sum(self.batch_masked[first:]),
+                loss=float(loss) if loss is not None else None,
+                wall=self.epoch_end - self.t0,
+            )
+            return loss
+
+        def _valid_epoch(self, valid_data, show_progress=False):
+            start = time.perf_counter()
+            score, result = super()._valid_epoch(valid_data, show_progress=show_progress)
+            end = time.perf_counter()
+            self.valid_seconds.append(end - start)
+            emit(
+                "valid",
+                epoch=len(self.valid_seconds),
+                seconds=end - start,
+                wall=end - self.t0,
+                metrics={key: float(value) for key, value in result.items()},
+            )
+            return score, result
+
+        def steady_state(self) -> dict:
+            """Batches 2..N-1, entry to entry: each interval is one full cycle
+            (forward, backward, optimizer step, loading and masking the next batch)."""
+            entries = self.batch_entries
+            if len(entries) < 3:
+                return {}
+            return {
+                "batches": len(entries) - 2,
+                "seconds": entries[-1] - entries[1],
+                "rows": sum(self.batch_rows[1:-1]),
+                "masked_items": sum(self.batch_masked[1:-1]),
+            }
+
+    return TimedTrainer
+
+
+def main() -> int:
+    # RecBole 1.2.1 reloads its own best checkpoint with a bare torch.load, which
+    # torch >= 2.6 makes weights-only and which then rejects RecBole's pickled
+    # state; the file is the one this very run wrote, so the old default is safe.
+    os.environ.setdefault("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    with open(sys.argv[1], encoding="utf-8") as handle:
+        spec = json.load(handle)
+    import recbole
+    import torch
+    from recbole.config import Config
+    from recbole.data import create_dataset, data_preparation
+    from recbole.utils import get_model, get_trainer, init_logger, init_seed
+
+    emit(
+        "env",
+        recbole=recbole.__version__,
+        torch=torch.__version__,
+        threads=torch.get_num_threads(),
+        python=platform.python_version(),
+    )
+    config = Config(model="BERT4Rec", dataset=spec["dataset"], config_dict=spec["config"])
+    init_seed(config["seed"], config["reproducibility"])
+    init_logger(config)
+
+    start = time.perf_counter()
+    dataset = create_dataset(config)
+    train_data, valid_data, test_data = data_preparation(config, dataset)
+    emit(
+        "data",
+        seconds=time.perf_counter() - start,
+        data_path=config["data_path"],
+        interactions=int(dataset.inter_num),
+        users=int(dataset.user_num) - 1,  # RecBole counts the padding id
+        items=int(dataset.item_num) - 1,
+        train_rows=len(train_data.dataset),
+        train_batches=len(train_data),
+        eval_users=len(valid_data.dataset),
+        mask_item_length=int(config["mask_ratio"] * config["MAX_ITEM_LIST_LENGTH"]),
+    )
+
+    init_seed(config["seed"] + config["local_rank"], config["reproducibility"])
+    model = get_model(config["model"])(config, train_data._dataset).to(config["device"])
+    keys = (
+        "hidden_size",
+        "n_layers",
+        "n_heads",
+        "inner_size",
+        "hidden_dropout_prob",
+        "attn_dropout_prob",
+        "mask_ratio",
+        "ft_ratio",
+        "learning_rate",
+        "weight_decay",
+        "train_batch_size",
+        "eval_batch_size",
+        "MAX_ITEM_LIST_LENGTH",
+    )
+    emit(
+        "model",
+        parameters=sum(p.numel() for p in model.parameters()),
+        settings={key: config.final_config_dict.get(key) for key in keys},
+    )
+    trainer = timed_trainer_class(get_trainer(config["MODEL_TYPE"], config["model"]))(
+        config, model, max_batches=spec.get("max_batches")
+    )
+
+    if spec["mode"] == "throughput":
+        # A fixed number of training batches, then one full-ranking evaluation of all users.
+        trainer.t0 = time.perf_counter()
+        trainer.fit(train_data, valid_data=None, saved=False, show_progress=False)
+        emit("throughput", **trainer.steady_state(), batches_per_epoch=len(train_data))
+        start = time.perf_counter()
+        result = trainer.evaluate(valid_data, load_best_model=False, show_progress=False)
+        emit(
+            "eval_timing",
+            seconds=time.perf_counter() - start,
+            users=len(valid_data.dataset),
+            metrics={key: float(value) for key, value in result.items()},
+        )
+    else:
+        budget = spec.get("time_budget")
+
+        def stop_when_spent(epoch_idx, valid_score):
+            if budget is not None and time.perf_counter() - trainer.t0 > budget:
+                raise BudgetReached
+
+        trainer.t0 = time.perf_counter()
+        try:
+            trainer.fit(train_data, valid_data, saved=True, show_progress=False, callback_fn=stop_when_spent)
+            stopped = "early stopping" if len(trainer.valid_seconds) < config["epochs"] else "epochs"
+        except BudgetReached:
+            stopped = "time budget"
+        train_seconds = time.perf_counter() - trainer.t0
+        emit("train_end", seconds=train_seconds, stopped_by=stopped, throughput=trainer.steady_state())
+        start = time.perf_counter()
+        test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+        emit(
+            "test",
+            seconds=time.perf_counter() - start,
+            metrics={key: float(value) for key, value in test.items()},
+            best_valid={key: float(value) for key, value in (trainer.best_valid_result or {}).items()},
+        )
+    emit("done", peak_rss_mib=peak_rss_mib())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
