@@ -14,6 +14,7 @@ from .data import (
     save_processed,
 )
 from .evaluation import RankingEvaluator, count_item_popularity, ranking_metrics
+from .export import Bert4RecTopK, export_model, export_onnx
 from .finetuning import extend_vocabulary
 from .modeling_bert4rec import (
     Bert4RecForMaskedItemPrediction,
@@ -48,6 +49,7 @@ __all__ = [
     "Recommendation",
     "extend_vocabulary",
     "recommend",
+    "Bert4RecTopK",
     "Bert4RecTrainer",
     "Bert4RecTuningTrainer",
     "HyperSpace",
@@ -66,6 +68,8 @@ __all__ = [
     "build_sequences",
     "count_item_popularity",
     "evaluate_saved_model",
+    "export_model",
+    "export_onnx",
     "leave_one_out",
     "load_config",
     "load_interactions",

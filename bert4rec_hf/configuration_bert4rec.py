@@ -12,7 +12,8 @@ from typing import ClassVar
 from transformers import PreTrainedConfig
 
 HIDDEN_ACTIVATIONS = ("gelu", "relu", "swish", "tanh", "sigmoid")
-LOSS_TYPES = ("CE", "BPR")
+LOSS_TYPES = ("CE", "BPR", "SSM")
+SAMPLING_DISTRIBUTIONS = ("uniform", "popularity")
 
 
 class Bert4RecConfig(PreTrainedConfig):
@@ -35,8 +36,17 @@ class Bert4RecConfig(PreTrainedConfig):
         initializer_range: std of the normal weight initialiser.
         max_seq_length: longest history the model reads (positions).
         mask_ratio: share of items masked by the Cloze training task.
-        loss_type: ``"CE"`` (full softmax over items) or ``"BPR"`` (pairwise, needs negatives).
+        loss_type: ``"CE"`` (full softmax over items), ``"BPR"`` (pairwise, needs negatives) or
+            ``"SSM"`` (sampled softmax: the positive against ``num_sampled_negatives`` items shared by
+            the batch, with logQ correction; for catalogs where even a chunked full softmax is too slow).
         num_negatives: negatives per masked item for BPR.
+        item_chunk_size: score the catalog this many items at a time in the CE loss and in full-ranking
+            evaluation, so peak memory is bounded by ``masked positions x item_chunk_size`` instead of
+            ``masked positions x catalog``; the loss and its gradients are those of the unchunked softmax.
+            0 (default) scores the whole catalog at once.
+        num_sampled_negatives: negatives drawn (with replacement) per training batch for ``loss_type="SSM"``.
+        sampling_distribution: ``"uniform"`` or ``"popularity"`` (proportional to the weights given to
+            ``Bert4RecForMaskedItemPrediction.set_sampling_weights``), the proposal of the SSM negatives.
         pad_token_id / mask_token_id: indices of the special tokens (0 and 1).
 
     Example:
@@ -72,6 +82,9 @@ class Bert4RecConfig(PreTrainedConfig):
     mask_ratio: float = 0.2
     loss_type: str = "CE"
     num_negatives: int = 1
+    item_chunk_size: int = 0
+    num_sampled_negatives: int = 1024
+    sampling_distribution: str = "uniform"
     pad_token_id: int = 0
     mask_token_id: int = 1
     tie_word_embeddings: bool = True
@@ -93,7 +106,11 @@ class Bert4RecConfig(PreTrainedConfig):
 
     def validate(self) -> None:
         """Raises ``ValueError`` naming the first invalid field and its allowed range."""
-        for name in ("hidden_size", "inner_size", "n_layers", "n_heads", "max_seq_length", "num_negatives"):
+        positive = (
+            "hidden_size", "inner_size", "n_layers", "n_heads", "max_seq_length", "num_negatives",
+            "num_sampled_negatives",
+        )  # fmt: skip
+        for name in positive:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise ValueError(f"Bert4RecConfig.{name} must be a positive integer, got {value!r}")
@@ -119,6 +136,16 @@ class Bert4RecConfig(PreTrainedConfig):
             raise ValueError(f"Bert4RecConfig.hidden_act must be one of {HIDDEN_ACTIVATIONS}, got {self.hidden_act!r}")
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"Bert4RecConfig.loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+        chunk = self.item_chunk_size
+        if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
+            raise ValueError(
+                f"Bert4RecConfig.item_chunk_size must be a non-negative integer (0 = no chunking), got {chunk!r}"
+            )
+        if self.sampling_distribution not in SAMPLING_DISTRIBUTIONS:
+            raise ValueError(
+                f"Bert4RecConfig.sampling_distribution must be one of {SAMPLING_DISTRIBUTIONS}, "
+                f"got {self.sampling_distribution!r}"
+            )
         if {self.pad_token_id, self.mask_token_id} != {0, 1}:
             raise ValueError(
                 "Bert4RecConfig.pad_token_id and mask_token_id must be 0 and 1 (real items start at 2), "

@@ -27,6 +27,72 @@ from .configuration_bert4rec import Bert4RecConfig
 IGNORE_INDEX = -100
 
 
+class ChunkedSoftmaxCrossEntropy(torch.autograd.Function):
+    """Per-row cross-entropy of ``hidden @ weight[first:].T + bias[first:]`` without
+    the ``rows x catalog`` logits.
+
+    Forward keeps a running log-sum-exp over item chunks; backward recomputes
+    each chunk's logits and accumulates the gradients of ``hidden``, ``weight``
+    and ``bias``, so peak memory is ``rows x chunk_size`` (plus the dense
+    weight gradient) while the loss and gradients are those of the full
+    softmax. Columns before ``first`` (special tokens) are left out of the
+    softmax. Arithmetic is float32 (float64 for float64 inputs) whatever the
+    autocast state.
+    """
+
+    @staticmethod
+    def forward(ctx, hidden, weight, bias, targets, first: int, chunk_size: int):
+        dtype = torch.promote_types(hidden.dtype, torch.float32)
+        with torch.autocast(device_type=hidden.device.type, enabled=False):
+            h = hidden.to(dtype)
+            lse = torch.full((h.shape[0],), float("-inf"), dtype=dtype, device=h.device)
+            for start in range(first, weight.shape[0], chunk_size):
+                stop = min(start + chunk_size, weight.shape[0])
+                logits = torch.addmm(bias[start:stop].to(dtype), h, weight[start:stop].to(dtype).t())
+                lse = torch.logaddexp(lse, torch.logsumexp(logits, 1))
+            target_logits = (h * weight[targets].to(dtype)).sum(1) + bias[targets].to(dtype)
+        ctx.save_for_backward(hidden, weight, bias, targets, lse)
+        ctx.first, ctx.chunk_size = first, chunk_size
+        return lse - target_logits
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        hidden, weight, bias, targets, lse = ctx.saved_tensors
+        need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
+        dtype = lse.dtype
+        h, g = hidden.to(dtype), grad_output.to(dtype)
+        grad_hidden = torch.zeros_like(h) if need_hidden else None
+        grad_weight = torch.zeros(weight.shape, dtype=dtype, device=h.device) if need_weight else None
+        grad_bias = torch.zeros(bias.shape, dtype=dtype, device=h.device) if need_bias else None
+        for start in range(ctx.first, weight.shape[0], ctx.chunk_size):
+            stop = min(start + ctx.chunk_size, weight.shape[0])
+            chunk = weight[start:stop].to(dtype)
+            # d loss / d logits = g * softmax, computed in place on the recomputed logits
+            probs = torch.addmm(bias[start:stop].to(dtype), h, chunk.t())
+            probs.sub_(lse[:, None]).exp_().mul_(g[:, None])
+            if need_hidden:
+                grad_hidden.addmm_(probs, chunk)
+            if need_weight:
+                grad_weight[start:stop] = probs.t() @ h
+            if need_bias:
+                grad_bias[start:stop] = probs.sum(0)
+        # minus g at each target column
+        if need_hidden:
+            grad_hidden.sub_(g[:, None] * weight[targets].to(dtype))
+        if need_weight:
+            grad_weight.index_add_(0, targets, -g[:, None] * h)
+        if need_bias:
+            grad_bias.index_add_(0, targets, -g)
+        return (
+            grad_hidden.to(hidden.dtype) if need_hidden else None,
+            grad_weight.to(weight.dtype) if need_weight else None,
+            grad_bias.to(bias.dtype) if need_bias else None,
+            None,
+            None,
+            None,
+        )
+
+
 @dataclass
 class Bert4RecModelOutput(ModelOutput):
     """Encoder output: one hidden state per input position."""
@@ -165,9 +231,13 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
     elsewhere; the loss covers masked positions only (gathered before scoring).
     ``loss_type="CE"`` is a full softmax over the real items; ``"BPR"`` scores
     the positive against ``negative_ids`` (shape ``batch x length x
-    num_negatives``) or, when none are given, against every other real item.
-    When the Trainer passes ``num_items_in_batch`` the summed loss is divided by
-    it, which keeps gradient accumulation and multi-process training exact.
+    num_negatives``) or, when none are given, against every other real item;
+    ``"SSM"`` is a sampled softmax over negatives shared by the batch (see
+    ``set_sampling_weights``). With ``config.item_chunk_size`` the CE loss scans
+    the catalog in chunks (same loss and gradients, no ``M x catalog`` logits)
+    and training returns ``logits=None``. When the Trainer passes
+    ``num_items_in_batch`` the summed loss is divided by it, which keeps
+    gradient accumulation and multi-process training exact.
     """
 
     _tied_weights_keys = {"head.decoder.weight": "bert4rec.embeddings.item_embeddings.weight"}
@@ -176,6 +246,7 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         super().__init__(config)
         self.bert4rec = Bert4RecModel(config)
         self.head = Bert4RecPredictionHead(config)
+        self.register_buffer("sampling_weights", None, persistent=False)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:
@@ -202,6 +273,42 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         scores[:, : self.first_item_id] = float("-inf")
         return scores
 
+    def score_items(self, hidden_states: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+        """Scores of chosen items only: ``(n, hidden)`` states and ``(n, k)`` item
+        ids give ``(n, k)`` scores, without scoring the rest of the catalog."""
+        transformed = self.head.transform(hidden_states)
+        weight, bias = self.head.decoder.weight, self.head.decoder.bias
+        return torch.einsum("nh,nkh->nk", transformed, weight[item_ids]) + bias[item_ids]
+
+    def item_score_chunks(self, hidden_states: torch.Tensor, chunk_size: int | None = None):
+        """Yields ``(start, scores)`` over the real items, ``chunk_size`` columns at a
+        time: ``scores[:, j]`` is the score of vocabulary id ``start + j``. Lets a
+        caller rank or take a top-k over a large catalog without a ``n x catalog``
+        tensor (default chunk: ``config.item_chunk_size``, or the whole catalog)."""
+        chunk_size = chunk_size or self.config.item_chunk_size or self.config.num_items
+        transformed = self.head.transform(hidden_states)
+        weight, bias = self.head.decoder.weight, self.head.decoder.bias
+        for start in range(self.first_item_id, self.config.vocab_size, chunk_size):
+            stop = min(start + chunk_size, self.config.vocab_size)
+            yield start, torch.addmm(bias[start:stop], transformed, weight[start:stop].t())
+
+    def set_sampling_weights(self, weights: torch.Tensor | None) -> None:
+        """Proposal weights of the sampled-softmax negatives (``loss_type="SSM"``
+        with ``sampling_distribution="popularity"``), one non-negative value per
+        vocabulary id, e.g. training counts from ``count_item_popularity`` (or
+        their 0.75 power). Not saved with the model: it is a training statistic."""
+        if weights is not None:
+            weights = torch.as_tensor(weights, dtype=torch.float32, device=self.head.decoder.bias.device)
+            if weights.shape != (self.config.vocab_size,):
+                raise ValueError(
+                    f"sampling weights must have shape ({self.config.vocab_size},) (one per vocabulary id), "
+                    f"got {tuple(weights.shape)}"
+                )
+            real = weights[self.first_item_id :]
+            if not torch.isfinite(real).all() or (real < 0).any() or real.sum() <= 0:
+                raise ValueError("sampling weights of real items must be finite, non-negative and not all zero")
+        self.sampling_weights = weights
+
     @can_return_tuple
     def forward(
         self,
@@ -217,18 +324,60 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         predicted = labels.ne(IGNORE_INDEX) if labels is not None else input_ids.eq(self.config.mask_token_id)
         selected = hidden[predicted]
 
-        loss = logits = None
-        if labels is not None and self.config.loss_type == "BPR" and negative_ids is not None:
-            loss = self._sampled_bpr_loss(selected, labels[predicted], negative_ids[predicted], num_items_in_batch)
-            if not self.training:
-                logits = self.score_hidden_states(selected)
-        else:
+        loss = None
+        if labels is None:
             logits = self.score_hidden_states(selected)
-            if labels is not None:
-                loss = self._full_loss(logits, labels[predicted], num_items_in_batch)
+        else:
+            negatives = negative_ids[predicted] if negative_ids is not None else None
+            loss, logits = self.masked_item_loss(selected, labels[predicted], negatives, num_items_in_batch)
         return MaskedItemPredictionOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+
+    def masked_item_loss(
+        self,
+        hidden_states: torch.Tensor,
+        targets: torch.Tensor,
+        negative_ids: torch.Tensor | None = None,
+        num_items_in_batch: torch.Tensor | int | None = None,
+        return_logits: bool | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Loss of the ``(M, hidden)`` encoder states at the predicted positions
+        against their ``(M,)`` target items; returns ``(loss, logits)``.
+
+        ``logits`` (``(M, vocab_size)``) are returned in evaluation mode, and in
+        training only when the loss builds them anyway (unchunked CE, full BPR);
+        ``return_logits=False`` never builds them. ``"SSM"`` trains on sampled
+        negatives and reports the exact CE (the quantity it estimates) in
+        evaluation mode. ``config.item_chunk_size`` chunks the CE.
+        """
+        self._check_targets(targets)
+        loss_type = self.config.loss_type
+        if loss_type == "SSM" and not self.training:
+            loss_type = "CE"
+        chunked = loss_type == "CE" and self.config.item_chunk_size > 0
+        if loss_type == "SSM":
+            per_item = self._sampled_softmax_loss(hidden_states, targets)
+        elif loss_type == "BPR" and negative_ids is not None:
+            per_item = self._sampled_bpr_loss(hidden_states, targets, negative_ids)
+        elif chunked:
+            transformed = self.head.transform(hidden_states)
+            per_item = ChunkedSoftmaxCrossEntropy.apply(
+                transformed,
+                self.head.decoder.weight,
+                self.head.decoder.bias,
+                targets,
+                self.first_item_id,
+                self.config.item_chunk_size,
+            )
+        else:
+            logits = self.score_hidden_states(hidden_states)
+            per_item = self._full_loss(logits, targets)
+            return self._reduce(per_item, num_items_in_batch), (None if return_logits is False else logits)
+        if return_logits is None:
+            return_logits = not self.training
+        logits = self.score_hidden_states(hidden_states) if return_logits else None
+        return self._reduce(per_item, num_items_in_batch), logits
 
     def _reduce(self, per_item: torch.Tensor, num_items_in_batch: torch.Tensor | int | None) -> torch.Tensor:
         if num_items_in_batch is None:
@@ -237,35 +386,54 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
             num_items_in_batch = num_items_in_batch.to(per_item.device)
         return per_item.sum() / num_items_in_batch
 
-    def _full_loss(
-        self, logits: torch.Tensor, targets: torch.Tensor, num_items_in_batch: torch.Tensor | int | None
-    ) -> torch.Tensor:
-        self._check_targets(targets)
-        if self.config.loss_type == "CE":
-            per_item = nn.functional.cross_entropy(logits.float(), targets, reduction="none")
-        else:
+    def _full_loss(self, logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if self.config.loss_type == "BPR":
             real = logits[:, self.first_item_id :].float()
             positive = logits.gather(1, targets[:, None]).float()
             pairwise = -nn.functional.logsigmoid(positive - real)
             pairwise = pairwise.scatter(1, targets[:, None] - self.first_item_id, 0.0)
-            per_item = pairwise.sum(1) / max(self.config.num_items - 1, 1)
-        return self._reduce(per_item, num_items_in_batch)
+            return pairwise.sum(1) / max(self.config.num_items - 1, 1)
+        return nn.functional.cross_entropy(logits.float(), targets, reduction="none")
 
-    def _sampled_bpr_loss(
-        self,
-        selected: torch.Tensor,
-        targets: torch.Tensor,
-        negatives: torch.Tensor,
-        num_items_in_batch: torch.Tensor | int | None,
-    ) -> torch.Tensor:
-        self._check_targets(targets)
+    def _sampled_bpr_loss(self, selected: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
         self._check_targets(negatives.reshape(-1))
         transformed = self.head.transform(selected)
         weight, bias = self.head.decoder.weight, self.head.decoder.bias
         positive = (transformed * weight[targets]).sum(-1) + bias[targets]
         negative = torch.einsum("mh,mnh->mn", transformed, weight[negatives]) + bias[negatives]
-        per_item = -nn.functional.logsigmoid(positive[:, None] - negative).float().mean(1)
-        return self._reduce(per_item, num_items_in_batch)
+        return -nn.functional.logsigmoid(positive[:, None] - negative).float().mean(1)
+
+    def _sampled_softmax_loss(self, selected: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        """Sampled softmax with logQ correction: the positive against
+        ``num_sampled_negatives`` items drawn with replacement from the proposal
+        q and shared by every row; each negative's logit is lowered by
+        ``log(num_sampled * q(item))`` and negatives equal to the row's target
+        (accidental hits) are masked, so as the sample grows the loss tends to
+        the full-softmax cross-entropy."""
+        first, num_sampled = self.first_item_id, self.config.num_sampled_negatives
+        device = selected.device
+        if self.config.sampling_distribution == "popularity":
+            if self.sampling_weights is None:
+                raise ValueError(
+                    'sampling_distribution="popularity" needs item weights: call '
+                    "model.set_sampling_weights(count_item_popularity(train_input_ids, vocab_size))"
+                )
+            proposal = self.sampling_weights[first:].to(device, torch.float32)
+            proposal = proposal / proposal.sum()
+            negatives = torch.multinomial(proposal, num_sampled, replacement=True)
+            log_expected = torch.log(proposal[negatives] * num_sampled)
+            negatives = negatives + first
+        else:
+            negatives = torch.randint(first, self.config.vocab_size, (num_sampled,), device=device)
+            log_expected = torch.full((num_sampled,), num_sampled / self.config.num_items, device=device).log()
+        transformed = self.head.transform(selected)
+        weight, bias = self.head.decoder.weight, self.head.decoder.bias
+        positive = (transformed * weight[targets]).sum(-1) + bias[targets]
+        # the logQ correction folds into the negatives' bias: one (num_sampled,) vector, not a (M, num_sampled) op
+        negative = torch.addmm(bias[negatives] - log_expected.to(bias.dtype), transformed, weight[negatives].t())
+        negative = negative.masked_fill_(negatives[None, :] == targets[:, None], float("-inf"))
+        logits = torch.cat([positive[:, None], negative], dim=1).float()
+        return torch.logsumexp(logits, 1) - logits[:, 0]
 
     def _check_targets(self, ids: torch.Tensor) -> None:
         if ids.numel() and (ids.min() < self.first_item_id or ids.max() >= self.config.vocab_size):

@@ -45,6 +45,7 @@ logger = logging.getLogger(__name__)
 MODEL_KEYS = (
     "hidden_size", "inner_size", "n_layers", "n_heads", "hidden_dropout_prob", "attn_dropout_prob", "hidden_act",
     "layer_norm_eps", "initializer_range", "max_seq_length", "mask_ratio", "loss_type", "num_negatives",
+    "item_chunk_size", "num_sampled_negatives", "sampling_distribution",
 )  # fmt: skip
 CHECKPOINTS = "checkpoints"
 
@@ -171,6 +172,10 @@ def build_trainer(
     processed = data.processed
     set_seed(config["seed"])
     model = model if model is not None else build_model(config, processed.tokenizer.vocab_size)
+    if config["loss_type"] == "SSM" and config["sampling_distribution"] == "popularity" and model.sampling_weights is None:
+        model.set_sampling_weights(
+            count_item_popularity(processed.splits["train"]["input_ids"], processed.tokenizer.vocab_size)
+        )
     train_collator = DataCollatorForMaskedItemPrediction(
         max_seq_length=config["max_seq_length"],
         mask_ratio=config["mask_ratio"],
@@ -250,15 +255,18 @@ def run_bert4rec(
     config = load_config(dataset, config_file_list, config_dict)
     output_dir = Path(output_dir or config.get("output_dir") or Path("outputs") / config["dataset"])
     data = prepare_data(config)
-    print(f"Data: {data.summary} ({data.seconds:.1f} s)")
     trainer = build_trainer(config, data, output_dir)
+    main_process = trainer.is_world_process_zero()
+    if main_process:
+        print(f"Data: {data.summary} ({data.seconds:.1f} s)")
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
     results = evaluate_splits(trainer, data.processed)
     save_run(trainer, config, data, results, output_dir, seconds)
-    print(f"\nEvaluation: {trainer.evaluator.describe()}\n{metrics_table(results)}")
-    print(f"Trained {trainer.state.epoch:.0f} epochs in {seconds:.0f} s; model saved to {output_dir}")
+    if main_process:
+        print(f"\nEvaluation: {trainer.evaluator.describe()}\n{metrics_table(results)}")
+        print(f"Trained {trainer.state.epoch:.0f} epochs in {seconds:.0f} s; model saved to {output_dir}")
     return {**results, "output_dir": str(output_dir)}
 
 

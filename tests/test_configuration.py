@@ -46,6 +46,11 @@ def test_round_trip(tmp_path):
         (dict(vocab_size=1), "vocab_size must be an integer >= 2"),
         (dict(layer_norm_eps=0), "layer_norm_eps must be a positive number"),
         (dict(pad_token_id=5), "pad_token_id and mask_token_id must be 0 and 1"),
+        (dict(loss_type="sampled"), "loss_type must be one of ('CE', 'BPR', 'SSM')"),
+        (dict(item_chunk_size=-1), "item_chunk_size must be a non-negative integer"),
+        (dict(item_chunk_size=1.5), "item_chunk_size must be a non-negative integer"),
+        (dict(num_sampled_negatives=0), "num_sampled_negatives must be a positive integer"),
+        (dict(sampling_distribution="zipf"), "sampling_distribution must be one of ('uniform', 'popularity')"),
     ],
 )
 def test_invalid_values_name_the_field(overrides, message):
@@ -57,3 +62,16 @@ def test_invalid_values_name_the_field(overrides, message):
 @pytest.mark.parametrize("activation", ["gelu", "relu", "swish", "tanh", "sigmoid"])
 def test_every_activation_is_accepted(activation):
     assert Bert4RecConfig(hidden_act=activation).hidden_act == activation
+
+
+def test_large_catalog_fields_default_off_and_round_trip(tmp_path):
+    config = Bert4RecConfig(vocab_size=100)
+    assert config.item_chunk_size == 0 and config.loss_type == "CE"
+    assert config.num_sampled_negatives == 1024 and config.sampling_distribution == "uniform"
+    config = Bert4RecConfig(
+        vocab_size=100, loss_type="SSM", item_chunk_size=4096, num_sampled_negatives=64, sampling_distribution="popularity"
+    )
+    config.save_pretrained(tmp_path)
+    loaded = Bert4RecConfig.from_pretrained(tmp_path)
+    assert (loaded.loss_type, loaded.item_chunk_size, loaded.num_sampled_negatives) == ("SSM", 4096, 64)
+    assert loaded.sampling_distribution == "popularity"

@@ -223,3 +223,43 @@ def test_next_item_scores_append_mask_and_keep_recent_items():
     last = torch.cat([histories[:, -11:], torch.ones(3, 1, dtype=torch.long)], dim=1)
     expected = model(last, labels=torch.cat([torch.full((3, 11), -100), histories[:, :1]], dim=1)).logits
     torch.testing.assert_close(scores, expected)
+
+
+def test_score_items_and_chunks_agree_with_full_score_rows():
+    model = tiny_model()
+    inputs, attention_mask, labels = masked_batch(model.config)
+    with torch.no_grad():
+        hidden = model.base_model(inputs, attention_mask=attention_mask).last_hidden_state[labels.ne(-100)]
+        full = model.score_hidden_states(hidden)
+        ids = torch.randint(2, model.config.vocab_size, (hidden.shape[0], 5))
+        torch.testing.assert_close(model.score_items(hidden, ids), full.gather(1, ids))
+        for chunk_size in (7, 50, 1000):
+            chunks = list(model.item_score_chunks(hidden, chunk_size))
+            assert [start for start, _ in chunks] == list(range(2, model.config.vocab_size, chunk_size))
+            torch.testing.assert_close(torch.cat([scores for _, scores in chunks], dim=1), full[:, 2:])
+
+
+def test_training_with_item_chunks_returns_no_logits_and_the_same_loss():
+    inputs, attention_mask, labels = masked_batch(tiny_config())
+    chunked = tiny_model(item_chunk_size=8).train()
+    full = tiny_model().train()
+    out = chunked(inputs, attention_mask=attention_mask, labels=labels)
+    assert out.logits is None
+    torch.testing.assert_close(out.loss, full(inputs, attention_mask=attention_mask, labels=labels).loss)
+    loss, logits = full.masked_item_loss(
+        full.base_model(inputs, attention_mask=attention_mask).last_hidden_state[labels.ne(-100)],
+        labels[labels.ne(-100)],
+        return_logits=False,
+    )
+    assert logits is None and torch.isfinite(loss)
+
+
+def test_sampling_weights_are_not_saved(tmp_path):
+    model = tiny_model(loss_type="SSM", sampling_distribution="popularity")
+    model.set_sampling_weights(torch.arange(52.0))
+    assert "sampling_weights" not in model.state_dict()
+    model.save_pretrained(tmp_path)
+    loaded = Bert4RecForMaskedItemPrediction.from_pretrained(tmp_path)
+    assert loaded.sampling_weights is None and loaded.config.sampling_distribution == "popularity"
+    with pytest.raises(ValueError, match="not all zero"):
+        model.set_sampling_weights(torch.zeros(52))

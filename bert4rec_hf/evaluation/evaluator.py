@@ -1,8 +1,10 @@
 """Turns score rows into target ranks, one batch at a time.
 
 Only ranks (one integer per evaluated target) leave a batch: an N x vocabulary
-score matrix is never stored. ``RankingEvaluator.rank`` is the single place
-where a rank is defined; the Trainer hook (``Bert4RecTrainer``) and
+score matrix is never stored (and with ``rank_hidden_states`` not even one
+batch's: the catalog is scanned in chunks). ``RankingEvaluator.rank`` is the
+single place where a rank is defined (``rank_hidden_states`` counts the same
+way); the Trainer hook (``Bert4RecTrainer``) and
 ``preprocess_logits_for_metrics`` both go through it.
 
 Rank definition: the number of candidate items, other than the target, whose
@@ -159,18 +161,7 @@ class RankingEvaluator:
                 f"expected scores (B, V) and targets (B,), got {tuple(scores.shape)} and {tuple(targets.shape)}"
             )
         vocab_size = scores.shape[1]
-        targets = targets.to(scores.device).long()
-        if targets.numel() and (targets.min() < NUM_SPECIAL_TOKENS or targets.max() >= vocab_size):
-            raise ValueError(
-                f"targets must be real item ids in [{NUM_SPECIAL_TOKENS}, {vocab_size}), got {targets.tolist()[:10]}"
-            )
-        if input_ids is None:
-            if self.needs_input_ids:
-                raise ValueError(f"{self.mode} ranking with exclude_history={self.exclude_history} needs input_ids")
-        else:
-            input_ids = input_ids.to(scores.device).long()
-            if input_ids.ndim != 2 or input_ids.shape[0] != scores.shape[0]:
-                raise ValueError(f"expected input_ids (B, L) with B={scores.shape[0]}, got {tuple(input_ids.shape)}")
+        input_ids, targets = self._check_rows(input_ids, targets, vocab_size, scores.device)
         target_scores = scores.gather(1, targets[:, None])
 
         if self.sampler is None:
@@ -181,19 +172,97 @@ class RankingEvaluator:
                 beats.scatter_(1, input_ids, False)  # the target was already taken out of the count
             return beats.sum(1)
 
+        negatives = self._negatives(input_ids, targets, vocab_size, row_ids)
+        return self._count_sampled(scores.gather(1, negatives.clamp(min=0)), target_scores, negatives)
+
+    def rank_hidden_states(
+        self,
+        model: Any,
+        hidden_states: torch.Tensor,
+        input_ids: torch.Tensor | None,
+        targets: torch.Tensor,
+        row_ids: torch.Tensor | None = None,
+        chunk_size: int | None = None,
+    ) -> torch.Tensor:
+        """The ranks of :meth:`rank` without a ``(B, vocab_size)`` score matrix,
+        for catalogs too large for one: full mode scans the catalog in chunks
+        (``model.item_score_chunks``) and counts, chunk by chunk, the candidates
+        scoring at least the target; sampled modes score only the target and
+        its negatives (``model.score_items``). ``model`` is a
+        ``Bert4RecForMaskedItemPrediction`` (or anything with those two methods
+        and ``config.vocab_size``); ``hidden_states`` are its ``(B, hidden)``
+        encoder states at the predicted positions.
+        """
+        if hidden_states.ndim != 2 or targets.ndim != 1 or targets.shape[0] != hidden_states.shape[0]:
+            raise ValueError(
+                f"expected hidden_states (B, H) and targets (B,), got {tuple(hidden_states.shape)} and "
+                f"{tuple(targets.shape)}"
+            )
+        vocab_size = model.config.vocab_size
+        input_ids, targets = self._check_rows(input_ids, targets, vocab_size, hidden_states.device)
+        target_scores = model.score_items(hidden_states, targets[:, None])
+        if self.sampler is not None:
+            negatives = self._negatives(input_ids, targets, vocab_size, row_ids)
+            negative_scores = model.score_items(hidden_states, negatives.clamp(min=0))
+            return self._count_sampled(negative_scores, target_scores, negatives)
+
+        counts = torch.zeros(targets.shape[0], dtype=torch.long, device=hidden_states.device)
+        for start, scores in model.item_score_chunks(hidden_states, chunk_size):
+            width = scores.shape[1]
+            # one spare column receives the ids that fall outside this chunk
+            beats = torch.zeros(scores.shape[0], width + 1, dtype=torch.bool, device=scores.device)
+            beats[:, :width] = ~(scores < target_scores)
+            beats.scatter_(1, self._chunk_columns(targets[:, None], start, width), False)
+            if self.exclude_history:
+                beats.scatter_(1, self._chunk_columns(input_ids, start, width), False)
+            counts += beats[:, :width].sum(1)
+        return counts
+
+    def _check_rows(
+        self, input_ids: torch.Tensor | None, targets: torch.Tensor, vocab_size: int, device: torch.device
+    ) -> tuple[torch.Tensor | None, torch.Tensor]:
+        targets = targets.to(device).long()
+        if targets.numel() and (targets.min() < NUM_SPECIAL_TOKENS or targets.max() >= vocab_size):
+            raise ValueError(
+                f"targets must be real item ids in [{NUM_SPECIAL_TOKENS}, {vocab_size}), got {targets.tolist()[:10]}"
+            )
+        if input_ids is None:
+            if self.needs_input_ids:
+                raise ValueError(f"{self.mode} ranking with exclude_history={self.exclude_history} needs input_ids")
+        else:
+            input_ids = input_ids.to(device).long()
+            if input_ids.ndim != 2 or input_ids.shape[0] != targets.shape[0]:
+                raise ValueError(f"expected input_ids (B, L) with B={targets.shape[0]}, got {tuple(input_ids.shape)}")
+        return input_ids, targets
+
+    def _negatives(
+        self, input_ids: torch.Tensor, targets: torch.Tensor, vocab_size: int, row_ids: torch.Tensor | None
+    ) -> torch.Tensor:
         weights = None
         if self.sampler == "pop":
             if self.item_popularity.shape[0] != vocab_size:
                 raise ValueError(
-                    f"item_popularity has {self.item_popularity.shape[0]} entries but scores have {vocab_size} columns"
+                    f"item_popularity has {self.item_popularity.shape[0]} entries but the catalog has {vocab_size} "
+                    "vocabulary ids"
                 )
             weights = self.item_popularity
-        negatives = sample_negatives(
+        return sample_negatives(
             input_ids, targets, vocab_size, self.num_negatives, weights=weights, seed=self.seed, row_ids=row_ids
         )
-        negative_scores = scores.gather(1, negatives.clamp(min=0))
+
+    @staticmethod
+    def _count_sampled(
+        negative_scores: torch.Tensor, target_scores: torch.Tensor, negatives: torch.Tensor
+    ) -> torch.Tensor:
         beats = ~(negative_scores < target_scores) & (negatives >= 0)
         return beats.sum(1)
+
+    @staticmethod
+    def _chunk_columns(ids: torch.Tensor, start: int, width: int) -> torch.Tensor:
+        """Column of each id within the chunk ``[start, start + width)``; ``width``
+        (the spare column) for ids outside it."""
+        local = ids - start
+        return torch.where((local >= 0) & (local < width), local, torch.full_like(local, width))
 
     def rank_labelled(
         self,
@@ -220,17 +289,48 @@ class RankingEvaluator:
         rows = labelled.nonzero()[:, 0]
         history = input_ids.to(logits.device)[rows.to(logits.device)] if input_ids is not None else None
         ranks = self.rank(logits, history, labels[labelled].to(logits.device))
+        return self._layout(ranks, labels, compact)
+
+    def rank_labelled_hidden_states(
+        self,
+        model: Any,
+        hidden_states: torch.Tensor,
+        labels: torch.Tensor,
+        input_ids: torch.Tensor | None = None,
+        chunk_size: int | None = None,
+        compact: bool = True,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """:meth:`rank_labelled` from the ``(M, hidden)`` encoder states at the
+        labelled positions, through :meth:`rank_hidden_states` (no ``M x
+        vocab_size`` scores)."""
+        labelled = labels.ne(IGNORE_INDEX)
+        if hidden_states.shape[0] != int(labelled.sum()):
+            raise ValueError(
+                f"got {hidden_states.shape[0]} hidden states for {int(labelled.sum())} labelled positions"
+            )
+        device = hidden_states.device
+        rows = labelled.nonzero()[:, 0]
+        history = input_ids.to(device)[rows.to(device)] if input_ids is not None else None
+        targets = labels[labelled].to(device)
+        ranks = self.rank_hidden_states(model, hidden_states, history, targets, chunk_size=chunk_size)
+        return self._layout(ranks, labels, compact)
+
+    @staticmethod
+    def _layout(ranks: torch.Tensor, labels: torch.Tensor, compact: bool) -> tuple[torch.Tensor, torch.Tensor]:
+        device = ranks.device
+        labelled = labels.ne(IGNORE_INDEX)
         if not compact:
-            out = torch.full(labels.shape, IGNORE_INDEX, dtype=torch.long, device=logits.device)
-            out[labelled.to(logits.device)] = ranks
+            out = torch.full(labels.shape, IGNORE_INDEX, dtype=torch.long, device=device)
+            out[labelled.to(device)] = ranks
             return out, labels
+        rows = labelled.nonzero()[:, 0]
         width = max(int(labelled.sum(1).max()), 1) if labels.shape[0] else 1
         columns = labelled.long().cumsum(1).sub_(1)[labelled]
-        out_ranks = torch.full((labels.shape[0], width), IGNORE_INDEX, dtype=torch.long, device=logits.device)
+        out_ranks = torch.full((labels.shape[0], width), IGNORE_INDEX, dtype=torch.long, device=device)
         out_targets = torch.full_like(out_ranks, IGNORE_INDEX)
-        index = (rows.to(logits.device), columns.to(logits.device))
+        index = (rows.to(device), columns.to(device))
         out_ranks[index] = ranks
-        out_targets[index] = labels[labelled].to(logits.device).long()
+        out_targets[index] = labels[labelled].to(device).long()
         return out_ranks, out_targets
 
     # ------------------------------------------------------------------ Trainer hooks

@@ -22,6 +22,8 @@ class Bert4RecTrainer(Trainer):
     :meth:`prediction_step`, where the batch's ``input_ids`` are still at hand
     (history exclusion and sampled negatives need them), so only ranks are
     gathered across processes: no N x vocabulary score matrix is ever stored.
+    With ``model.config.item_chunk_size`` set, not even one batch's score
+    matrix is built: the catalog is scanned in chunks of that many items.
     ``compute_metrics`` defaults to the evaluator's, and
     ``metric_for_best_model="ndcg@10"`` works with ``load_best_model_at_end``.
     ``predict()`` returns these ranks as ``predictions``.
@@ -71,6 +73,10 @@ class Bert4RecTrainer(Trainer):
         row has no target (T = 1 for next-item evaluation), so the Trainer's
         gather pads, concatenates and drops duplicated tail samples row-wise."""
         inputs = self._prepare_inputs(inputs)
+        unwrapped = self.accelerator.unwrap_model(model)
+        chunk_size = getattr(unwrapped.config, "item_chunk_size", 0)
+        if chunk_size and inputs.get("labels") is not None:
+            return self._chunked_prediction_step(unwrapped, inputs, chunk_size, prediction_loss_only)
         loss, logits, _ = super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
         labels = inputs.get("labels")
         if prediction_loss_only or logits is None or labels is None:
@@ -79,6 +85,28 @@ class Bert4RecTrainer(Trainer):
             logits = logits[0]
         ranks, targets = self.evaluator.rank_labelled(logits, labels, inputs.get("input_ids"))
         return loss, ranks, targets
+
+    def _chunked_prediction_step(
+        self, model: nn.Module, inputs: dict[str, torch.Tensor | Any], chunk_size: int, loss_only: bool
+    ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """``prediction_step`` for models with ``config.item_chunk_size``: the loss
+        and the ranks come from the encoder states at the labelled positions,
+        scanning the catalog in chunks, so no batch x catalog score matrix is
+        built even for a catalog of millions of items."""
+        labels = inputs["labels"]
+        with torch.no_grad(), self.compute_loss_context_manager():
+            hidden = model.base_model(inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
+            labelled = labels.ne(-100)
+            selected = hidden.last_hidden_state[labelled]
+            negatives = inputs.get("negative_ids")
+            negatives = negatives[labelled] if negatives is not None else None
+            loss, _ = model.masked_item_loss(selected, labels[labelled], negatives, return_logits=False)
+            if loss_only:
+                return loss.detach(), None, None
+            ranks, targets = self.evaluator.rank_labelled_hidden_states(
+                model, selected, labels, inputs.get("input_ids"), chunk_size=chunk_size
+            )
+        return loss.detach(), ranks, targets
 
 
 __all__ = ["Bert4RecTrainer"]

@@ -1,0 +1,167 @@
+"""Export a trained BERT4Rec for serving: padded histories in, top-k items out.
+
+The exported graph is :class:`Bert4RecTopK`: it appends [MASK] to each
+left-padded history (as ``next_item_scores`` does), scores the catalog, never
+recommends padding or [MASK], optionally drops the items already in the
+history, and returns the ``k`` best vocabulary ids with their scores. A
+serving process needs only the ONNX file and ``item_vocab.json`` (copied beside
+it) to map ids back to raw item ids; neither torch nor this package.
+
+ONNX goes through torch's TorchScript-based exporter (``dynamo=False``), which
+needs no extra package; the batch and history-length axes are dynamic.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .modeling_bert4rec import Bert4RecForMaskedItemPrediction
+
+EXPORT_FORMATS = ("onnx",)
+INPUT_NAMES = ["input_ids"]
+OUTPUT_NAMES = ["item_ids", "scores"]
+DEFAULT_OPSET = 17
+
+
+class Bert4RecTopK(nn.Module):
+    """``input_ids (B, L) int64`` left-padded histories (0 = padding, no [MASK])
+    -> ``(item_ids (B, k) int64, scores (B, k) float32)``, best first.
+
+    Args:
+        model: the trained model (put in eval mode).
+        k: items returned per history (at most the catalog size).
+        exclude_history: drop items already in the history (their score
+            becomes ``-inf``); a history that covers all but fewer than ``k``
+            items returns ``-inf`` scores in the last slots.
+    """
+
+    def __init__(self, model: Bert4RecForMaskedItemPrediction, k: int = 10, exclude_history: bool = True):
+        super().__init__()
+        if isinstance(k, bool) or not isinstance(k, int) or not 0 < k <= model.config.num_items:
+            raise ValueError(f"k must be an integer in [1, {model.config.num_items}] (the catalog size), got {k!r}")
+        self.model = model.eval()
+        self.k = k
+        self.exclude_history = bool(exclude_history)
+
+    def forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scores = self.model.next_item_scores(input_ids)  # specials are already -inf
+        if self.exclude_history:
+            scores = scores.scatter(1, input_ids, float("-inf"))
+        top = scores.topk(self.k, dim=1)
+        return top.indices, top.values
+
+
+def random_histories(vocab_size: int, length: int, rows: int = 2, seed: int = 0) -> torch.Tensor:
+    """Left-padded random histories of ``length`` columns, the first row full and
+    the others of random lengths: inputs to trace the graph and to check it."""
+    generator = torch.Generator().manual_seed(seed)
+    input_ids = torch.randint(2, max(vocab_size, 3), (rows, length), generator=generator)
+    lengths = torch.randint(1, length + 1, (rows,), generator=generator)
+    lengths[0] = length
+    return input_ids.masked_fill(torch.arange(length)[None, :] < (length - lengths)[:, None], 0)
+
+
+def export_onnx(
+    model: Bert4RecForMaskedItemPrediction,
+    path: str | os.PathLike,
+    k: int = 10,
+    exclude_history: bool = True,
+    opset_version: int = DEFAULT_OPSET,
+) -> Path:
+    """Writes ``Bert4RecTopK(model, k, exclude_history)`` as an ONNX file with
+    dynamic batch and history-length axes; returns its path."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    wrapper = Bert4RecTopK(model, k=k, exclude_history=exclude_history)
+    example = random_histories(model.config.vocab_size, max(model.config.max_seq_length - 1, 1))
+    with warnings.catch_warnings():
+        # the TorchScript-based exporter is deprecated in favour of the dynamo one (which needs onnxscript);
+        # tracer warnings are about Python checks on shapes that hold for every input
+        warnings.simplefilter("ignore")
+        with torch.no_grad():
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(path),
+                dynamo=False,
+                input_names=INPUT_NAMES,
+                output_names=OUTPUT_NAMES,
+                dynamic_axes={"input_ids": {0: "batch", 1: "length"}, "item_ids": {0: "batch"}, "scores": {0: "batch"}},
+                opset_version=opset_version,
+            )
+    return path
+
+
+def export_model(
+    model_dir: str | os.PathLike,
+    output_dir: str | os.PathLike,
+    format: str = "onnx",
+    k: int = 10,
+    exclude_history: bool = True,
+    opset_version: int = DEFAULT_OPSET,
+) -> dict[str, Any]:
+    """Exports a saved model folder to ``output_dir``: ``model.onnx``, the item
+    vocabulary (``item_vocab.json``) and ``export_config.json`` (inputs,
+    outputs, k, padding id). Returns the export description."""
+    if format not in EXPORT_FORMATS:
+        raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
+    model_dir, output_dir = Path(model_dir), Path(output_dir)
+    model = Bert4RecForMaskedItemPrediction.from_pretrained(model_dir).eval()
+    path = export_onnx(
+        model, output_dir / "model.onnx", k=k, exclude_history=exclude_history, opset_version=opset_version
+    )
+    vocabulary = model_dir / "item_vocab.json"
+    if vocabulary.is_file():
+        shutil.copyfile(vocabulary, output_dir / "item_vocab.json")
+    description = {
+        "format": format,
+        "file": path.name,
+        "opset_version": opset_version,
+        "inputs": {"input_ids": "int64 (batch, length): left-padded vocabulary ids, 0 = padding, no [MASK]"},
+        "outputs": {"item_ids": "int64 (batch, k): vocabulary ids, best first", "scores": "float32 (batch, k)"},
+        "k": k,
+        "exclude_history": exclude_history,
+        "pad_token_id": model.config.pad_token_id,
+        "max_seq_length": model.config.max_seq_length,
+        "vocab_size": model.config.vocab_size,
+        "source": str(model_dir),
+    }
+    (output_dir / "export_config.json").write_text(json.dumps(description, indent=2) + "\n", encoding="utf-8")
+    return description
+
+
+def verify_onnx(
+    path: str | os.PathLike,
+    model: Bert4RecForMaskedItemPrediction,
+    input_ids: torch.Tensor,
+    exclude_history: bool = True,
+) -> dict[str, Any]:
+    """Runs the ONNX file with onnxruntime and PyTorch on the same histories;
+    returns the share of rows whose top-k ids agree exactly and the largest
+    score difference."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    item_ids, scores = session.run(OUTPUT_NAMES, {"input_ids": input_ids.numpy().astype(np.int64)})
+    k = item_ids.shape[1]
+    with torch.no_grad():
+        expected_ids, expected_scores = Bert4RecTopK(model, k=k, exclude_history=exclude_history)(input_ids)
+    finite = np.isfinite(expected_scores.numpy())
+    return {
+        "rows": int(input_ids.shape[0]),
+        "k": k,
+        "same_top_k_rows": float((item_ids == expected_ids.numpy()).all(1).mean()),
+        "max_abs_score_difference": float(np.abs(scores - expected_scores.numpy())[finite].max(initial=0.0)),
+    }
+
+
+__all__ = ["Bert4RecTopK", "export_model", "export_onnx", "random_histories", "verify_onnx"]

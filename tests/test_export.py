@@ -1,0 +1,102 @@
+"""ONNX export: onnxruntime gives PyTorch's top-k on MovieLens-100K histories.
+
+onnx and onnxruntime are in the ``dev`` extra, so CI runs this test for real.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import onnxruntime
+import pytest
+import torch
+
+from bert4rec_hf import (
+    Bert4RecConfig,
+    Bert4RecForMaskedItemPrediction,
+    ItemTokenizer,
+    build_sequences,
+    read_interactions,
+)
+from bert4rec_hf.cli import main
+from bert4rec_hf.export import Bert4RecTopK
+
+from .helpers import SHARED_DATA
+
+K = 10
+MAX_SEQ_LENGTH = 30
+
+
+@pytest.fixture(scope="module")
+def ml100k():
+    """A model over the ml-100k catalog (briefly trained, so scores are not near-ties)
+    and left-padded histories of 120 real users."""
+    sequences = build_sequences(read_interactions(SHARED_DATA / "ml-100k" / "ml-100k.inter"))
+    tokenizer = ItemTokenizer.fit(np.concatenate([np.asarray(s) for s in sequences["item_ids"]]))
+    rows = [tokenizer.encode(items[-(MAX_SEQ_LENGTH - 1) :]) for items in sequences["item_ids"][::8][:120]]
+    histories = torch.zeros(len(rows), MAX_SEQ_LENGTH - 1, dtype=torch.long)
+    for row, items in enumerate(rows):
+        histories[row, histories.shape[1] - len(items) :] = torch.tensor(items)
+    histories[::3, :20] = 0  # shorter histories: more padding
+    torch.manual_seed(0)
+    config = Bert4RecConfig(vocab_size=len(tokenizer), max_seq_length=MAX_SEQ_LENGTH, hidden_dropout_prob=0.1)
+    model = Bert4RecForMaskedItemPrediction(config)
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-2)
+    for _ in range(5):  # next-item steps on the histories themselves
+        labels = torch.full_like(histories, -100)
+        labels[:, -1] = histories[:, -1]
+        optimizer.zero_grad()
+        model(histories.masked_fill(labels.ne(-100), 1), labels=labels).loss.backward()
+        optimizer.step()
+    return model.eval(), tokenizer, histories
+
+
+def pytorch_top_k(model, histories, exclude_history):
+    scores = model.next_item_scores(histories)
+    if exclude_history:
+        scores = scores.scatter(1, histories, float("-inf"))
+    return scores.topk(K)
+
+
+@pytest.mark.parametrize("exclude_history", [True, False])
+def test_exported_onnx_gives_the_pytorch_top_k(ml100k, tmp_path, capsys, exclude_history):
+    model, tokenizer, histories = ml100k
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    flag = "--exclude-history" if exclude_history else "--no-exclude-history"
+    argv = ["export", str(tmp_path / "model"), "--format", "onnx", "--output", str(tmp_path / "onnx"), flag, "--verify"]
+    assert main(argv) == 0
+    assert '"same_top_k_rows": 1.0' in capsys.readouterr().out
+    assert {"model.onnx", "item_vocab.json", "export_config.json"} <= {p.name for p in (tmp_path / "onnx").iterdir()}
+    description = json.loads((tmp_path / "onnx" / "export_config.json").read_text())
+    assert description["k"] == K and description["exclude_history"] is exclude_history
+
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    expected = pytorch_top_k(model, histories, exclude_history)
+    item_ids, scores = session.run(["item_ids", "scores"], {"input_ids": histories.numpy()})
+    assert item_ids.dtype == np.int64 and item_ids.shape == (len(histories), K)
+    np.testing.assert_array_equal(item_ids, expected.indices.numpy())
+    np.testing.assert_allclose(scores, expected.values.numpy(), rtol=1e-4, atol=1e-5)
+    assert (item_ids >= 2).all()  # never padding or [MASK]
+    in_history = (item_ids[:, :, None] == histories.numpy()[:, None, :]).any(-1)
+    assert not in_history.any() if exclude_history else in_history.any()
+
+    # dynamic axes: another batch size and a history longer than the model reads (the oldest items are dropped)
+    longer = torch.cat([torch.randint(2, len(tokenizer), (3, 15)), histories[:3]], dim=1)
+    item_ids, _ = session.run(["item_ids", "scores"], {"input_ids": longer.numpy()})
+    np.testing.assert_array_equal(item_ids, pytorch_top_k(model, longer, exclude_history).indices.numpy())
+    assert tokenizer.decode(item_ids[0])  # ids map back to raw MovieLens ids with the copied vocabulary
+
+
+def test_top_k_wrapper_rejects_bad_k(ml100k):
+    model = ml100k[0]
+    with pytest.raises(ValueError, match="k must be an integer"):
+        Bert4RecTopK(model, k=0)
+    with pytest.raises(ValueError, match="catalog size"):
+        Bert4RecTopK(model, k=model.config.num_items + 1)
+
+
+def test_export_command_rejects_a_missing_folder(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "nothing-here")]) == 1
+    assert "bert4rec export: error" in capsys.readouterr().err
