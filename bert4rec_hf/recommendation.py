@@ -30,6 +30,7 @@ import torch
 
 from .data.collators import DataCollatorForNextItemPrediction, left_pad
 from .tokenization_bert4rec import MASK_TOKEN_ID, NUM_SPECIAL_TOKENS, VOCAB_FILE_NAME, ItemTokenizer
+from .training.reporting import MODEL_CARD_METADATA
 
 logger = logging.getLogger(__name__)
 
@@ -400,15 +401,7 @@ def recommend(
 def default_model_card(config: Any, tokenizer: ItemTokenizer) -> str:
     """A model card for a folder without one: what it holds and how to query it,
     with and without this package."""
-    return f"""---
-library_name: transformers
-tags:
-- bert4rec
-- recommendation
-- sequential-recommendation
-pipeline_tag: other
----
-
+    return f"""{MODEL_CARD_METADATA}
 # BERT4Rec sequential recommender
 
 A [BERT4Rec](https://arxiv.org/abs/1904.06690) model ({tokenizer.num_items} items, hidden size

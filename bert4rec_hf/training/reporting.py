@@ -11,6 +11,16 @@ from typing import Any
 import yaml
 
 METRIC_ORDER = ("hit", "ndcg", "mrr", "precision")
+# Hub metadata at the top of every model card this package writes.
+MODEL_CARD_METADATA = """---
+library_name: transformers
+tags:
+- bert4rec
+- recommendation
+- sequential-recommendation
+pipeline_tag: other
+---
+"""
 
 
 def _metric_names(metrics: Mapping[str, float]) -> list[str]:
@@ -54,15 +64,7 @@ def write_model_card(
     training_keys = ("epochs", "train_batch_size", "learning_rate", "weight_decay", "warmup_steps", "seed")
     hyper = "\n".join(f"| {key} | {config.get(key)} |" for key in (*model_keys, *training_keys))
     data = "\n".join(f"- {key}: {value}" for key, value in data_summary.items())
-    card = f"""---
-library_name: transformers
-tags:
-- bert4rec
-- recommendation
-- sequential-recommendation
-pipeline_tag: other
----
-
+    card = f"""{MODEL_CARD_METADATA}
 # BERT4Rec on {config.get("dataset")}
 
 A [BERT4Rec](https://arxiv.org/abs/1904.06690) sequential recommender trained with
