@@ -413,23 +413,44 @@ def read_interactions(
     def locate(row: int) -> str:
         return _line_of_row(path, layout, row)
 
+    out = _convert_columns(
+        path,
+        table,
+        sources,
+        locate,
+        float_sources={source for source, kind in layout.types.items() if kind == "float"},
+        parse_ids=lambda source: layout.types.get(source) != "token",  # RecBole tokens stay strings
+    )
+    return _finish(path, out, extras, rating_threshold, table.num_rows)
+
+
+def _convert_columns(
+    path: Path,
+    table: pa.Table,
+    sources: dict[str, str | None],
+    locate: Callable[[int], str],
+    float_sources: set[str] = frozenset(),
+    parse_ids: Callable[[str], bool] = lambda source: False,
+) -> dict[str, pa.Array]:
+    """Checks and converts the canonical columns read from ``sources``: ids
+    checked (and parsed from text where ``parse_ids`` says so), timestamps,
+    ratings and float-typed columns made numeric; errors name ``locate(row)``."""
     out: dict[str, pa.Array] = {}
-    for name in canonical:
-        source = sources[name]
+    for name, source in sources.items():
         if source is None:
             continue
         column = table[source].combine_chunks()
         if name in (USER, ITEM):
-            if layout.types.get(source) != "token":  # RecBole tokens stay strings
+            if parse_ids(source):
                 column = _ids_from_strings(column)
             out[name] = _check_ids(path, column, name.replace("_id", " id"), locate)
-        elif name == TIME or name == RATING or layout.types.get(source) == "float":
+        elif name in (TIME, RATING) or source in float_sources:
             out[name] = _to_number(path, column, name, locate, allow_datetime=name == TIME)
             if name == RATING:
                 out[name] = out[name].cast(pa.float64())
         else:
             out[name] = column
-    return _finish(path, out, extras, rating_threshold, table.num_rows)
+    return out
 
 
 def _read_parquet(
@@ -450,20 +471,7 @@ def _read_parquet(
     def locate(row: int) -> str:
         return f"row {row + 1}"
 
-    out = {}
-    for name in canonical:
-        source = sources[name]
-        if source is None:
-            continue
-        column = table[source].combine_chunks()
-        if name in (USER, ITEM):
-            out[name] = _check_ids(path, column, name.replace("_id", " id"), locate)
-        elif name in (TIME, RATING):
-            out[name] = _to_number(path, column, name, locate, allow_datetime=name == TIME)
-            if name == RATING:
-                out[name] = out[name].cast(pa.float64())
-        else:
-            out[name] = column
+    out = _convert_columns(path, table, sources, locate)
     return _finish(path, out, extras, rating_threshold, table.num_rows)
 
 
