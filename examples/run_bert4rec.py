@@ -1,0 +1,151 @@
+#!/usr/bin/env python
+"""Train and evaluate BERT4Rec with the HF Trainer, in the style of transformers' run_mlm.py.
+
+Copy this file and edit it. Every option is a dataclass field, so it is also a
+command-line flag (``--hidden_size 64``) or a key of a JSON file passed as the
+only argument. Example:
+
+    python examples/run_bert4rec.py --dataset ml-100k --output_dir runs/ml-100k \
+        --per_device_train_batch_size 64 --learning_rate 1e-3 --num_train_epochs 20 \
+        --eval_strategy epoch --save_strategy epoch --load_best_model_at_end \
+        --metric_for_best_model ndcg@10 --use_cpu
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArguments, set_seed
+
+from bert4rec_hf import (
+    Bert4RecConfig,
+    Bert4RecForMaskedItemPrediction,
+    Bert4RecTrainer,
+    DataCollatorForMaskedItemPrediction,
+    DataCollatorForNextItemPrediction,
+    RankingEvaluator,
+    build_sequences,
+    leave_one_out,
+    load_interactions,
+    read_interactions,
+)
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class ModelArguments:
+    """The model to train: a fresh BERT4Rec, or a checkpoint to continue from."""
+
+    model_name_or_path: str | None = field(default=None, metadata={"help": "checkpoint folder or hub id"})
+    hidden_size: int = 64
+    inner_size: int = 256
+    n_layers: int = 2
+    n_heads: int = 2
+    hidden_dropout_prob: float = 0.5
+    attn_dropout_prob: float = 0.5
+    hidden_act: str = "gelu"
+    loss_type: str = field(default="CE", metadata={"help": "CE or BPR"})
+    num_negatives: int = field(default=1, metadata={"help": "BPR negatives per masked item"})
+
+
+@dataclass
+class DataArguments:
+    """Where the interactions come from and how they become training windows."""
+
+    dataset: str = field(default="ml-100k", metadata={"help": "a registered data set (ml-100k is bundled)"})
+    data_path: str | None = field(default=None, metadata={"help": "an interaction log file instead of --dataset"})
+    data_format: str | None = field(default=None, metadata={"help": "inter, csv, tsv, parquet, movielens, lines"})
+    min_user_interactions: int = 0
+    max_seq_length: int = 50
+    train_stride: int | None = field(default=None, metadata={"help": "window step (default max_seq_length // 2)"})
+    mask_ratio: float = 0.2
+    last_item_mask_ratio: float = field(default=0.5, metadata={"help": "rows masking only the last item"})
+    eval_mode: str = field(default="full", metadata={"help": "full, uni100 or pop100"})
+    exclude_history: bool = False
+    early_stopping_patience: int = field(default=10, metadata={"help": "evaluations without improvement"})
+
+
+def main(argv: list[str] | None = None) -> dict:
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        model_args, data_args, training_args = parser.parse_json_file(json_file=Path(argv[0]).resolve())
+    else:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    # Data: log -> one time-ordered row per user -> leave-one-out splits
+    if data_args.data_path:
+        table = read_interactions(data_args.data_path, format=data_args.data_format)
+    else:
+        table = load_interactions(data_args.dataset)
+    sequences = build_sequences(table, min_user_interactions=data_args.min_user_interactions)
+    tokenizer = None
+    if model_args.model_name_or_path:
+        from bert4rec_hf import ItemTokenizer
+
+        tokenizer = ItemTokenizer.from_pretrained(model_args.model_name_or_path)
+    splits, tokenizer, report = leave_one_out(
+        sequences,
+        tokenizer=tokenizer,
+        max_seq_length=data_args.max_seq_length,
+        stride=data_args.train_stride,
+        fit_on="all",
+    )
+    logger.info("splits: %s", {name: len(split) for name, split in splits.items()})
+
+    # Model: set the seed first so that two runs with the same seed agree
+    set_seed(training_args.seed)
+    if model_args.model_name_or_path:
+        model = Bert4RecForMaskedItemPrediction.from_pretrained(model_args.model_name_or_path)
+    else:
+        config = Bert4RecConfig(
+            vocab_size=len(tokenizer),
+            max_seq_length=data_args.max_seq_length,
+            mask_ratio=data_args.mask_ratio,
+            **{name: getattr(model_args, name) for name in ModelArguments.__dataclass_fields__ if name != "model_name_or_path"},
+        )
+        model = Bert4RecForMaskedItemPrediction(config)
+
+    callbacks = []
+    if training_args.load_best_model_at_end and training_args.metric_for_best_model:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=data_args.early_stopping_patience))
+    trainer = Bert4RecTrainer(
+        model=model,
+        args=training_args,
+        train_dataset=splits["train"],
+        eval_dataset=splits["validation"],
+        data_collator=DataCollatorForMaskedItemPrediction(
+            max_seq_length=data_args.max_seq_length,
+            mask_ratio=data_args.mask_ratio,
+            vocab_size=len(tokenizer),
+            last_item_mask_ratio=data_args.last_item_mask_ratio,
+            num_negatives=model_args.num_negatives if model_args.loss_type == "BPR" else 0,
+        ),
+        eval_data_collator=DataCollatorForNextItemPrediction(max_seq_length=data_args.max_seq_length),
+        evaluator=RankingEvaluator(mode=data_args.eval_mode, exclude_history=data_args.exclude_history),
+        processing_class=tokenizer,  # every save writes item_vocab.json beside the weights
+        callbacks=callbacks,
+    )
+
+    results = {}
+    if training_args.do_train or not training_args.do_eval:
+        trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model()
+    results["valid"] = trainer.evaluate(splits["validation"], metric_key_prefix="valid")
+    results["test"] = trainer.evaluate(splits["test"], metric_key_prefix="test")
+    if trainer.is_world_process_zero():
+        logger.info("evaluation: %s", trainer.evaluator.describe())
+        Path(training_args.output_dir).mkdir(parents=True, exist_ok=True)
+        (Path(training_args.output_dir) / "all_results.json").write_text(json.dumps(results, indent=2))
+        print(json.dumps({split: {k: v for k, v in m.items() if "@10" in k} for split, m in results.items()}))
+    return results
+
+
+if __name__ == "__main__":
+    main()
