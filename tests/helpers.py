@@ -4,9 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
 import torch
 
-from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedItemPrediction
+from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedItemPrediction, read_interactions
 
 SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -45,3 +48,27 @@ def masked_batch(config: Bert4RecConfig, batch: int = 6, length: int = 10, seed:
     labels = torch.where(masked, input_ids, torch.full_like(input_ids, -100))
     inputs = input_ids.masked_fill(masked, 1)
     return inputs, real.long(), labels
+
+
+def write_ml100k_slice(path: Path, num_users: int) -> Path:
+    """The first ``num_users`` users of the real ml-100k log as a small CSV file."""
+    table = read_interactions(SHARED_DATA / "ml-100k" / "ml-100k.inter")
+    users = pc.unique(table["user_id"]).to_pylist()[:num_users]
+    small = table.filter(pc.is_in(table["user_id"], value_set=pa.array(users)))
+    pacsv.write_csv(small.select(["user_id", "item_id", "timestamp"]), path)
+    return path
+
+
+class MaskedRows(torch.utils.data.Dataset):
+    """Pre-masked rows (from ``masked_batch``): a Trainer step's gradient then
+    does not depend on who masks what."""
+
+    def __init__(self, tensors):
+        self.tensors = tensors
+
+    def __len__(self):
+        return len(self.tensors[0])
+
+    def __getitem__(self, index):
+        inputs, mask, labels = (t[index] for t in self.tensors)
+        return {"input_ids": inputs, "attention_mask": mask, "labels": labels}

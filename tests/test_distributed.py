@@ -15,17 +15,14 @@ import sys
 import time
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
 
-from bert4rec_hf import Bert4RecForMaskedItemPrediction, evaluate_saved_model, read_interactions
+from bert4rec_hf import Bert4RecForMaskedItemPrediction, evaluate_saved_model
 from bert4rec_hf.training import load_config
 
-from .helpers import SHARED_DATA, masked_batch, tiny_model
+from .helpers import MaskedRows, masked_batch, tiny_model, write_ml100k_slice
 
 REPO = Path(__file__).resolve().parents[1]
 NUM_USERS = 61  # odd: the two evaluation shards are uneven and the Trainer pads one of them
@@ -36,25 +33,7 @@ SMALL = {
 
 
 def write_slice(path: Path) -> Path:
-    table = read_interactions(SHARED_DATA / "ml-100k" / "ml-100k.inter")
-    users = pc.unique(table["user_id"]).to_pylist()[:NUM_USERS]
-    small = table.filter(pc.is_in(table["user_id"], value_set=pa.array(users)))
-    pacsv.write_csv(small.select(["user_id", "item_id", "timestamp"]), path)
-    return path
-
-
-class _Rows(torch.utils.data.Dataset):
-    """Pre-masked rows: the step's gradient does not depend on who masks what."""
-
-    def __init__(self, tensors):
-        self.tensors = tensors
-
-    def __len__(self):
-        return len(self.tensors[0])
-
-    def __getitem__(self, index):
-        inputs, mask, labels = (t[index] for t in self.tensors)
-        return {"input_ids": inputs, "attention_mask": mask, "labels": labels}
+    return write_ml100k_slice(path, NUM_USERS)
 
 
 def one_sgd_step(output_dir: Path, batch_size: int) -> dict[str, torch.Tensor]:
@@ -64,7 +43,7 @@ def one_sgd_step(output_dir: Path, batch_size: int) -> dict[str, torch.Tensor]:
     from transformers import Trainer, TrainingArguments
 
     model = tiny_model(seed=5).train()
-    data = _Rows(masked_batch(model.config, batch=8, seed=4))
+    data = MaskedRows(masked_batch(model.config, batch=8, seed=4))
     args = TrainingArguments(
         output_dir=str(output_dir), per_device_train_batch_size=batch_size, max_steps=1, learning_rate=0.1,
         optim="sgd", lr_scheduler_type="constant", max_grad_norm=0.0, report_to=[], use_cpu=True,

@@ -5,22 +5,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
+from bert4rec_hf import Bert4RecForMaskedItemPrediction, ItemTokenizer
 
-from bert4rec_hf import Bert4RecForMaskedItemPrediction, ItemTokenizer, read_interactions
-
-from .helpers import SHARED_DATA
+from .helpers import write_ml100k_slice
 
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_bert4rec.py"
 
 
 def test_run_bert4rec_example_trains_evaluates_and_saves(tmp_path):
-    table = read_interactions(SHARED_DATA / "ml-100k" / "ml-100k.inter")
-    users = pc.unique(table["user_id"]).to_pylist()[:40]
-    log = tmp_path / "slice.csv"
-    pacsv.write_csv(table.filter(pc.is_in(table["user_id"], value_set=pa.array(users))), log)
+    log = write_ml100k_slice(tmp_path / "slice.csv", 40)
     out = tmp_path / "run"
     args = [
         "--data_path", str(log), "--output_dir", str(out), "--hidden_size", "16", "--inner_size", "32",

@@ -4,7 +4,7 @@ from transformers import Trainer, TrainingArguments, set_seed
 
 from bert4rec_hf import Bert4RecForMaskedItemPrediction, Bert4RecModel
 
-from .helpers import masked_batch, tiny_config, tiny_model
+from .helpers import MaskedRows, masked_batch, tiny_config, tiny_model
 
 
 def brute_force_logits(model, inputs, attention_mask):
@@ -164,21 +164,9 @@ def test_num_items_in_batch_makes_accumulated_loss_and_gradients_exact():
     torch.testing.assert_close(model.head.dense.weight.grad, full_grad)
 
 
-class _ListDataset(torch.utils.data.Dataset):
-    def __init__(self, tensors):
-        self.tensors = tensors
-
-    def __len__(self):
-        return len(self.tensors[0])
-
-    def __getitem__(self, index):
-        inputs, mask, labels = (t[index] for t in self.tensors)
-        return {"input_ids": inputs, "attention_mask": mask, "labels": labels}
-
-
 def _one_trainer_step(tmp_path, batch_size, accumulation):
     model = tiny_model(seed=5)
-    data = _ListDataset(masked_batch(model.config, batch=8, seed=4))
+    data = MaskedRows(masked_batch(model.config, batch=8, seed=4))
     args = TrainingArguments(
         output_dir=str(tmp_path),
         per_device_train_batch_size=batch_size,

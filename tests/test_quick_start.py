@@ -2,14 +2,12 @@
 
 import json
 
-import pyarrow.compute as pc
-import pyarrow.csv as pacsv
 import pytest
 
-from bert4rec_hf import Bert4RecForMaskedItemPrediction, ItemTokenizer, read_interactions, run_bert4rec
+from bert4rec_hf import Bert4RecForMaskedItemPrediction, ItemTokenizer, run_bert4rec
 from bert4rec_hf.cli import main
 
-from .helpers import SHARED_DATA
+from .helpers import write_ml100k_slice
 
 SMALL = {
     "epochs": 2, "hidden_size": 16, "inner_size": 32, "n_heads": 2, "n_layers": 1,
@@ -19,12 +17,7 @@ SMALL = {
 
 @pytest.fixture(scope="module")
 def small_log(tmp_path_factory):
-    table = read_interactions(SHARED_DATA / "ml-100k" / "ml-100k.inter")
-    users = pc.unique(table["user_id"]).to_pylist()[:60]
-    small = table.filter(pc.is_in(table["user_id"], value_set=__import__("pyarrow").array(users)))
-    path = tmp_path_factory.mktemp("log") / "slice.csv"
-    pacsv.write_csv(small.select(["user_id", "item_id", "timestamp"]), path)
-    return path
+    return write_ml100k_slice(tmp_path_factory.mktemp("log") / "slice.csv", 60)
 
 
 @pytest.fixture(scope="module")
