@@ -118,6 +118,32 @@ class MaskedItemPredictionOutput(ModelOutput):
     attentions: tuple[torch.Tensor, ...] | None = None
 
 
+class ItemDropout(nn.Dropout):
+    """``nn.Dropout`` with a cheaper mask on CPU.
+
+    On CPU, torch draws the dropout mask with ``bernoulli_``, which costs a large
+    share of a BERT4Rec training step (the model is small, its activations are
+    not). Comparing 31-bit random integers with ``p * 2**31`` draws the same
+    keep mask (to 2**-31) in well under half the time, from the same seeded
+    generator. Other devices keep ``nn.Dropout``'s fused kernels.
+    """
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p in (0.0, 1.0) or hidden_states.device.type != "cpu":
+            return super().forward(hidden_states)
+        draws = torch.empty(hidden_states.shape, dtype=torch.int32).random_()
+        keep = (draws >= round(self.p * 2**31)).to(hidden_states.dtype)
+        return hidden_states * keep.mul_(1.0 / (1.0 - self.p))
+
+
+def use_item_dropout(module: nn.Module) -> None:
+    """Replaces every plain ``nn.Dropout`` below ``module`` with ``ItemDropout``."""
+    for parent in list(module.modules()):
+        for name, child in parent.named_children():
+            if type(child) is nn.Dropout:
+                setattr(parent, name, ItemDropout(child.p))
+
+
 class Bert4RecEmbeddings(nn.Module):
     """Item + learned position embeddings, then LayerNorm and dropout.
 
@@ -132,7 +158,7 @@ class Bert4RecEmbeddings(nn.Module):
         self.item_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
         self.position_embeddings = nn.Embedding(config.max_seq_length, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
-        self.dropout = nn.Dropout(config.hidden_dropout_prob)
+        self.dropout = ItemDropout(config.hidden_dropout_prob)
 
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         length = input_ids.shape[1]
@@ -199,6 +225,7 @@ class Bert4RecModel(Bert4RecPreTrainedModel):
         super().__init__(config)
         self.embeddings = Bert4RecEmbeddings(config)
         self.encoder = BertEncoder(config)
+        use_item_dropout(self.encoder)
         self.post_init()
 
     def get_input_embeddings(self) -> nn.Embedding:

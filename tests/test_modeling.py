@@ -3,6 +3,7 @@ import torch
 from transformers import Trainer, TrainingArguments, set_seed
 
 from bert4rec_hf import Bert4RecForMaskedItemPrediction, Bert4RecModel
+from bert4rec_hf.modeling_bert4rec import ItemDropout
 
 from .helpers import MaskedRows, masked_batch, tiny_config, tiny_model
 
@@ -251,3 +252,38 @@ def test_sampling_weights_are_not_saved(tmp_path):
     assert loaded.sampling_weights is None and loaded.config.sampling_distribution == "popularity"
     with pytest.raises(ValueError, match="not all zero"):
         model.set_sampling_weights(torch.zeros(52))
+
+
+@pytest.mark.parametrize("p", [0.2, 0.5])
+def test_item_dropout_keeps_one_minus_p_and_preserves_the_mean(p):
+    dropout = ItemDropout(p).train()
+    torch.manual_seed(0)
+    out = dropout(torch.ones(400_000))
+    kept = out != 0
+    assert abs(kept.float().mean().item() - (1 - p)) < 0.003
+    assert torch.allclose(out[kept], torch.full_like(out[kept], 1 / (1 - p)))
+    assert abs(out.mean().item() - 1.0) < 0.01
+    # gradients flow through kept entries only, scaled like nn.Dropout's
+    x = torch.randn(1000, requires_grad=True)
+    y = dropout(x)
+    y.sum().backward()
+    assert torch.equal(x.grad != 0, y != 0)
+
+
+def test_item_dropout_is_the_identity_in_eval_mode_and_seeded_in_training():
+    dropout = ItemDropout(0.5)
+    x = torch.randn(64, 50, 8)
+    assert torch.equal(dropout.eval()(x), x)
+    dropout.train()
+    torch.manual_seed(3)
+    first = dropout(x)
+    torch.manual_seed(3)
+    assert torch.equal(first, dropout(x))
+    assert not torch.equal(first, dropout(x))
+
+
+def test_every_dropout_of_the_model_is_an_item_dropout():
+    model = tiny_model(hidden_dropout_prob=0.3, attn_dropout_prob=0.2)
+    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
+    assert dropouts and all(isinstance(m, ItemDropout) for m in dropouts)
+    assert sorted({m.p for m in dropouts}) == [0.2, 0.3]
