@@ -104,6 +104,7 @@ def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = No
         sequences,
         max_seq_length=config["max_seq_length"],
         stride=config.get("train_stride"),
+        prefixes=config["train_prefixes"],
         tokenizer=tokenizer,
         fit_on=config["fit_vocabulary_on"],
     )

@@ -63,6 +63,7 @@ class DataArguments:
     min_user_interactions: int = 0
     max_seq_length: int = 50
     train_stride: int | None = field(default=None, metadata={"help": "window step (default max_seq_length // 2)"})
+    train_prefixes: bool = field(default=False, metadata={"help": "windows end at every stride-th item, short ones too"})
     mask_ratio: float = 0.2
     last_item_mask_ratio: float = field(default=0.5, metadata={"help": "rows masking only the last item"})
     eval_mode: str = field(default="full", metadata={"help": "full, uni100 or pop100"})
@@ -95,6 +96,7 @@ def main(argv: list[str] | None = None) -> dict:
         tokenizer=tokenizer,
         max_seq_length=data_args.max_seq_length,
         stride=data_args.train_stride,
+        prefixes=data_args.train_prefixes,
         fit_on="all",
     )
     logger.info("splits: %s", {name: len(split) for name, split in splits.items()})

@@ -202,3 +202,29 @@ def test_save_refuses_foreign_folder_and_load_checks(tmp_path, ml100k):
     (target / "split_report.json").write_text(json.dumps(report))
     with pytest.raises(ValueError, match="vocabulary of"):
         load_processed(target)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_prefix_windows_end_at_every_stride_th_item(seed):
+    rng = np.random.default_rng(seed)
+    lengths = rng.integers(1, 300, size=200)
+    max_length = int(rng.integers(2, 60))
+    stride = int(rng.integers(1, max_length + 1))
+    owner, start, size = sliding_windows(lengths, max_length, stride, prefixes=True)
+    end = start + size
+    assert (start >= 0).all() and (size >= 1).all()
+    assert np.array_equal(size, np.minimum(end, max_length))  # as long as the history before that end allows
+    for sequence, length in enumerate(lengths):
+        assert end[owner == sequence].tolist() == list(range(length, 0, -stride))[::-1]
+
+
+def test_prefix_windows_give_one_training_row_per_training_item_ml100k(ml100k):
+    splits, _, report = leave_one_out(ml100k[0], max_seq_length=50, stride=1, prefixes=True, fit_on="all")
+    train, validation = splits["train"], splits["validation"]
+    assert report.prefixes and train.num_rows == sum(len(h) for h in validation["input_ids"])
+    by_user = {user: history for user, history in zip(validation["user_id"], validation["input_ids"], strict=True)}
+    seen: dict[str, int] = {}
+    for user, window in zip(train["user_id"], train["input_ids"], strict=True):
+        seen[user] = seen.get(user, 0) + 1
+        assert window == by_user[user][max(0, seen[user] - 50):seen[user]]  # the prefix ending at item seen[user]
+    assert seen == {user: len(history) for user, history in by_user.items()}

@@ -60,6 +60,7 @@ class SplitReport:
     max_seq_length: int
     stride: int
     max_history_length: int | None = None
+    prefixes: bool = False
     rows: dict[str, int] = field(default_factory=dict)
     users: dict[str, int] = field(default_factory=dict)
     too_short: dict[str, int] = field(default_factory=dict)
@@ -88,19 +89,32 @@ class LeaveOneOutSplits(NamedTuple):
 
 
 # ---------------------------------------------------------------------------- ragged-array helpers
-def sliding_windows(lengths: np.ndarray, max_length: int, stride: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def sliding_windows(
+    lengths: np.ndarray, max_length: int, stride: int, prefixes: bool = False
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Windows over sequences of ``lengths``: (owner sequence, start, length) per window.
 
     As in the BERT4Rec code, the last window ends at the last item and the others
     step back by ``stride`` until one starts at 0, so every item is covered
     (``stride <= max_length``) and the most recent items always form a full
-    window. Windows of one sequence come out in time order.
+    window. With ``prefixes``, the window *ends* step back by ``stride`` down to
+    the first items instead, each window holding the (up to) ``max_length``
+    items that end there: with stride 1 one window per item, RecBole's prefix
+    samples, so short histories count as often as long ones. Windows of one
+    sequence come out in time order.
     """
     lengths = np.asarray(lengths, dtype=np.int64)
-    count = np.where(lengths > max_length, -(-(lengths - max_length) // stride) + 1, 1)
+    if prefixes:
+        count = -(-lengths // stride)
+    else:
+        count = np.where(lengths > max_length, -(-(lengths - max_length) // stride) + 1, 1)
     owner = np.repeat(np.arange(len(lengths)), count)
     first = np.cumsum(count) - count
     steps_back = (count - 1)[owner] - (np.arange(len(owner)) - first[owner])
+    if prefixes:
+        end = lengths[owner] - steps_back * stride
+        start = np.maximum(end - max_length, 0)
+        return owner, start, end - start
     start = np.maximum(lengths[owner] - max_length - steps_back * stride, 0)
     return owner, start, np.minimum(lengths[owner], max_length)
 
@@ -147,6 +161,7 @@ def leave_one_out(
     stride: int | None = None,
     max_history_length: int | None = None,
     fit_on: Literal["train", "all"] = "train",
+    prefixes: bool = False,
 ) -> LeaveOneOutSplits:
     """Splits ``build_sequences`` output into encoded train/validation/test sets.
 
@@ -169,6 +184,9 @@ def leave_one_out(
             validation/test rows; None keeps the whole history (the collator
             truncates, and a ranking that excludes seen items needs all of them).
         fit_on: ``"train"`` or ``"all"``: the items a new vocabulary is fitted on.
+        prefixes: windows end at every ``stride``-th training item down to the
+            first ones (short prefixes included; RecBole's samples with stride 1)
+            instead of full windows only (see ``sliding_windows``).
 
     Returns:
         ``LeaveOneOutSplits(splits, tokenizer, report)``: ``splits`` is a
@@ -228,7 +246,7 @@ def leave_one_out(
     report = SplitReport(
         num_users=num_users, num_items=tokenizer.num_items, vocab_size=tokenizer.vocab_size,
         max_seq_length=max_seq_length, stride=stride, max_history_length=max_history_length,
-        tokenizer_fitted=fitted,
+        prefixes=bool(prefixes), tokenizer_fitted=fitted,
         unknown_history_items=int(((position < length_of - 1) & ~known).sum()),
     )
     report.too_short = {"train": int((~has_val).sum()), "validation": int((~has_val).sum()), "test": int((~has_test).sum())}
@@ -244,7 +262,9 @@ def leave_one_out(
     if len(train_users) == 0:
         raise ValueError("no training rows: none of the training items is in the tokenizer's vocabulary")
     train_start = np.cumsum(train_len) - train_len
-    window_owner, window_start, window_len = sliding_windows(train_len[train_users], max_seq_length, stride)
+    window_owner, window_start, window_len = sliding_windows(
+        train_len[train_users], max_seq_length, stride, prefixes=prefixes
+    )
     window_user = train_users[window_owner]
     flat, offsets = gather_segments(train_ids, train_start[window_user] + window_start, window_len)
     train = _dataset({USER: users.take(pa.array(window_user)), "input_ids": list_array(offsets, flat.astype(np.int32))})
@@ -264,8 +284,9 @@ def leave_one_out(
 
 def _log(report: SplitReport) -> None:
     logger.info(
-        "leave-one-out: %d users, %d items; rows: %s (train windows of %d, stride %d)",
+        "leave-one-out: %d users, %d items; rows: %s (train windows of %d, stride %d%s)",
         report.num_users, report.num_items, report.rows, report.max_seq_length, report.stride,
+        ", prefixes" if report.prefixes else "",
     )
     for split in SPLITS:
         if report.left_out(split):
