@@ -172,6 +172,7 @@ def main() -> int:
             "eval_batch_size",
             "max_seq_length",
             "train_stride",
+            "train_prefixes",
         )
         emit(
             "model",
