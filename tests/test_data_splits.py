@@ -108,12 +108,16 @@ def test_training_windows_cover_every_training_interaction_ml100k(ml100k):
         assert windows[user][-1] == train[-report.max_seq_length:]  # the last window ends at the last item
 
 
+def random_window_case(seed: int) -> tuple[np.ndarray, int, int]:
+    """200 sequence lengths, a max_length and a stride <= max_length."""
+    rng = np.random.default_rng(seed)
+    max_length = int(rng.integers(2, 60))
+    return rng.integers(1, 300, size=200), max_length, int(rng.integers(1, max_length + 1))
+
+
 @pytest.mark.parametrize("seed", range(5))
 def test_sliding_windows_cover_everything(seed):
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(1, 300, size=200)
-    max_length = int(rng.integers(2, 60))
-    stride = int(rng.integers(1, max_length + 1))
+    lengths, max_length, stride = random_window_case(seed)
     owner, start, size = sliding_windows(lengths, max_length, stride)
     assert (size <= max_length).all() and (start >= 0).all() and (start + size <= lengths[owner]).all()
     for sequence, length in enumerate(lengths):
@@ -206,10 +210,7 @@ def test_save_refuses_foreign_folder_and_load_checks(tmp_path, ml100k):
 
 @pytest.mark.parametrize("seed", range(5))
 def test_prefix_windows_end_at_every_stride_th_item(seed):
-    rng = np.random.default_rng(seed)
-    lengths = rng.integers(1, 300, size=200)
-    max_length = int(rng.integers(2, 60))
-    stride = int(rng.integers(1, max_length + 1))
+    lengths, max_length, stride = random_window_case(seed)
     owner, start, size = sliding_windows(lengths, max_length, stride, prefixes=True)
     end = start + size
     assert (start >= 0).all() and (size >= 1).all()

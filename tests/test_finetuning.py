@@ -27,13 +27,7 @@ OLD_ITEMS = list(range(100, 150))
 NEW_ITEMS = [900, 901, 902, 903, 904]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny matrices: a second thread only contends on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _old_model():
