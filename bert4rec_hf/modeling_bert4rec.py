@@ -188,10 +188,21 @@ class Bert4RecPredictionHead(nn.Module):
     def transform(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
 
-    def item_scores(self, transformed: torch.Tensor, first_item_id: int) -> torch.Tensor:
-        """Scores of the real items only (columns ``first_item_id`` onwards)."""
-        weight = self.decoder.weight[first_item_id:]
-        return torch.addmm(self.decoder.bias[first_item_id:], transformed, weight.t())
+    def scores(self, transformed: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+        """Scores of vocabulary ids ``[start, stop)`` in at least float32, also
+        under bf16/fp16 autocast: with 8 bits of mantissa, hundreds of items of a
+        large catalog tie with the target, and ties count against it."""
+        dtype = torch.promote_types(transformed.dtype, torch.float32)
+        with torch.autocast(device_type=transformed.device.type, enabled=False):
+            weight = self.decoder.weight[start:stop].to(dtype)
+            return torch.addmm(self.decoder.bias[start:stop].to(dtype), transformed.to(dtype), weight.t())
+
+    def chosen_scores(self, transformed: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+        """``(n, k)`` scores of ``(n, k)`` chosen ids, in the precision of :meth:`scores`."""
+        dtype = torch.promote_types(transformed.dtype, torch.float32)
+        with torch.autocast(device_type=transformed.device.type, enabled=False):
+            weight, bias = self.decoder.weight[item_ids].to(dtype), self.decoder.bias[item_ids].to(dtype)
+            return torch.einsum("nh,nkh->nk", transformed.to(dtype), weight) + bias
 
 
 class Bert4RecPreTrainedModel(PreTrainedModel):
@@ -295,17 +306,14 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
     def score_hidden_states(self, hidden_states: torch.Tensor) -> torch.Tensor:
         """Scores over the whole vocabulary for a ``(n, hidden)`` block of encoder
         states; special-token columns are ``-inf`` so they are never predicted."""
-        transformed = self.head.transform(hidden_states)
-        scores = torch.addmm(self.head.decoder.bias, transformed, self.head.decoder.weight.t())
+        scores = self.head.scores(self.head.transform(hidden_states))
         scores[:, : self.first_item_id] = float("-inf")
         return scores
 
     def score_items(self, hidden_states: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
         """Scores of chosen items only: ``(n, hidden)`` states and ``(n, k)`` item
         ids give ``(n, k)`` scores, without scoring the rest of the catalog."""
-        transformed = self.head.transform(hidden_states)
-        weight, bias = self.head.decoder.weight, self.head.decoder.bias
-        return torch.einsum("nh,nkh->nk", transformed, weight[item_ids]) + bias[item_ids]
+        return self.head.chosen_scores(self.head.transform(hidden_states), item_ids)
 
     def item_score_chunks(self, hidden_states: torch.Tensor, chunk_size: int | None = None):
         """Yields ``(start, scores)`` over the real items, ``chunk_size`` columns at a
@@ -314,10 +322,8 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         tensor (default chunk: ``config.item_chunk_size``, or the whole catalog)."""
         chunk_size = chunk_size or self.config.item_chunk_size or self.config.num_items
         transformed = self.head.transform(hidden_states)
-        weight, bias = self.head.decoder.weight, self.head.decoder.bias
         for start in range(self.first_item_id, self.config.vocab_size, chunk_size):
-            stop = min(start + chunk_size, self.config.vocab_size)
-            yield start, torch.addmm(bias[start:stop], transformed, weight[start:stop].t())
+            yield start, self.head.scores(transformed, start, min(start + chunk_size, self.config.vocab_size))
 
     def set_sampling_weights(self, weights: torch.Tensor | None) -> None:
         """Proposal weights of the sampled-softmax negatives (``loss_type="SSM"``
@@ -424,11 +430,9 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
 
     def _sampled_bpr_loss(self, selected: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
         self._check_targets(negatives.reshape(-1))
-        transformed = self.head.transform(selected)
-        weight, bias = self.head.decoder.weight, self.head.decoder.bias
-        positive = (transformed * weight[targets]).sum(-1) + bias[targets]
-        negative = torch.einsum("mh,mnh->mn", transformed, weight[negatives]) + bias[negatives]
-        return -nn.functional.logsigmoid(positive[:, None] - negative).float().mean(1)
+        candidates = torch.cat([targets[:, None], negatives], dim=1)
+        scores = self.head.chosen_scores(self.head.transform(selected), candidates)
+        return -nn.functional.logsigmoid(scores[:, :1] - scores[:, 1:]).mean(1)
 
     def _sampled_softmax_loss(self, selected: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
         """Sampled softmax with logQ correction: the positive against

@@ -228,6 +228,24 @@ def test_score_items_and_chunks_agree_with_full_score_rows():
             torch.testing.assert_close(torch.cat([scores for _, scores in chunks], dim=1), full[:, 2:])
 
 
+
+
+def test_scores_stay_float32_under_bf16_autocast():
+    """bf16 scores of a 5,000-item catalog tie by the hundreds (ties count
+    against the target), so ranking scores are computed in float32."""
+    model = tiny_model(vocab_size=5002).eval()
+    hidden = torch.randn(8, model.config.hidden_size)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        transformed = model.head.transform(hidden)
+        scores = model.score_hidden_states(hidden)
+        chosen = model.score_items(hidden, torch.arange(2, 5002).expand(8, -1))
+        chunks = torch.cat([scores for _, scores in model.item_score_chunks(hidden, 999)], dim=1)
+        low_precision = transformed.bfloat16() @ model.head.decoder.weight.bfloat16().t()
+    assert scores.dtype == chosen.dtype == chunks.dtype == torch.float32
+    torch.testing.assert_close(chosen, scores[:, 2:])
+    torch.testing.assert_close(chunks, scores[:, 2:])
+    distinct = min(len(row.unique()) for row in scores[:, 2:])
+    assert distinct > 4990 and max(len(row.unique()) for row in low_precision[:, 2:]) < 4000
 def test_training_with_item_chunks_returns_no_logits_and_the_same_loss():
     inputs, attention_mask, labels = masked_batch(tiny_config())
     chunked = tiny_model(item_chunk_size=8).train()
