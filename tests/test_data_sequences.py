@@ -94,3 +94,13 @@ def test_accepts_a_dataset_and_rejects_bad_input():
         build_sequences(table, min_user_interactions=2)
     with pytest.raises(ValueError, match="null value"):
         build_sequences(pa.table({"user_id": [1, None], "item_id": [1, 2], "timestamp": [0, 1]}))
+
+
+def test_fingerprint_is_a_content_hash():
+    """Built without pickling the table (datasets' default, which fails on
+    Python 3.12 with pyarrow 26): equal logs, equal fingerprints."""
+    rows = [("a", "p", 1), ("a", "q", 2), ("b", "p", 3)]
+    first, again = build_sequences(log(rows)), build_sequences(log(rows))
+    other = build_sequences(log([*rows[:2], ("b", "q", 3)]))
+    assert first._fingerprint == again._fingerprint != other._fingerprint
+    assert first.map(lambda row: row)._fingerprint != first._fingerprint  # transforms still chain fingerprints

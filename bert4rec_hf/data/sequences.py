@@ -7,6 +7,7 @@ the sorted codes. Nothing runs per row or per user in Python.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import Literal
 
@@ -30,6 +31,21 @@ def list_array(offsets: np.ndarray, values: pa.Array | np.ndarray) -> pa.Array:
     if offsets[-1] > _INT32_MAX:
         return pa.LargeListArray.from_arrays(pa.array(offsets, pa.int64()), values)
     return pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values)
+
+
+def in_memory_dataset(columns: dict[str, pa.Array]) -> datasets.Dataset:
+    """An Arrow-backed ``datasets.Dataset`` whose fingerprint is a hash of the
+    column buffers. ``datasets`` would otherwise pickle the whole table with
+    dill to fingerprint it: slow on large logs, and on Python 3.12 with
+    pyarrow 26 it fails (``Can't pickle <class 'MonthDayNano'>``)."""
+    table = pa.table(columns)
+    digest = hashlib.blake2b(str(table.schema).encode(), digest_size=8)
+    for column in table.columns:
+        for chunk in column.chunks:
+            for buffer in chunk.buffers():
+                if buffer is not None:
+                    digest.update(memoryview(buffer))
+    return datasets.Dataset(InMemoryTable(table), fingerprint=digest.hexdigest())
 
 
 def _as_table(table: pa.Table | datasets.Dataset) -> pa.Table:
@@ -144,4 +160,4 @@ def build_sequences(
         "built %d user sequences from %d interactions (%d removed as duplicates, %d by the k-core filter)",
         len(starts), len(kept), total - after_dedup, after_dedup - len(kept),
     )
-    return datasets.Dataset(InMemoryTable(pa.table(columns)))
+    return in_memory_dataset(columns)

@@ -28,11 +28,10 @@ import datasets
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-from datasets.table import InMemoryTable
 
 from ..tokenization_bert4rec import MASK_TOKEN_ID, VOCAB_FILE_NAME, ItemTokenizer
 from .readers import USER
-from .sequences import _as_table, list_array
+from .sequences import _as_table, in_memory_dataset, list_array
 
 logger = logging.getLogger(__name__)
 
@@ -133,10 +132,6 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def _dataset(columns: dict[str, pa.Array]) -> datasets.Dataset:
-    return datasets.Dataset(InMemoryTable(pa.table(columns)))
-
-
 def _eval_split(
     users: pa.Array, history: np.ndarray, history_len: np.ndarray, targets: np.ndarray, rows: np.ndarray,
     max_history_length: int | None,
@@ -145,7 +140,7 @@ def _eval_split(
     history_start = np.cumsum(history_len) - history_len
     take = history_len[rows] if max_history_length is None else np.minimum(history_len[rows], max_history_length)
     flat, offsets = gather_segments(history, history_start[rows] + history_len[rows] - take, take)
-    return _dataset(
+    return in_memory_dataset(
         {
             USER: users.take(pa.array(rows)),
             "input_ids": list_array(offsets, flat.astype(np.int32)),
@@ -267,7 +262,9 @@ def leave_one_out(
     )
     window_user = train_users[window_owner]
     flat, offsets = gather_segments(train_ids, train_start[window_user] + window_start, window_len)
-    train = _dataset({USER: users.take(pa.array(window_user)), "input_ids": list_array(offsets, flat.astype(np.int32))})
+    train = in_memory_dataset(
+        {USER: users.take(pa.array(window_user)), "input_ids": list_array(offsets, flat.astype(np.int32))}
+    )
 
     val_rows = np.flatnonzero(has_val & val_known & (train_len > 0))
     test_rows = np.flatnonzero(has_test & test_known & (test_len > 0))
