@@ -25,7 +25,7 @@ from .modeling_bert4rec import (
 from .quick_start import evaluate_saved_model, run_bert4rec
 from .recommendation import Bert4RecRecommender, Recommendation, recommend
 from .tokenization_bert4rec import ItemTokenizer
-from .training import Bert4RecTrainer, ConfigError, load_config
+from .training import Bert4RecTrainer, ConfigError, TimeBudgetCallback, load_config
 from .training.hyper_space import HyperSpace, HyperSpaceError, parse_hyper_space, read_hyper_space
 from .training.tuning import Bert4RecTuningTrainer, TuningResult, tune_bert4rec
 
@@ -51,6 +51,7 @@ __all__ = [
     "recommend",
     "Bert4RecTopK",
     "Bert4RecTrainer",
+    "TimeBudgetCallback",
     "Bert4RecTuningTrainer",
     "HyperSpace",
     "HyperSpaceError",

@@ -38,6 +38,7 @@ from .modeling_bert4rec import Bert4RecForMaskedItemPrediction
 from .tokenization_bert4rec import ItemTokenizer
 from .training.config import RunConfig, load_config
 from .training.reporting import metrics_table, plot_training_history, write_json, write_model_card, write_yaml
+from .training.time_budget import TimeBudgetCallback
 from .training.trainer import Bert4RecTrainer
 
 logger = logging.getLogger(__name__)
@@ -187,6 +188,8 @@ def build_trainer(
         num_negatives=config["num_negatives"] if config["loss_type"] == "BPR" else 0,
     )
     callbacks = [EarlyStoppingCallback(early_stopping_patience=config["stopping_step"])]
+    if config["time_budget"] is not None:
+        callbacks.append(TimeBudgetCallback(config["time_budget"]))
     return Bert4RecTrainer(
         model=model,
         args=build_training_arguments(config, output_dir),

@@ -98,3 +98,15 @@ def test_optimizer_defaults(small_log, tmp_path):
     assert any("LayerNorm" in n for n in plain) and "head.decoder.bias" in plain
     assert trainer.args.max_grad_norm == 5.0 and trainer.args.lr_scheduler_type == "linear"
     assert trainer.args.load_best_model_at_end and trainer.args.metric_for_best_model == "ndcg@10"
+
+
+def test_time_budget_key_adds_the_callback(small_log, tmp_path):
+    from bert4rec_hf import ConfigError, TimeBudgetCallback
+    from bert4rec_hf.quick_start import build_trainer, load_config, prepare_data
+
+    config = load_config("slice", config_dict={**SMALL, "data_path": str(small_log), "time_budget": 30})
+    trainer = build_trainer(config, prepare_data(config), tmp_path)
+    budgets = [cb for cb in trainer.callback_handler.callbacks if isinstance(cb, TimeBudgetCallback)]
+    assert len(budgets) == 1 and budgets[0].seconds == 30
+    with pytest.raises(ConfigError, match="time_budget"):
+        load_config("slice", config_dict={"time_budget": "ten minutes"})

@@ -33,6 +33,7 @@ _NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "dedup": (str,),
     "train_stride": (int,),
     "eval_steps": (int,),
+    "time_budget": (float, int),
     "output_dir": (str,),
     "dataset": (str,),
 }
