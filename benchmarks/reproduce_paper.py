@@ -2,6 +2,8 @@
 
     python benchmarks/reproduce_paper.py                                   # the paper's budget (400k steps; GPU)
     python benchmarks/reproduce_paper.py --max-steps 50 --eval-steps 25    # a smoke run
+    python benchmarks/reproduce_paper.py --time-budget 3600                # an hour of training, the
+                                                                           # lr decay fitted to the steps that fit
 
 Sun et al., "BERT4Rec", CIKM 2019, Table 2 (Beauty, BERT4Rec row): leave-one-out,
 the test item ranked against 100 negatives sampled by popularity among the items
@@ -41,6 +43,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+from bert4rec_hf import TimeBudgetCallback
 from bert4rec_hf.quick_start import build_evaluator, build_trainer, evaluate_splits, prepare_data, save_run
 from bert4rec_hf.training.config import load_config, parse_overrides
 
@@ -76,6 +79,7 @@ def paper_config(args: argparse.Namespace) -> dict[str, Any]:
         "max_steps": args.max_steps,
         "eval_steps": args.eval_steps,
         "stopping_step": args.patience,
+        "time_budget": args.time_budget,
         "eval_batch_size": args.eval_batch_size,
         "eval_mode": "pop100",
         "topk": [1, 5, 10],
@@ -128,6 +132,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-path", type=Path, default=DEFAULT_DATA, help="beauty.txt (default: %(default)s)")
     parser.add_argument("--max-steps", type=int, default=400_000, help="step budget, also the lr decay horizon")
+    parser.add_argument(
+        "--time-budget", type=float, default=None, metavar="SECONDS",
+        help="stop training after this many seconds, the lr decay fitted to the steps that fit (TimeBudgetCallback)",
+    )  # fmt: skip
     parser.add_argument("--eval-steps", type=int, default=2000, help="validate every N steps (default %(default)s)")
     parser.add_argument(
         "--patience", type=int, default=20, help="evaluations without improvement before stopping (default %(default)s)"
@@ -183,7 +191,7 @@ def main(argv: list[str] | None = None) -> int:
         "epochs": trainer.state.epoch,
         "steps_per_second": steps / train_seconds if train_seconds else None,
         "best_step": _best_step(trainer),
-        "stopped_early": steps < config["max_steps"],
+        "stopped_by": _stop_reason(trainer, config),
         "paper": PAPER_BEAUTY,
         "test_pop100": {key: results["test"].get(f"test_{key}") for key in LABELS},
         "test_full": {key: results["test_full"].get(f"test_full_{key}") for key in LABELS},
@@ -203,10 +211,21 @@ def main(argv: list[str] | None = None) -> int:
     print(
         f"Training: {steps} steps ({trainer.state.epoch:.1f} epochs) in {train_seconds:.0f} s "
         f"({summary['steps_per_second']:.2f} steps/s), best validation at step {summary['best_step']}, "
-        f"{'early stopped' if summary['stopped_early'] else 'step budget reached'}; "
+        f"stopped by {summary['stopped_by']}; "
         f"data preparation {data.seconds:.1f} s. Saved to {args.output_dir}"
     )
     return 0
+
+
+def _stop_reason(trainer, config) -> str:
+    steps = trainer.state.global_step
+    if steps >= config["max_steps"]:
+        return "the step budget"
+    if config["time_budget"] is not None:
+        budget = next(cb for cb in trainer.callback_handler.callbacks if isinstance(cb, TimeBudgetCallback))
+        if steps >= budget.horizon:
+            return f"the time budget ({config['time_budget']:.0f} s)"
+    return "early stopping"
 
 
 def _best_step(trainer) -> int | None:
