@@ -22,6 +22,8 @@ def test_left_pad_truncates_keeping_the_most_recent():
     out = left_pad([[5, 6, 7], [], np.arange(2, 12), torch.tensor([9, 8])], 5)
     assert out.dtype == torch.long
     assert out.tolist() == [[0, 0, 5, 6, 7], [0, 0, 0, 0, 0], [7, 8, 9, 10, 11], [0, 0, 0, 9, 8]]
+    short = left_pad([[5, 6, 7], [9]], 5)  # as wide as the longest row
+    assert short.tolist() == [[5, 6, 7], [0, 0, 9]] and left_pad([[], []], 5).tolist() == [[0], [0]]
 
 
 def test_masked_output_shapes_padding_and_labels():
@@ -158,7 +160,9 @@ def test_next_item_collator_with_and_without_labels():
     assert batch["labels"].tolist() == [[-100, -100, -100, 10], [-100, -100, -100, 11]]
     assert all(v.dtype == torch.long for v in batch.values())
     inference = make([{"input_ids": [5, 6]}, {"input_ids": []}])
-    assert set(inference) == {"input_ids", "attention_mask"} and inference["input_ids"].tolist() == [[0, 5, 6, 1], [0, 0, 0, 1]]
+    # as wide as the longest history (+ [MASK]), not max_seq_length: positions are counted from the right
+    assert set(inference) == {"input_ids", "attention_mask"} and inference["input_ids"].tolist() == [[5, 6, 1], [0, 0, 1]]
+    assert make([{"input_ids": []}])["input_ids"].tolist() == [[0, 1]]
     with pytest.raises(ValueError, match="some features have 'labels'"):
         make([{"input_ids": [5], "labels": 3}, {"input_ids": [6]}])
     with pytest.raises(ValueError, match="max_seq_length"):

@@ -25,10 +25,14 @@ IGNORE_INDEX = -100
 
 
 def left_pad(histories: Sequence[Any], length: int) -> torch.Tensor:
-    """Right-aligns each history (list, array or tensor of ids) in a ``(B, length)``
-    long tensor padded with [PAD]; keeps the last ``length`` items of longer ones."""
+    """Right-aligns each history (list, array or tensor of ids) in a long tensor
+    padded with [PAD], as wide as the longest history but at most ``length``
+    (keeping the last ``length`` items of longer ones). Positions are counted
+    from the right, so the width changes no output, only the work: a batch of
+    short histories is not padded to ``max_seq_length``."""
     rows = [history[len(history) - length:] if len(history) > length else history for history in histories]
     sizes = np.fromiter(map(len, rows), dtype=np.int64, count=len(rows))
+    length = max(1, int(sizes.max(initial=0)))
     if all(isinstance(row, (list, tuple)) for row in rows):  # the Trainer's case: one C-level pass
         flat = np.fromiter(itertools.chain.from_iterable(rows), dtype=np.int64, count=int(sizes.sum()))
     else:
