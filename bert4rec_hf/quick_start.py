@@ -198,6 +198,7 @@ def build_trainer(
         data_collator=train_collator,
         eval_data_collator=DataCollatorForNextItemPrediction(max_seq_length=config["max_seq_length"]),
         evaluator=build_evaluator(config, processed),
+        eval_loss=config["eval_loss"],
         callbacks=callbacks,
     )
 

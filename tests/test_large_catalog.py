@@ -11,6 +11,7 @@ from transformers import TrainingArguments
 
 from bert4rec_hf import Bert4RecForMaskedItemPrediction, RankingEvaluator
 from bert4rec_hf.evaluation import count_item_popularity
+from bert4rec_hf.evaluation import evaluator as evaluator_module
 from bert4rec_hf.modeling_bert4rec import ChunkedSoftmaxCrossEntropy
 from bert4rec_hf.training import Bert4RecTrainer
 
@@ -174,10 +175,12 @@ def test_sampled_softmax_trains_through_forward():
 
 
 @pytest.mark.parametrize("mode, exclude_history", [("full", False), ("full", True), ("uni20", False), ("pop20", False)])
-def test_chunked_ranking_equals_ranking_full_score_rows(mode, exclude_history):
+def test_chunked_ranking_equals_ranking_full_score_rows(mode, exclude_history, monkeypatch):
+    monkeypatch.setattr(evaluator_module, "SCAN_ROWS", 5)  # several row blocks too
     model = tiny_model(vocab_size=VOCAB)
     inputs, attention_mask, labels = masked_batch(model.config, batch=12, seed=5)
     inputs[0, -2] = labels[0, -1]  # a repeat consumption: the target is also in the history
+    inputs[1, -3] = inputs[1, -4] = inputs[1, -5].clamp(min=2)  # an item seen several times
     evaluator = RankingEvaluator(
         mode, exclude_history=exclude_history, item_popularity=count_item_popularity(inputs.tolist(), VOCAB)
     )
@@ -237,3 +240,16 @@ def test_trainer_evaluates_a_chunked_model_like_an_unchunked_one(tmp_path):
     for key, value in results[0].items():
         if not any(word in key for word in ("time", "per_second")):
             assert results[1][key] == pytest.approx(value, rel=1e-6, abs=1e-9), key
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_below_target_by_sign_bit_matches_a_comparison(dtype):
+    """The scan's sign-bit count agrees with ``score < target`` on every special
+    value: ties (also -0 against +0) and NaN scores or targets count against the target."""
+    special = [0.0, -0.0, 1.0, -1.0, float("inf"), float("-inf"), float("nan"), 1e-30, -1e-30, 3.0e38]
+    values = torch.tensor(special, dtype=dtype)
+    scores = torch.cat([values, torch.randn(40, dtype=dtype)]).expand(len(special), -1).contiguous()
+    thresholds = values[:, None]
+    expected = -(scores < thresholds).int()
+    got = evaluator_module._below(scores.clone(), thresholds)
+    assert torch.equal(got.long(), expected.long())

@@ -72,6 +72,15 @@ def brute_ranks(model, dataset, exclude_history=False, negatives=None):
     return ranks
 
 
+def brute_loss(model, dataset):
+    """Mean cross-entropy of each target under the full softmax over real items."""
+    losses = [
+        torch.nn.functional.cross_entropy(model.next_item_scores(torch.tensor([history])), torch.tensor([target]))
+        for history, target in zip(dataset["input_ids"], dataset["labels"], strict=True)
+    ]
+    return float(torch.stack(losses).mean())
+
+
 def brute_metrics(ranks, ks=KS):
     n = len(ranks)
     out = {"mrr": sum(1 / (r + 1) for r in ranks) / n, "num_users": n}
@@ -98,7 +107,7 @@ def test_evaluate_matches_brute_force(tmp_path, exclude_history):
     expected = brute_ranks(model, dataset, exclude_history=exclude_history)
     metrics = trainer.evaluate()
     assert_metrics_equal(metrics, brute_metrics(expected))
-    assert "eval_loss" in metrics
+    assert metrics["eval_loss"] == pytest.approx(brute_loss(model, dataset), rel=1e-5)
     predicted = trainer.predict(dataset)
     assert predicted.predictions.shape == (len(dataset), 1)
     assert predicted.predictions[:, 0].tolist() == expected
@@ -197,3 +206,21 @@ def test_ranking_metrics_names_match_trainer_keys(tmp_path):
     trainer = Bert4RecTrainer(model=make_model(), args=training_args(tmp_path), data_collator=collate)
     metrics = trainer.evaluate(dataset)
     assert {f"eval_{key}" for key in ranking_metrics([0])} <= metrics.keys()
+
+
+@pytest.mark.parametrize("mode", ["full", "pop20"])
+def test_eval_loss_is_optional_and_changes_no_rank(tmp_path, mode):
+    vocab_size = 302
+    model, dataset = make_model(vocab_size), make_data(vocab_size, users=30)
+    popularity = count_item_popularity(dataset["input_ids"], vocab_size)
+    results = {}
+    for eval_loss in (True, False):
+        trainer = Bert4RecTrainer(
+            model=model, args=training_args(tmp_path, batch_size=7), data_collator=collate, eval_dataset=dataset,
+            evaluator=RankingEvaluator(mode, ks=KS, item_popularity=popularity), eval_loss=eval_loss,
+        )  # fmt: skip
+        results[eval_loss] = trainer.evaluate()
+    assert results[True]["eval_loss"] == pytest.approx(brute_loss(model, dataset), rel=1e-5)
+    assert "eval_loss" not in results[False]
+    for key in brute_metrics([0]):
+        assert results[False]["eval_" + key] == results[True]["eval_" + key]

@@ -21,7 +21,7 @@ gets the worst rank.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 import numpy as np
@@ -33,6 +33,9 @@ from .sampling import sample_negatives
 
 IGNORE_INDEX = -100
 DEFAULT_NUM_NEGATIVES = 100
+# the full-ranking scan's block: rows x items of float32 scores that stay in a CPU's cache (2 MiB)
+SCAN_ROWS = 256
+DEFAULT_SCAN_CHUNK = 2048
 _MODE_PATTERN = re.compile(r"(full|uni|pop)(\d*)")
 
 
@@ -40,6 +43,23 @@ def _to_numpy(value: Any) -> np.ndarray:
     if torch.is_tensor(value):
         return value.detach().cpu().numpy()
     return np.asarray(value)
+
+
+_SIGN_BIT = {torch.float32: (torch.int32, 31), torch.float64: (torch.int64, 63)}
+
+
+def _below(scores: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
+    """-1 where a score is below its row's threshold, 0 where it is not (ties
+    and NaN count against the target, as in :meth:`RankingEvaluator.rank`);
+    overwrites ``scores``. The sign bit of ``score - threshold`` (with -0 and
+    NaN mapped to +0) in place of a comparison: on CPU, torch's comparisons
+    into bool tensors and sums of bools cost about three times as much."""
+    if scores.dtype not in _SIGN_BIT:
+        return -(scores < threshold).int()
+    bits, shift = _SIGN_BIT[scores.dtype]
+    difference = scores.sub_(threshold).add_(0.0)  # x + 0.0 turns -0.0 into +0.0
+    difference.nan_to_num_(nan=0.0, posinf=float("inf"), neginf=float("-inf"))
+    return difference.view(bits).bitwise_right_shift_(shift)
 
 
 class RankingEvaluator:
@@ -183,15 +203,22 @@ class RankingEvaluator:
         targets: torch.Tensor,
         row_ids: torch.Tensor | None = None,
         chunk_size: int | None = None,
+        observer: Callable[[slice, int, torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
-        """The ranks of :meth:`rank` without a ``(B, vocab_size)`` score matrix,
-        for catalogs too large for one: full mode scans the catalog in chunks
-        (``model.item_score_chunks``) and counts, chunk by chunk, the candidates
-        scoring at least the target; sampled modes score only the target and
-        its negatives (``model.score_items``). ``model`` is a
-        ``Bert4RecForMaskedItemPrediction`` (or anything with those two methods
-        and ``config.vocab_size``); ``hidden_states`` are its ``(B, hidden)``
-        encoder states at the predicted positions.
+        """The ranks of :meth:`rank` without a ``(B, vocab_size)`` score matrix:
+        full mode scans the catalog in blocks of ``SCAN_ROWS`` rows x
+        ``chunk_size`` items (``model.item_score_chunks``; default
+        ``DEFAULT_SCAN_CHUNK``), small enough to stay in the CPU cache, and
+        counts the candidates scoring at least the target block by block;
+        sampled modes score only the target and its negatives
+        (``model.score_items``). ``model`` is a ``Bert4RecForMaskedItemPrediction``
+        (or anything with those two methods and ``config.vocab_size``);
+        ``hidden_states`` are its ``(B, hidden)`` encoder states at the predicted
+        positions. The scan overwrites each block ``model.item_score_chunks``
+        yields. ``observer(rows, start, scores)``, if given, sees every block
+        of the full scan (rows ``rows`` of ``hidden_states``, the scores of
+        vocabulary ids ``start ..``), e.g. to accumulate the softmax normalizer
+        of the cross-entropy from the same pass over the catalog.
         """
         if hidden_states.ndim != 2 or targets.ndim != 1 or targets.shape[0] != hidden_states.shape[0]:
             raise ValueError(
@@ -206,16 +233,30 @@ class RankingEvaluator:
             negative_scores = model.score_items(hidden_states, negatives.clamp(min=0))
             return self._count_sampled(negative_scores, target_scores, negatives)
 
+        # ids taken out of the count where they score at least the target: the target itself and, with
+        # history exclusion, each distinct real history item other than the target
+        excluded = targets[:, None]
+        if self.exclude_history:
+            history = input_ids.sort(dim=1).values
+            first = torch.ones_like(history, dtype=torch.bool)
+            first[:, 1:] = history[:, 1:] != history[:, :-1]
+            keep = first & (history >= NUM_SPECIAL_TOKENS) & (history != targets[:, None])
+            excluded = torch.cat([excluded, torch.where(keep, history, torch.full_like(history, -1))], dim=1)
         counts = torch.zeros(targets.shape[0], dtype=torch.long, device=hidden_states.device)
-        for start, scores in model.item_score_chunks(hidden_states, chunk_size):
-            width = scores.shape[1]
-            # one spare column receives the ids that fall outside this chunk
-            beats = torch.zeros(scores.shape[0], width + 1, dtype=torch.bool, device=scores.device)
-            beats[:, :width] = ~(scores < target_scores)
-            beats.scatter_(1, self._chunk_columns(targets[:, None], start, width), False)
-            if self.exclude_history:
-                beats.scatter_(1, self._chunk_columns(input_ids, start, width), False)
-            counts += beats[:, :width].sum(1)
+        chunk_size = chunk_size or DEFAULT_SCAN_CHUNK
+        for first_row in range(0, targets.shape[0], SCAN_ROWS):
+            rows = slice(first_row, first_row + SCAN_ROWS)
+            threshold, ids = target_scores[rows], excluded[rows]
+            for start, scores in model.item_score_chunks(hidden_states[rows], chunk_size):
+                if observer is not None:
+                    observer(rows, start, scores)
+                width = scores.shape[1]
+                below = _below(scores, threshold)
+                counts[rows] += width + below.sum(1, dtype=torch.int32)
+                local = ids - start
+                inside = (local >= 0) & (local < width)
+                counted = below.gather(1, local.clamp(0, width - 1)).eq(0) & inside
+                counts[rows] -= counted.sum(1)
         return counts
 
     def _check_rows(
@@ -257,13 +298,6 @@ class RankingEvaluator:
         beats = ~(negative_scores < target_scores) & (negatives >= 0)
         return beats.sum(1)
 
-    @staticmethod
-    def _chunk_columns(ids: torch.Tensor, start: int, width: int) -> torch.Tensor:
-        """Column of each id within the chunk ``[start, start + width)``; ``width``
-        (the spare column) for ids outside it."""
-        local = ids - start
-        return torch.where((local >= 0) & (local < width), local, torch.full_like(local, width))
-
     def rank_labelled(
         self,
         logits: torch.Tensor,
@@ -299,6 +333,7 @@ class RankingEvaluator:
         input_ids: torch.Tensor | None = None,
         chunk_size: int | None = None,
         compact: bool = True,
+        observer: Callable[[slice, int, torch.Tensor], None] | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`rank_labelled` from the ``(M, hidden)`` encoder states at the
         labelled positions, through :meth:`rank_hidden_states` (no ``M x
@@ -312,7 +347,9 @@ class RankingEvaluator:
         rows = labelled.nonzero()[:, 0]
         history = input_ids.to(device)[rows.to(device)] if input_ids is not None else None
         targets = labels[labelled].to(device)
-        ranks = self.rank_hidden_states(model, hidden_states, history, targets, chunk_size=chunk_size)
+        ranks = self.rank_hidden_states(
+            model, hidden_states, history, targets, chunk_size=chunk_size, observer=observer
+        )
         return self._layout(ranks, labels, compact)
 
     @staticmethod
