@@ -106,6 +106,7 @@ def ours_config(args: argparse.Namespace) -> dict[str, Any]:
         "exclude_history": False,
         "topk": [10],
         "valid_metric": "ndcg@10",
+        "eval_loss": False,  # RecBole's evaluation ranks only
         "stopping_step": args.stopping_step,
         "seed": args.seed,
         "report_to": "none",

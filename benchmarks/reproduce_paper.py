@@ -82,6 +82,7 @@ def paper_config(args: argparse.Namespace) -> dict[str, Any]:
         "time_budget": args.time_budget,
         "eval_batch_size": args.eval_batch_size,
         "eval_mode": "pop100",
+        "eval_loss": False,  # the only full-catalog pass of a sampled evaluation
         "topk": [1, 5, 10],
         "valid_metric": "ndcg@10",
         "seed": args.seed,
