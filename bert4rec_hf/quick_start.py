@@ -161,7 +161,6 @@ def build_training_arguments(config: Mapping[str, Any], output_dir: str | os.Pat
         bf16=config["bf16"],
         fp16=config["fp16"],
         dataloader_num_workers=config["dataloader_num_workers"],
-        train_sampling_strategy="group_by_length" if config["group_by_length"] else "random",
         report_to=config["report_to"],
         use_cpu=not torch.cuda.is_available(),
         ddp_find_unused_parameters=False,

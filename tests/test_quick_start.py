@@ -111,19 +111,3 @@ def test_time_budget_key_adds_the_callback(small_log, tmp_path):
     with pytest.raises(ConfigError, match="time_budget"):
         load_config("slice", config_dict={"time_budget": "ten minutes"})
 
-
-def test_group_by_length_batches_rows_of_similar_length(small_log, tmp_path):
-    from bert4rec_hf.quick_start import build_trainer, load_config, prepare_data
-
-    config = load_config(
-        "slice", config_dict={**SMALL, "data_path": str(small_log), "train_prefixes": True, "train_batch_size": 16}
-    )
-    data = prepare_data(config)
-    padding = {}
-    for grouped in (False, True):
-        trainer = build_trainer({**config, "group_by_length": grouped}, data, tmp_path)
-        order = list(trainer._get_train_sampler())
-        assert sorted(order) == list(range(len(data.processed.splits["train"])))  # every row once per epoch
-        batches = list(trainer.get_train_dataloader())
-        padding[grouped] = sum(int(batch["attention_mask"].eq(0).sum()) for batch in batches)
-    assert padding[True] < 0.5 * padding[False]

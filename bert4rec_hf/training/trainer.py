@@ -12,7 +12,6 @@ import pyarrow.compute as pc
 import torch
 from torch import nn
 from transformers import Trainer
-from transformers.trainer_pt_utils import LengthGroupedSampler
 from transformers.utils import logging
 
 from ..evaluation.evaluator import IGNORE_INDEX, RankingEvaluator
@@ -75,16 +74,6 @@ class Bert4RecTrainer(Trainer):
             return super()._get_dataloader(dataset, description, *args, **kwargs)
         finally:
             self.data_collator = train_collator
-
-    def _get_train_sampler(self, train_dataset: Any = None):
-        """``train_sampling_strategy="group_by_length"`` with the lengths read from
-        the Arrow column at once (transformers would read every row in Python)."""
-        dataset = train_dataset if train_dataset is not None else self.train_dataset
-        lengths = _history_lengths(dataset)
-        if self.args.train_sampling_strategy != "group_by_length" or lengths is None:
-            return super()._get_train_sampler(train_dataset)
-        batch_size = self.args.train_batch_size * self.args.gradient_accumulation_steps
-        return LengthGroupedSampler(batch_size, lengths=lengths.tolist())
 
     def prediction_step(
         self,
