@@ -224,3 +224,14 @@ def test_eval_loss_is_optional_and_changes_no_rank(tmp_path, mode):
     assert "eval_loss" not in results[False]
     for key in brute_metrics([0]):
         assert results[False]["eval_" + key] == results[True]["eval_" + key]
+
+
+def test_prediction_loss_only_reports_the_loss_alone(tmp_path):
+    model, dataset = make_model(), make_data(52)
+    trainer = Bert4RecTrainer(
+        model=model, args=training_args(tmp_path, prediction_loss_only=True), data_collator=collate,
+        eval_dataset=dataset,
+    )  # fmt: skip
+    metrics = trainer.evaluate()
+    assert metrics["eval_loss"] == pytest.approx(brute_loss(model, dataset), rel=1e-5)
+    assert not any("@" in key for key in metrics)

@@ -101,10 +101,9 @@ class Bert4RecTrainer(Trainer):
             labelled = labels.ne(IGNORE_INDEX)
             selected = hidden.last_hidden_state[labelled]
             targets = labels[labelled]
-            want_loss = self.eval_loss or prediction_loss_only
             if prediction_loss_only:
                 return self._masked_item_loss(unwrapped, selected, targets, inputs, labelled), None, None
-            fused = want_loss and self.evaluator.sampler is None and unwrapped.config.loss_type != "BPR"
+            fused = self.eval_loss and self.evaluator.sampler is None and unwrapped.config.loss_type != "BPR"
             normalizer = _SoftmaxNormalizer(selected.shape[0], selected.device) if fused else None
             ranks, rank_targets = self.evaluator.rank_labelled_hidden_states(
                 unwrapped,
@@ -117,7 +116,7 @@ class Bert4RecTrainer(Trainer):
             loss = None
             if fused:
                 loss = (normalizer.log_sum_exp() - unwrapped.score_items(selected, targets[:, None])[:, 0]).mean()
-            elif want_loss:
+            elif self.eval_loss:
                 loss = self._masked_item_loss(unwrapped, selected, targets, inputs, labelled)
         return (loss.detach() if loss is not None else None), ranks, rank_targets
 
