@@ -86,5 +86,6 @@ def test_a_schedule_without_an_end_is_left_alone(tmp_path, monkeypatch):
 
 
 def test_rejects_a_budget_that_is_not_positive():
-    with pytest.raises(ValueError, match="time budget"):
-        TimeBudgetCallback(0)
+    for seconds in (0, -5, float("nan")):
+        with pytest.raises(ValueError, match="time_budget must be a positive number of seconds"):
+            TimeBudgetCallback(seconds)

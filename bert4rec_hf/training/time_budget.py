@@ -33,7 +33,7 @@ class TimeBudgetCallback(TrainerCallback):
 
     def __init__(self, seconds: float, calibration_steps: int = 50):
         if not seconds > 0:
-            raise ValueError(f"time budget must be a positive number of seconds, got {seconds!r}")
+            raise ValueError(f"time_budget must be a positive number of seconds, got {seconds!r}")
         if calibration_steps < 1:
             raise ValueError(f"calibration_steps must be >= 1, got {calibration_steps!r}")
         self.seconds = float(seconds)

@@ -65,8 +65,9 @@ class Bert4RecTrainer(Trainer):
         Trainer itself has a single collator for every split. ``evaluate()``
         reads its rows longest history first (``predict()`` keeps the row order
         of its predictions)."""
-        if description == "Evaluation" and _history_lengths(dataset) is not None:
-            kwargs["sampler_fn"] = _longest_first
+        lengths = _history_lengths(dataset) if description == "Evaluation" else None
+        if lengths is not None:
+            kwargs["sampler_fn"] = lambda _: _longest_first(lengths)
         if description == "Training" or self.eval_data_collator is None:
             return super()._get_dataloader(dataset, description, *args, **kwargs)
         train_collator, self.data_collator = self.data_collator, self.eval_data_collator
@@ -138,13 +139,13 @@ def _history_lengths(dataset: Any) -> np.ndarray | None:
     return pc.list_value_length(column).to_numpy(zero_copy_only=False)
 
 
-def _longest_first(dataset: Any) -> list[int]:
+def _longest_first(lengths: np.ndarray) -> list[int]:
     """Rows in decreasing history length: each batch is then only as wide as its
     own longest history (the collators pad to that), which on short-history
     catalogs such as Amazon Beauty (median 4 items) cuts the encoder's work
     several times. Metrics are averages over users and sampled negatives
     depend on each row alone, so the order changes nothing else."""
-    return np.argsort(-_history_lengths(dataset), kind="stable").tolist()
+    return np.argsort(-lengths, kind="stable").tolist()
 
 
 class _SoftmaxNormalizer:
