@@ -3,7 +3,7 @@ import torch
 from transformers import Trainer, TrainingArguments, set_seed
 
 from bert4rec_hf import Bert4RecForMaskedItemPrediction, Bert4RecModel
-from bert4rec_hf.modeling_bert4rec import ItemDropout
+from bert4rec_hf.modeling_bert4rec import Bert4RecSelfAttention, ItemDropout
 
 from .helpers import MaskedRows, masked_batch, tiny_config, tiny_model
 
@@ -305,3 +305,69 @@ def test_every_dropout_of_the_model_is_an_item_dropout():
     dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
     assert dropouts and all(isinstance(m, ItemDropout) for m in dropouts)
     assert sorted({m.p for m in dropouts}) == [0.2, 0.3]
+
+
+class _KeepAll(ItemDropout):
+    """A dropout that keeps every entry while ``p > 0`` still selects the training path."""
+
+    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return hidden_states
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_cpu_training_attention_equals_transformers_attention_without_dropout(attn_implementation):
+    """With every dropout keeping all entries, the CPU training path (own scores, mask
+    and softmax) gives transformers' evaluation outputs, for boolean (sdpa) and
+    additive (eager) masks, padded rows included."""
+    model = tiny_model(hidden_dropout_prob=0.3, attn_dropout_prob=0.2, attn_implementation=attn_implementation)
+    for parent in list(model.modules()):
+        for name, child in parent.named_children():
+            if isinstance(child, ItemDropout):
+                setattr(parent, name, _KeepAll(child.p))
+    inputs, attention_mask, _ = masked_batch(model.config)
+    reference = model.bert4rec(inputs, attention_mask=attention_mask).last_hidden_state
+    model.train()
+    trained_path = model.bert4rec(inputs, attention_mask=attention_mask).last_hidden_state
+    real = attention_mask.bool()
+    assert torch.allclose(trained_path[real], reference[real], atol=1e-5)
+
+
+def test_cpu_training_attention_dropout_is_unbiased_and_ignores_padding():
+    model = tiny_model(attn_dropout_prob=0.5)
+    attention = model.bert4rec.encoder.layer[0].attention.self
+    assert isinstance(attention, Bert4RecSelfAttention) and isinstance(attention.dropout, ItemDropout)
+    hidden = torch.randn(4, 10, model.config.hidden_size)
+    mask = torch.ones(4, 1, 10, 10, dtype=torch.bool)
+    mask[:2, ..., :3] = False  # three padded keys in the first two rows
+    expected = attention(hidden, mask)[0]
+    attention.train()
+    torch.manual_seed(0)
+    mean = torch.stack([attention(hidden, mask)[0] for _ in range(3000)]).mean(0)
+    assert torch.allclose(mean, expected, atol=0.03)
+    # padded keys get no attention: changing them leaves every output unchanged
+    changed = hidden.clone()
+    changed[:2, :3] = torch.randn(2, 3, model.config.hidden_size)
+    torch.manual_seed(1)
+    first = attention(hidden, mask)[0]
+    torch.manual_seed(1)
+    assert torch.allclose(attention(changed, mask)[0][:2, 3:], first[:2, 3:], atol=1e-6)
+    first.sum().backward()
+    assert attention.query.weight.grad is not None and attention.query.weight.grad.abs().sum() > 0
+
+
+def test_checkpoint_reload_misses_only_the_tied_decoder_which_the_trainer_reties(tmp_path):
+    """load_best_model_at_end loads a checkpoint's state dict non-strictly: the only
+    missing key must be the tied decoder weight the model declares, so the Trainer
+    re-ties it instead of warning about missing keys."""
+    from safetensors.torch import load_file
+
+    model = tiny_model()
+    model.save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    assert "head.decoder.weight" not in state
+    fresh = tiny_model(seed=1)
+    result = fresh.load_state_dict(state, strict=False)
+    assert set(result.missing_keys) == set(fresh._keys_to_ignore_on_save) and not result.unexpected_keys
+    fresh.tie_weights()
+    assert fresh.head.decoder.weight.data_ptr() == fresh.bert4rec.embeddings.item_embeddings.weight.data_ptr()
+    assert torch.equal(fresh.head.decoder.weight, model.head.decoder.weight)
