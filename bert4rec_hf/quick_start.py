@@ -108,6 +108,7 @@ def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = No
         prefixes=config["train_prefixes"],
         tokenizer=tokenizer,
         fit_on=config["fit_vocabulary_on"],
+        train_on_validation_item=config["train_on_validation_item"],
     )
     return PreparedData(processed, table.num_rows, time.perf_counter() - start)
 

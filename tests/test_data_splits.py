@@ -45,6 +45,27 @@ def test_small_example_exact_rows():
     assert report.rows == {"train": 3, "validation": 1, "test": 1}
 
 
+def test_train_on_validation_item_trains_through_n_minus_1_and_keeps_the_evaluation_rows():
+    seqs = sequences(u1=[10, 11, 12, 13, 14, 15, 16], u2=[11, 12, 13])
+    held_out, _, _ = leave_one_out(seqs, max_seq_length=3, stride=2, fit_on="all")
+    splits, tokenizer, report = leave_one_out(
+        seqs, max_seq_length=3, stride=2, fit_on="all", train_on_validation_item=True
+    )
+    enc = dict(zip([10, 11, 12, 13, 14, 15, 16], tokenizer.encode([10, 11, 12, 13, 14, 15, 16]), strict=True))
+    # u1 trains on 10..15 (its validation item 15 included), u2 on 11, 12
+    assert splits["train"]["user_id"] == ["u1", "u1", "u1", "u2"]
+    assert splits["train"]["input_ids"] == [
+        [enc[10], enc[11], enc[12]], [enc[11], enc[12], enc[13]], [enc[13], enc[14], enc[15]], [enc[11], enc[12]],
+    ]
+    # validation and test rows are those of the held-out protocol
+    for split in ("validation", "test"):
+        assert splits[split].to_dict() == held_out[split].to_dict()
+    assert report.train_on_validation_item and SplitReport.from_dict(report.to_dict()) == report
+    # the test item is never trained on
+    assert splits["test"]["labels"] == [enc[16], enc[13]]
+    assert all(enc[16] not in ids for ids in splits["train"]["input_ids"][:3])
+
+
 def test_user_left_out_when_target_unknown_and_counted():
     seqs = sequences(u1=[10, 11, 12, 13, 14, 15, 16], u2=[11, 12, 13])
     splits, tokenizer, report = leave_one_out(seqs, max_seq_length=3, stride=2)

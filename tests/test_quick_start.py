@@ -111,3 +111,15 @@ def test_time_budget_key_adds_the_callback(small_log, tmp_path):
     with pytest.raises(ConfigError, match="time_budget"):
         load_config("slice", config_dict={"time_budget": "ten minutes"})
 
+
+
+def test_train_on_validation_item_key_reaches_the_split(small_log):
+    from bert4rec_hf.quick_start import load_config, prepare_data
+
+    base = {**SMALL, "data_path": str(small_log), "train_prefixes": True, "train_stride": 1}
+    held_out = prepare_data(load_config("slice", config_dict=base)).processed
+    trained_on = prepare_data(load_config("slice", config_dict={**base, "train_on_validation_item": True})).processed
+    # one more prefix window per user: the one ending at the validation item
+    assert trained_on.report.rows["train"] == held_out.report.rows["train"] + held_out.report.users["train"]
+    assert trained_on.report.train_on_validation_item and not held_out.report.train_on_validation_item
+    assert trained_on.splits["test"].to_dict() == held_out.splits["test"].to_dict()

@@ -2,8 +2,9 @@
 
 For a user with items ``x1 .. xn`` (time order):
 
-* ``train``: ``x1 .. x(n-2)``, cut into windows of at most ``max_seq_length``
-  items; the collator masks them (Cloze task).
+* ``train``: ``x1 .. x(n-2)`` (``.. x(n-1)`` with ``train_on_validation_item``),
+  cut into windows of at most ``max_seq_length`` items; the collator masks them
+  (Cloze task).
 * ``validation``: history ``x1 .. x(n-2)``, label ``x(n-1)``.
 * ``test``: history ``x1 .. x(n-1)``, label ``xn``.
 
@@ -60,6 +61,7 @@ class SplitReport:
     stride: int
     max_history_length: int | None = None
     prefixes: bool = False
+    train_on_validation_item: bool = False
     rows: dict[str, int] = field(default_factory=dict)
     users: dict[str, int] = field(default_factory=dict)
     too_short: dict[str, int] = field(default_factory=dict)
@@ -157,6 +159,7 @@ def leave_one_out(
     max_history_length: int | None = None,
     fit_on: Literal["train", "all"] = "train",
     prefixes: bool = False,
+    train_on_validation_item: bool = False,
 ) -> LeaveOneOutSplits:
     """Splits ``build_sequences`` output into encoded train/validation/test sets.
 
@@ -182,6 +185,11 @@ def leave_one_out(
         prefixes: windows end at every ``stride``-th training item down to the
             first ones (short prefixes included; RecBole's samples with stride 1)
             instead of full windows only (see ``sliding_windows``).
+        train_on_validation_item: the training windows run through ``x(n-1)``,
+            the validation target, as in the BERT4Rec authors' code ("put validate
+            into train"): the protocol of the paper's table, which trains for a
+            fixed step budget. Validation metrics then score items the model was
+            trained on, so they track training progress, not generalisation.
 
     Returns:
         ``LeaveOneOutSplits(splits, tokenizer, report)``: ``splits`` is a
@@ -215,7 +223,8 @@ def leave_one_out(
     owner = np.repeat(np.arange(num_users), lengths)
     position = np.arange(len(owner)) - starts[owner]
     length_of = lengths[owner]
-    train_part = position < length_of - 2
+    train_part = position < length_of - (1 if train_on_validation_item else 2)
+    history_part = position < length_of - 2
 
     if fit_on not in ("train", "all"):
         raise ValueError(f"fit_on must be 'train' or 'all', got {fit_on!r}")
@@ -225,9 +234,12 @@ def leave_one_out(
     ids = tokenizer.encode_array(values, unknown="mask")
     known = ids != MASK_TOKEN_ID
 
-    # training part = validation history: known items of x1 .. x(n-2)
+    # training part: known items of x1 .. x(n-2) (.. x(n-1) with train_on_validation_item)
     keep = train_part & known
     train_ids, train_len = ids[keep], np.bincount(owner[keep], minlength=num_users)
+    # validation history: known items of x1 .. x(n-2)
+    val_keep = history_part & known
+    val_ids, val_len = ids[val_keep], np.bincount(owner[val_keep], minlength=num_users)
     # test history: known items of x1 .. x(n-1)
     test_keep = (position < length_of - 1) & known
     test_ids, test_len = ids[test_keep], np.bincount(owner[test_keep], minlength=num_users)
@@ -241,7 +253,7 @@ def leave_one_out(
     report = SplitReport(
         num_users=num_users, num_items=tokenizer.num_items, vocab_size=tokenizer.vocab_size,
         max_seq_length=max_seq_length, stride=stride, max_history_length=max_history_length,
-        prefixes=bool(prefixes), tokenizer_fitted=fitted,
+        prefixes=bool(prefixes), train_on_validation_item=bool(train_on_validation_item), tokenizer_fitted=fitted,
         unknown_history_items=int(((position < length_of - 1) & ~known).sum()),
     )
     report.too_short = {"train": int((~has_val).sum()), "validation": int((~has_val).sum()), "test": int((~has_test).sum())}
@@ -249,7 +261,7 @@ def leave_one_out(
     report.unknown_target = {"validation": int((has_val & ~val_known).sum()), "test": int((has_test & ~test_known).sum())}
     report.empty_history = {
         "train": int((has_val & (train_len == 0)).sum()),
-        "validation": int((has_val & val_known & (train_len == 0)).sum()),
+        "validation": int((has_val & val_known & (val_len == 0)).sum()),
         "test": int((has_test & test_known & (test_len == 0)).sum()),
     }
 
@@ -266,11 +278,11 @@ def leave_one_out(
         {USER: users.take(pa.array(window_user)), "input_ids": list_array(offsets, flat.astype(np.int32))}
     )
 
-    val_rows = np.flatnonzero(has_val & val_known & (train_len > 0))
+    val_rows = np.flatnonzero(has_val & val_known & (val_len > 0))
     test_rows = np.flatnonzero(has_test & test_known & (test_len > 0))
     splits = datasets.DatasetDict(
         train=train,
-        validation=_eval_split(users, train_ids, train_len, val_target, val_rows, max_history_length),
+        validation=_eval_split(users, val_ids, val_len, val_target, val_rows, max_history_length),
         test=_eval_split(users, test_ids, test_len, test_target, test_rows, max_history_length),
     )
     report.rows = {name: splits[name].num_rows for name in SPLITS}
@@ -281,9 +293,10 @@ def leave_one_out(
 
 def _log(report: SplitReport) -> None:
     logger.info(
-        "leave-one-out: %d users, %d items; rows: %s (train windows of %d, stride %d%s)",
+        "leave-one-out: %d users, %d items; rows: %s (train windows of %d, stride %d%s%s)",
         report.num_users, report.num_items, report.rows, report.max_seq_length, report.stride,
         ", prefixes" if report.prefixes else "",
+        ", validation items trained on" if report.train_on_validation_item else "",
     )
     for split in SPLITS:
         if report.left_out(split):
