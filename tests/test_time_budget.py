@@ -56,7 +56,7 @@ def test_stops_inside_the_budget_with_the_decay_fitted_to_it(tmp_path, monkeypat
     trainer, callback, clock, evaluations = run(tmp_path, monkeypatch, budget=10)
     steps = trainer.state.global_step
     # 0.1 s per step plus 1 s per 20 steps: 60 steps and 3 evaluations fill 9 of the 10 s, 61 would not fit
-    assert 55 <= steps <= 60 and steps == callback.horizon
+    assert 55 <= steps <= 60 and steps == callback.horizon == callback.stopped_at
     assert clock.now <= 10 and evaluations[-1] == steps  # the last step is evaluated (and checkpointed)
     assert callback.step_seconds == pytest.approx(STEP_SECONDS)
     assert trainer.lr_scheduler.get_last_lr()[0] == pytest.approx(0.0)  # the schedule ended at the last step
@@ -66,6 +66,7 @@ def test_a_slow_machine_stops_when_the_budget_is_spent(tmp_path, monkeypatch):
     trainer, callback, clock, _ = run(tmp_path, monkeypatch, budget=10, slow_after=30)
     # steps after 30 take 1 s each: the horizon fitted at step 20 is out of reach, the clock stops training
     assert trainer.state.global_step < 40 and 10 <= clock.now < 12
+    assert callback.stopped_at == trainer.state.global_step
 
 
 def test_stops_after_an_evaluation_when_no_further_step_and_evaluation_fit(tmp_path, monkeypatch):
@@ -77,6 +78,7 @@ def test_stops_after_an_evaluation_when_no_further_step_and_evaluation_fit(tmp_p
 def test_never_trains_past_max_steps(tmp_path, monkeypatch):
     trainer, callback, _, _ = run(tmp_path, monkeypatch, budget=1000, max_steps=45)
     assert trainer.state.global_step == 45 and callback.horizon == 45
+    assert callback.stopped_at is None  # max_steps ended training, not the budget
 
 
 def test_a_schedule_without_an_end_is_left_alone(tmp_path, monkeypatch):

@@ -29,6 +29,8 @@ class TimeBudgetCallback(TrainerCallback):
     evaluation fit, it stops right after the evaluation just done. Never
     trains past ``max_steps``.
     The clock starts when training starts (data preparation is not counted).
+    ``stopped_at`` is the step at which the budget ended training (None when
+    training reached ``max_steps`` or stopped for another reason).
     """
 
     def __init__(self, seconds: float, calibration_steps: int = 50):
@@ -39,6 +41,7 @@ class TimeBudgetCallback(TrainerCallback):
         self.seconds = float(seconds)
         self.calibration_steps = int(calibration_steps)
         self.horizon: int | None = None
+        self.stopped_at: int | None = None
         self.step_seconds: float | None = None
         self._start = 0.0
         self._evaluation_start: float | None = None
@@ -52,12 +55,13 @@ class TimeBudgetCallback(TrainerCallback):
         self._start = time.perf_counter()
         self._evaluation_start, self._overhead, self._evaluations = None, 0.0, 0
         self.horizon = state.max_steps
+        self.stopped_at = None
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.calibration_steps:
             self._fit(args, state, kwargs)
         if state.global_step >= self.horizon or self.elapsed() >= self.seconds:
-            control.should_training_stop = True
+            self._stop(state, control)
             if args.eval_strategy != "no":
                 control.should_evaluate = True
             if args.save_strategy != "no":
@@ -74,7 +78,7 @@ class TimeBudgetCallback(TrainerCallback):
         self._evaluations += 1
         self._fit(args, state, kwargs)
         if state.global_step >= self.horizon:  # no further step fits: this evaluation is the last
-            control.should_training_stop = True
+            self._stop(state, control)
             if args.save_strategy != "no":
                 control.should_save = True
         return control
@@ -84,6 +88,11 @@ class TimeBudgetCallback(TrainerCallback):
             f"time budget {self.seconds:.0f} s: trained {state.global_step} steps in {self.elapsed():.0f} s "
             f"({self._evaluations} evaluations, {self._overhead:.0f} s)"
         )
+
+    def _stop(self, state, control) -> None:
+        control.should_training_stop = True
+        if state.global_step < state.max_steps:
+            self.stopped_at = state.global_step
 
     def _fit(self, args, state, kwargs) -> None:
         """Predicts the last step inside the budget and ends the schedule there."""
