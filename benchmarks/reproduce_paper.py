@@ -25,8 +25,8 @@ printed while training score items the model has seen: a progress signal, not an
 estimate of the test (``--hold-out-validation`` trains through n-2 only and makes
 them one). Differences that remain: they mask exactly round(0.6 * length) items
 per row (we mask each item with probability 0.6) and draw popularity negatives
-from counts over the whole log (we count the training split). Full-ranking test metrics (all items, history kept as candidates) are
-reported too.
+from counts over the whole log (we count the training split). Full-ranking test
+metrics (all items, history kept as candidates) are reported too.
 
 Device: CUDA when available (bf16 where supported), else CPU. Base
 configuration: ``configuration/dataset/beauty.yaml``.

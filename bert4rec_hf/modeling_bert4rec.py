@@ -159,7 +159,8 @@ class Bert4RecSelfAttention(BertSelfAttention):
         self, hidden_states: torch.Tensor, attention_mask: torch.Tensor | None = None, **kwargs
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         cheap_dropout = self.training and 0.0 < self.dropout.p < 1.0 and hidden_states.device.type == "cpu"
-        if not cheap_dropout or kwargs.get("cache") is not None or kwargs.get("output_attentions"):
+        cached = kwargs.get("cache") is not None or kwargs.get("past_key_values") is not None  # name by version
+        if not cheap_dropout or cached or kwargs.get("output_attentions"):
             return super().forward(hidden_states, attention_mask, **kwargs)
         heads_shape = (*hidden_states.shape[:-1], -1, self.attention_head_size)
         query, key, value = (

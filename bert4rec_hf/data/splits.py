@@ -223,8 +223,8 @@ def leave_one_out(
     owner = np.repeat(np.arange(num_users), lengths)
     position = np.arange(len(owner)) - starts[owner]
     length_of = lengths[owner]
-    train_part = position < length_of - (1 if train_on_validation_item else 2)
     history_part = position < length_of - 2
+    train_part = (position < length_of - 1) if train_on_validation_item else history_part
 
     if fit_on not in ("train", "all"):
         raise ValueError(f"fit_on must be 'train' or 'all', got {fit_on!r}")
@@ -237,9 +237,11 @@ def leave_one_out(
     # training part: known items of x1 .. x(n-2) (.. x(n-1) with train_on_validation_item)
     keep = train_part & known
     train_ids, train_len = ids[keep], np.bincount(owner[keep], minlength=num_users)
-    # validation history: known items of x1 .. x(n-2)
-    val_keep = history_part & known
-    val_ids, val_len = ids[val_keep], np.bincount(owner[val_keep], minlength=num_users)
+    # validation history: known items of x1 .. x(n-2), the training part unless it runs through x(n-1)
+    val_ids, val_len = train_ids, train_len
+    if train_on_validation_item:
+        val_keep = history_part & known
+        val_ids, val_len = ids[val_keep], np.bincount(owner[val_keep], minlength=num_users)
     # test history: known items of x1 .. x(n-1)
     test_keep = (position < length_of - 1) & known
     test_ids, test_len = ids[test_keep], np.bincount(owner[test_keep], minlength=num_users)
