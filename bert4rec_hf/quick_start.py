@@ -128,6 +128,7 @@ def build_evaluator(config: Mapping[str, Any], processed: LeaveOneOutSplits) -> 
         exclude_history=config["exclude_history"],
         item_popularity=popularity,
         seed=config["seed"],
+        truncate_ranks=config["truncate_ranks"],
     )
 
 

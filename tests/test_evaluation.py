@@ -369,3 +369,13 @@ def test_batched_compute_metrics_accumulates():
     assert evaluator.compute_metrics(first, compute_result=False) == {}
     assert evaluator.compute_metrics(second, compute_result=True) == ranking_metrics([0, 5, 1], ks=(2,))
     assert evaluator._pending == []
+
+
+def test_truncated_ranks_give_the_same_at_k_metrics_without_the_uncut_mrr():
+    ranks = np.array([0, 1, 4, 9, 30, 7, 2])
+    exact = ranking_metrics(ranks, ks=(1, 5, 10))
+    truncated = ranking_metrics(np.minimum(ranks, 10), ks=(1, 5, 10), rank_limit=10)
+    assert truncated == {key: value for key, value in exact.items() if key != "mrr"}
+    assert "mrr" not in ranking_metrics([], ks=(5,), rank_limit=5)
+    with pytest.raises(ValueError, match="truncated at 5 cannot give metrics at K=10"):
+        ranking_metrics([1], ks=(5, 10), rank_limit=5)

@@ -253,3 +253,75 @@ def test_below_target_by_sign_bit_matches_a_comparison(dtype):
     expected = -(scores < thresholds).int()
     got = evaluator_module._below(scores.clone(), thresholds)
     assert torch.equal(got.long(), expected.long())
+
+
+def _targets_at_ranks(model, hidden, ranks):
+    """For each row, the item whose score is at the given 0-based position of the
+    row's descending order (so the truncated scan meets low, borderline and
+    high ranks)."""
+    with torch.no_grad():
+        order = model.score_hidden_states(hidden)[:, 2:].argsort(dim=1, descending=True) + 2
+    return order.gather(1, torch.as_tensor(ranks)[:, None])[:, 0]
+
+
+@pytest.mark.parametrize("exclude_history", [False, True])
+def test_truncated_ranking_is_exact_below_the_limit(exclude_history, monkeypatch):
+    monkeypatch.setattr(evaluator_module, "SCAN_ROWS", 8)  # several row blocks, each with its own probe
+    model = tiny_model(vocab_size=VOCAB)
+    inputs, attention_mask, labels = masked_batch(model.config, batch=40, seed=4)
+    with torch.no_grad():
+        hidden = model.base_model(inputs, attention_mask=attention_mask).last_hidden_state[:, -1]
+    wanted = [0, 1, 4, 9, 10, 11, 30, 150] * 5
+    targets = _targets_at_ranks(model, hidden, wanted)
+    inputs[:3, -2] = targets[:3]  # repeat consumption: the target is also in the history
+    exact = RankingEvaluator(ks=(5, 10), exclude_history=exclude_history)
+    truncated = RankingEvaluator(ks=(5, 10), exclude_history=exclude_history, truncate_ranks=True)
+    expected = exact.rank_hidden_states(model, hidden, inputs, targets, chunk_size=16)
+    assert (expected < 10).sum() >= 15 and (expected > 10).sum() >= 10
+    scanned = []
+    full_scan = evaluator_module.RankingEvaluator._scan
+    monkeypatch.setattr(
+        evaluator_module.RankingEvaluator,
+        "_scan",
+        staticmethod(lambda model, hidden, *rest: scanned.append(hidden.shape[0]) or full_scan(model, hidden, *rest)),
+    )
+    got = truncated.rank_hidden_states(model, hidden, inputs, targets, chunk_size=16)
+    assert torch.equal(got, expected.clamp(max=10))
+    assert scanned and scanned[0] < 40  # users settled by the probe skip the catalog scan
+    with torch.no_grad():  # the score-row path truncates the same way
+        assert torch.equal(truncated.rank(model.score_hidden_states(hidden), inputs, targets), got)
+
+
+def test_truncated_ranks_leave_every_at_k_metric_unchanged(tmp_path):
+    generator = torch.Generator().manual_seed(1)
+    histories = [torch.randint(2, VOCAB, (int(n),), generator=generator).tolist() for n in torch.randint(1, 10, (30,))]
+    model = tiny_model(vocab_size=VOCAB)
+    batch = _collate([{"input_ids": h, "labels": 2} for h in histories])
+    with torch.no_grad():
+        hidden = model.base_model(batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state[:, -1]
+    targets = _targets_at_ranks(model, hidden, [0, 2, 5, 19, 20, 80] * 5).tolist()
+    dataset = Dataset.from_dict({"input_ids": histories, "labels": targets})
+    args = TrainingArguments(
+        output_dir=str(tmp_path), per_device_eval_batch_size=8, report_to=[], use_cpu=True, disable_tqdm=True
+    )
+    trainer = Bert4RecTrainer(model=model, args=args, data_collator=_collate, eval_dataset=dataset, eval_loss=False)
+    results = {}
+    for truncate in (False, True):  # the evaluator is swapped after construction: its metrics follow
+        trainer.evaluator = RankingEvaluator(ks=(5, 20), truncate_ranks=truncate)
+        results[truncate] = trainer.evaluate()
+    assert "eval_mrr" in results[False] and "eval_mrr" not in results[True]
+    assert results[False]["eval_hit@20"] == pytest.approx(20 / 30)
+    for key, value in results[True].items():
+        if "@" in key or key == "eval_num_users":
+            assert value == results[False][key], key
+    assert "ranks counted up to 20" in trainer.evaluator.describe()
+
+
+def test_shared_item_ids_score_like_per_row_ids():
+    model = tiny_model(vocab_size=VOCAB)
+    hidden, _ = _hidden_and_targets(model)
+    ids = torch.tensor([5, 2, 202, 17, 5])
+    with torch.no_grad():
+        shared = model.score_items(hidden, ids)
+        per_row = model.score_items(hidden, ids.expand(hidden.shape[0], -1))
+    torch.testing.assert_close(shared, per_row)

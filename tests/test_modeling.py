@@ -371,3 +371,34 @@ def test_checkpoint_reload_misses_only_the_tied_decoder_which_the_trainer_reties
     fresh.tie_weights()
     assert fresh.head.decoder.weight.data_ptr() == fresh.bert4rec.embeddings.item_embeddings.weight.data_ptr()
     assert torch.equal(fresh.head.decoder.weight, model.head.decoder.weight)
+
+
+@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
+def test_hidden_states_at_positions_equal_the_full_encoder(attn_implementation):
+    model = tiny_model(attn_implementation=attn_implementation, vocab_size=80)
+    inputs, attention_mask, labels = masked_batch(model.config, batch=9, seed=3)
+    positions = labels.ne(-100)
+    positions[0] = False  # a row with nothing to score
+    positions[1, -1] = positions[1, -2] = True  # and one with several positions
+    computed_rows = []
+    last_layer = model.base_model.encoder.layer[-1]
+    handle = last_layer.intermediate.register_forward_hook(lambda _, args, out: computed_rows.append(tuple(args[0].shape)))
+    with torch.no_grad():
+        expected = model.base_model(inputs, attention_mask=attention_mask).last_hidden_state[positions]
+        computed_rows.clear()
+        got = model.base_model.hidden_states_at(inputs, positions, attention_mask=attention_mask)
+    handle.remove()
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
+    # the last feed-forward ran on the chosen positions only
+    assert computed_rows == [(int(positions.sum()), model.config.hidden_size)]
+
+
+def test_hidden_states_at_takes_the_full_forward_when_training():
+    model = tiny_model(hidden_dropout_prob=0.3, attn_dropout_prob=0.3).train()
+    inputs, attention_mask, labels = masked_batch(model.config, seed=4)
+    positions = labels.ne(-100)
+    torch.manual_seed(5)
+    expected = model.base_model(inputs, attention_mask=attention_mask).last_hidden_state[positions]
+    torch.manual_seed(5)
+    got = model.base_model.hidden_states_at(inputs, positions, attention_mask=attention_mask)
+    torch.testing.assert_close(got, expected)

@@ -79,3 +79,12 @@ def test_every_shipped_dataset_config_is_valid():
     assert {"ml-100k", "beauty", "ml-1m", "ml-20m", "steam"} <= set(names)
     for name in names:
         assert load_config(name)["dataset"] == name
+
+
+def test_truncated_ranks_refuse_the_uncut_mrr_as_validation_metric(tmp_path):
+    path = tmp_path / "fast_eval.yaml"
+    path.write_text("truncate_ranks: true\n")
+    assert load_config("ml-100k", [path])["truncate_ranks"] is True
+    with pytest.raises(ConfigError, match=r"keyword arguments: valid_metric 'mrr' .*truncate_ranks is true \(.*fast_eval.yaml\)"):
+        load_config("ml-100k", [path], {"valid_metric": "mrr"})
+    assert load_config("ml-100k", [path], {"valid_metric": "mrr@10"})["valid_metric"] == "mrr@10"

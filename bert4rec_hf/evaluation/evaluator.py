@@ -62,6 +62,16 @@ def _below(scores: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     return difference.view(bits).bitwise_right_shift_(shift)
 
 
+def _count_at_least(scores: torch.Tensor, threshold: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
+    """Per row, the columns of ``scores`` at least ``threshold`` (ties and NaN
+    included), less the ``excluded`` columns (``-1``: none) among them;
+    overwrites ``scores``."""
+    width = scores.shape[1]
+    below = _below(scores, threshold)
+    counted = below.gather(1, excluded.clamp(0, width - 1)).eq(0) & excluded.ge(0)
+    return width + below.sum(1, dtype=torch.int32) - counted.sum(1)
+
+
 class RankingEvaluator:
     """Ranks each target among its candidates and averages ranking metrics.
 
@@ -85,6 +95,13 @@ class RankingEvaluator:
         seed: seed of the negative sampler. The negatives of a target are a
             pure function of (seed, the row's history and target), so they do
             not change with batch size, batch order or number of processes.
+        truncate_ranks: rank exactly only below ``max(ks)``, the most any @K
+            metric needs: larger ranks are reported as ``max(ks)`` and the uncut
+            MRR is not reported. A full ranking then scans the catalog only for
+            the users whose target is not yet beaten by ``max(ks)`` items among
+            a probe of the items scoring highest for their block of users (most
+            users of a large catalog; RecBole's evaluation also keeps only the
+            top ``max(topk)``).
     """
 
     def __init__(
@@ -95,6 +112,7 @@ class RankingEvaluator:
         num_negatives: int | None = None,
         item_popularity: torch.Tensor | np.ndarray | None = None,
         seed: int = 0,
+        truncate_ranks: bool = False,
     ):
         match = _MODE_PATTERN.fullmatch(str(mode).lower())
         if match is None or (match.group(1) == "full" and match.group(2)):
@@ -115,6 +133,7 @@ class RankingEvaluator:
         self.ks = check_ks(ks)
         self.exclude_history = bool(exclude_history)
         self.seed = int(seed)
+        self.rank_limit = max(self.ks) if truncate_ranks else None
         self.item_popularity = None
         if self.sampler == "pop":
             if item_popularity is None:
@@ -140,18 +159,22 @@ class RankingEvaluator:
                 candidates = "all items except the user's history (exclude_history=True; the target always stays)"
             else:
                 candidates = "all items, history items included (exclude_history=False)"
-            return f"full ranking: each target against {candidates}; ties count against the target"
-        how = "uniformly" if self.sampler == "uni" else "by training popularity"
-        return (
-            f"{self.mode}: each target against {self.num_negatives} negatives drawn {how} without replacement "
-            f"from items outside the user's history (history excluded; seed={self.seed}); "
-            "ties count against the target"
-        )
+            line = f"full ranking: each target against {candidates}; ties count against the target"
+        else:
+            how = "uniformly" if self.sampler == "uni" else "by training popularity"
+            line = (
+                f"{self.mode}: each target against {self.num_negatives} negatives drawn {how} without replacement "
+                f"from items outside the user's history (history excluded; seed={self.seed}); "
+                "ties count against the target"
+            )
+        if self.rank_limit is not None:
+            line += f"; ranks counted up to {self.rank_limit} (truncate_ranks: no uncut MRR)"
+        return line
 
     def __repr__(self) -> str:
         return (
             f"RankingEvaluator(mode={self.mode!r}, ks={self.ks}, exclude_history={self.exclude_history}, "
-            f"seed={self.seed})"
+            f"seed={self.seed}, truncate_ranks={self.rank_limit is not None})"
         )
 
     # ------------------------------------------------------------------ ranking
@@ -190,10 +213,10 @@ class RankingEvaluator:
             beats.scatter_(1, targets[:, None], False)
             if self.exclude_history:
                 beats.scatter_(1, input_ids, False)  # the target was already taken out of the count
-            return beats.sum(1)
+            return self._truncate(beats.sum(1))
 
         negatives = self._negatives(input_ids, targets, vocab_size, row_ids)
-        return self._count_sampled(scores.gather(1, negatives.clamp(min=0)), target_scores, negatives)
+        return self._truncate(self._count_sampled(scores.gather(1, negatives.clamp(min=0)), target_scores, negatives))
 
     def rank_hidden_states(
         self,
@@ -231,7 +254,7 @@ class RankingEvaluator:
         if self.sampler is not None:
             negatives = self._negatives(input_ids, targets, vocab_size, row_ids)
             negative_scores = model.score_items(hidden_states, negatives.clamp(min=0))
-            return self._count_sampled(negative_scores, target_scores, negatives)
+            return self._truncate(self._count_sampled(negative_scores, target_scores, negatives))
 
         # ids taken out of the count where they score at least the target: the target itself and, with
         # history exclusion, each distinct real history item other than the target
@@ -242,21 +265,66 @@ class RankingEvaluator:
             first[:, 1:] = history[:, 1:] != history[:, :-1]
             keep = first & (history >= NUM_SPECIAL_TOKENS) & (history != targets[:, None])
             excluded = torch.cat([excluded, torch.where(keep, history, torch.full_like(history, -1))], dim=1)
-        counts = torch.zeros(targets.shape[0], dtype=torch.long, device=hidden_states.device)
         chunk_size = chunk_size or DEFAULT_SCAN_CHUNK
-        for first_row in range(0, targets.shape[0], SCAN_ROWS):
+        if self.rank_limit is None or observer is not None or vocab_size - NUM_SPECIAL_TOKENS <= chunk_size:
+            return self._truncate(self._scan(model, hidden_states, target_scores, excluded, chunk_size, observer))
+        # users whose probe already counts rank_limit items are settled; only the others scan the catalog
+        counts = self._probe(model, hidden_states, target_scores, excluded, chunk_size)
+        open_rows = counts.lt(self.rank_limit).nonzero()[:, 0]
+        if open_rows.numel():
+            counts[open_rows] = self._scan(
+                model, hidden_states[open_rows], target_scores[open_rows], excluded[open_rows], chunk_size
+            )
+        return self._truncate(counts)
+
+    def _truncate(self, ranks: torch.Tensor) -> torch.Tensor:
+        return ranks if self.rank_limit is None else ranks.clamp_(max=self.rank_limit)
+
+    @staticmethod
+    def _scan(
+        model: Any,
+        hidden_states: torch.Tensor,
+        target_scores: torch.Tensor,
+        excluded: torch.Tensor,
+        chunk_size: int,
+        observer: Callable[[slice, int, torch.Tensor], None] | None = None,
+    ) -> torch.Tensor:
+        """Exact counts over the whole catalog, one cache-sized block at a time:
+        ``SCAN_ROWS`` rows x ``chunk_size`` items, or as many more items as there
+        are fewer rows."""
+        num_rows = target_scores.shape[0]
+        counts = torch.zeros(num_rows, dtype=torch.long, device=hidden_states.device)
+        width = max(chunk_size, chunk_size * SCAN_ROWS // max(num_rows, 1))
+        for first_row in range(0, num_rows, SCAN_ROWS):
             rows = slice(first_row, first_row + SCAN_ROWS)
-            threshold, ids = target_scores[rows], excluded[rows]
-            for start, scores in model.item_score_chunks(hidden_states[rows], chunk_size):
+            for start, scores in model.item_score_chunks(hidden_states[rows], width):
                 if observer is not None:
                     observer(rows, start, scores)
-                width = scores.shape[1]
-                below = _below(scores, threshold)
-                counts[rows] += width + below.sum(1, dtype=torch.int32)
-                local = ids - start
-                inside = (local >= 0) & (local < width)
-                counted = below.gather(1, local.clamp(0, width - 1)).eq(0) & inside
-                counts[rows] -= counted.sum(1)
+                local = excluded[rows] - start
+                local = local.masked_fill_((local < 0) | (local >= scores.shape[1]), -1)
+                counts[rows] += _count_at_least(scores, target_scores[rows], local)
+        return counts
+
+    @staticmethod
+    def _probe(
+        model: Any, hidden_states: torch.Tensor, target_scores: torch.Tensor, excluded: torch.Tensor, width: int
+    ) -> torch.Tensor:
+        """Counts over a probe of ``width`` items per block of ``SCAN_ROWS`` rows:
+        the items that score highest for the block's mean state. A lower bound
+        of each count, and for most users already past the rank limit."""
+        blocks = hidden_states.split(SCAN_ROWS)
+        chunks = list(model.item_score_chunks(torch.stack([block.mean(0) for block in blocks])))
+        mean_scores = torch.cat([scores for _, scores in chunks], dim=1)
+        probes = mean_scores.topk(min(width, mean_scores.shape[1]), dim=1).indices.add_(chunks[0][0])
+        counts = torch.zeros(target_scores.shape[0], dtype=torch.long, device=hidden_states.device)
+        position = torch.full((model.config.vocab_size,), -1, dtype=torch.long, device=hidden_states.device)
+        for block, hidden, probe in zip(range(len(blocks)), blocks, probes, strict=True):
+            rows = slice(block * SCAN_ROWS, (block + 1) * SCAN_ROWS)
+            position[probe] = torch.arange(probe.shape[0], device=position.device)
+            ids = excluded[rows]
+            local = torch.where(ids >= 0, position[ids.clamp(min=0)], -1)
+            counts[rows] = _count_at_least(model.score_items(hidden, probe), target_scores[rows], local)
+            position[probe] = -1
         return counts
 
     def _check_rows(
@@ -407,12 +475,12 @@ class RankingEvaluator:
                 )
             ranks.append(batch_ranks[batch_labels != IGNORE_INDEX])
         if compute_result is None:
-            return ranking_metrics(np.concatenate(ranks), self.ks)
+            return ranking_metrics(np.concatenate(ranks), self.ks, self.rank_limit)
         self._pending.extend(ranks)
         if not compute_result:
             return {}
         ranks, self._pending = np.concatenate(self._pending), []
-        return ranking_metrics(ranks, self.ks)
+        return ranking_metrics(ranks, self.ks, self.rank_limit)
 
 
 __all__ = ["RankingEvaluator"]

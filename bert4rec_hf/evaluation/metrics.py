@@ -34,22 +34,28 @@ def check_ks(ks: Iterable[int]) -> tuple[int, ...]:
 
 
 def ranking_metrics(
-    ranks: Sequence[int] | np.ndarray | torch.Tensor, ks: Iterable[int] = DEFAULT_KS
+    ranks: Sequence[int] | np.ndarray | torch.Tensor, ks: Iterable[int] = DEFAULT_KS, rank_limit: int | None = None
 ) -> dict[str, float]:
     """Averages over users of Hit@K, NDCG@K, MRR@K and Precision@K for each K,
     plus the uncut MRR and ``num_users``.
 
     Keys are ``"hit@K"``, ``"ndcg@K"``, ``"mrr@K"``, ``"precision@K"``,
     ``"mrr"`` and ``"num_users"``; the Trainer reports them as ``eval_ndcg@10``
-    and so on. With no users every metric is NaN.
+    and so on. With no users every metric is NaN. ``rank_limit``: the ranks are
+    exact only below it (larger ones truncated, see
+    ``RankingEvaluator(truncate_ranks=True)``), so the uncut MRR is left out; it
+    must be at least the largest K.
     """
     ranks = _as_numpy(ranks)
     ks = check_ks(ks)
+    if rank_limit is not None and rank_limit < ks[-1]:
+        raise ValueError(f"ranks truncated at {rank_limit} cannot give metrics at K={ks[-1]}")
+    uncut = {} if rank_limit is not None else {"mrr": float("nan")}
     metrics: dict[str, float] = {}
     if ranks.size == 0:
         for k in ks:
             metrics.update({f"{name}@{k}": float("nan") for name in ("hit", "ndcg", "mrr", "precision")})
-        return {**metrics, "mrr": float("nan"), "num_users": 0}
+        return {**metrics, **uncut, "num_users": 0}
     reciprocal = 1.0 / (ranks + 1.0)
     gain = 1.0 / np.log2(ranks + 2.0)
     for k in ks:
@@ -59,7 +65,8 @@ def ranking_metrics(
         metrics[f"ndcg@{k}"] = float(np.where(hit, gain, 0.0).mean())
         metrics[f"mrr@{k}"] = float(np.where(hit, reciprocal, 0.0).mean())
         metrics[f"precision@{k}"] = hit_rate / k
-    metrics["mrr"] = float(reciprocal.mean())
+    if uncut:
+        metrics["mrr"] = float(reciprocal.mean())
     metrics["num_users"] = int(ranks.size)
     return metrics
 

@@ -172,4 +172,10 @@ def load_config(
         _merge(config, sources, layer, source, types)
     _merge(config, sources, keyword_layer, KEYWORD_SOURCE, types)
     config["dataset"] = name
-    return RunConfig(config, sources)
+    resolved = RunConfig(config, sources)
+    if resolved["truncate_ranks"] and str(resolved["valid_metric"]).lower() == "mrr":
+        raise ConfigError(
+            f"{resolved.source_of('valid_metric')}: valid_metric 'mrr' (uncut) needs exact ranks, but truncate_ranks "
+            f"is true ({resolved.source_of('truncate_ranks')}); use an @K metric such as 'mrr@10'"
+        )
+    return resolved

@@ -28,7 +28,7 @@ class Bert4RecTrainer(Trainer):
     gathered across processes: no N x vocabulary score matrix is ever stored,
     not even one batch's: the catalog is scanned in blocks (of
     ``model.config.item_chunk_size`` items when set).
-    ``compute_metrics`` defaults to the evaluator's, and
+    ``compute_metrics`` defaults to the current ``evaluator``'s, and
     ``metric_for_best_model="ndcg@10"`` works with ``load_best_model_at_end``.
     ``predict()`` returns these ranks as ``predictions``.
 
@@ -56,9 +56,14 @@ class Bert4RecTrainer(Trainer):
         self.eval_data_collator = eval_data_collator
         self.eval_loss = eval_loss
         if kwargs.get("compute_metrics") is None:
-            kwargs["compute_metrics"] = self.evaluator.compute_metrics
+            kwargs["compute_metrics"] = self._evaluator_metrics
         super().__init__(*args, **kwargs)
         logger.info(f"Ranking evaluation: {self.evaluator.describe()}")
+
+    def _evaluator_metrics(self, eval_pred: Any, compute_result: bool | None = None) -> dict[str, float]:
+        """The metrics of whichever evaluator is set now, so a ``trainer.evaluator``
+        swapped after construction also computes the metrics."""
+        return self.evaluator.compute_metrics(eval_pred, compute_result)
 
     def _get_dataloader(self, dataset: Any, description: str, *args: Any, **kwargs: Any):
         """Evaluation and prediction batches use ``eval_data_collator``: the
@@ -88,7 +93,8 @@ class Bert4RecTrainer(Trainer):
         gather pads, concatenates and drops duplicated tail samples row-wise.
 
         The ranks come from the encoder states at the labelled positions
-        (``RankingEvaluator.rank_labelled_hidden_states``): a full ranking scans
+        (``Bert4RecModel.hidden_states_at``: the last layer runs only there;
+        ``RankingEvaluator.rank_labelled_hidden_states``): a full ranking scans
         the catalog in cache-sized blocks, and the cross-entropy's normalizer
         is accumulated from the same blocks, so the loss costs no second pass.
         """
@@ -98,9 +104,10 @@ class Bert4RecTrainer(Trainer):
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
         unwrapped = self.accelerator.unwrap_model(model)
         with torch.no_grad(), self.accelerator.autocast():
-            hidden = unwrapped.base_model(inputs["input_ids"], attention_mask=inputs.get("attention_mask"))
             labelled = labels.ne(IGNORE_INDEX)
-            selected = hidden.last_hidden_state[labelled]
+            selected = unwrapped.base_model.hidden_states_at(
+                inputs["input_ids"], labelled, attention_mask=inputs.get("attention_mask")
+            )
             targets = labels[labelled]
             if prediction_loss_only:
                 return self._masked_item_loss(unwrapped, selected, targets, inputs, labelled), None, None
