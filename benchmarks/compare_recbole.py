@@ -8,7 +8,8 @@ Both sides get the same data file, split (leave-one-out in time order: the
 last item of each user is the test target, the one before it the validation
 target), evaluation (full ranking of all items, history items kept as
 candidates: RecBole's sequential full ranking does not exclude them, ours runs
-with ``exclude_history=False``), model size (hidden 64, 2 layers, 2 heads,
+with ``exclude_history=False``; RecBole keeps each user's top 10 for its @10
+metrics, ours ``truncate_ranks``: exact ranks below 10), model size (hidden 64, 2 layers, 2 heads,
 inner 256, max length 50), and run one after the other in
 subprocesses of their own (RecBole in ``benchmarks/.venv-recbole``, built on
 first use), so each peak RSS belongs to one side. Each side keeps its own
@@ -107,6 +108,7 @@ def ours_config(args: argparse.Namespace) -> dict[str, Any]:
         "topk": [10],
         "valid_metric": "ndcg@10",
         "eval_loss": False,  # RecBole's evaluation ranks only
+        "truncate_ranks": True,  # and keeps only the top max(topk) (its metrics are all @K)
         "stopping_step": args.stopping_step,
         "seed": args.seed,
         "report_to": "none",

@@ -279,11 +279,11 @@ def test_truncated_ranking_is_exact_below_the_limit(exclude_history, monkeypatch
     expected = exact.rank_hidden_states(model, hidden, inputs, targets, chunk_size=16)
     assert (expected < 10).sum() >= 15 and (expected > 10).sum() >= 10
     scanned = []
-    full_scan = evaluator_module.RankingEvaluator._scan
+    scan = evaluator_module.RankingEvaluator._scan_until
     monkeypatch.setattr(
         evaluator_module.RankingEvaluator,
-        "_scan",
-        staticmethod(lambda model, hidden, *rest: scanned.append(hidden.shape[0]) or full_scan(model, hidden, *rest)),
+        "_scan_until",
+        staticmethod(lambda model, hidden, *rest: scanned.append(hidden.shape[0]) or scan(model, hidden, *rest)),
     )
     got = truncated.rank_hidden_states(model, hidden, inputs, targets, chunk_size=16)
     assert torch.equal(got, expected.clamp(max=10))
@@ -325,3 +325,18 @@ def test_shared_item_ids_score_like_per_row_ids():
         shared = model.score_items(hidden, ids)
         per_row = model.score_items(hidden, ids.expand(hidden.shape[0], -1))
     torch.testing.assert_close(shared, per_row)
+
+
+def test_scan_until_stops_counting_a_row_at_the_limit(monkeypatch):
+    monkeypatch.setattr(evaluator_module, "SCAN_ROWS", 2)  # blocks of 2 rows x 16 items
+    model = tiny_model(vocab_size=VOCAB)
+    hidden, _ = _hidden_and_targets(model)
+    targets = _targets_at_ranks(model, hidden, [VOCAB - 3] * hidden.shape[0])  # every target scores last
+    scored = []
+    score_items = model.score_items
+    model.score_items = lambda rows, ids: scored.append(rows.shape[0] * ids.shape[0]) or score_items(rows, ids)
+    with torch.no_grad():
+        target_scores = score_items(hidden, targets[:, None])
+        counts = RankingEvaluator._scan_until(model, hidden, target_scores, targets[:, None], 16, limit=10)
+    assert torch.equal(counts, torch.full_like(counts, 16))  # one block of 16 items settles every row
+    assert sum(scored) == hidden.shape[0] * 16

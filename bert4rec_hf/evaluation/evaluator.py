@@ -272,9 +272,10 @@ class RankingEvaluator:
         counts = self._probe(model, hidden_states, target_scores, excluded, chunk_size)
         open_rows = counts.lt(self.rank_limit).nonzero()[:, 0]
         if open_rows.numel():
-            counts[open_rows] = self._scan(
-                model, hidden_states[open_rows], target_scores[open_rows], excluded[open_rows], chunk_size
-            )
+            counts[open_rows] = self._scan_until(
+                model, hidden_states[open_rows], target_scores[open_rows], excluded[open_rows], chunk_size,
+                self.rank_limit,
+            )  # fmt: skip
         return self._truncate(counts)
 
     def _truncate(self, ranks: torch.Tensor) -> torch.Tensor:
@@ -289,20 +290,43 @@ class RankingEvaluator:
         chunk_size: int,
         observer: Callable[[slice, int, torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
-        """Exact counts over the whole catalog, one cache-sized block at a time:
-        ``SCAN_ROWS`` rows x ``chunk_size`` items, or as many more items as there
-        are fewer rows."""
-        num_rows = target_scores.shape[0]
-        counts = torch.zeros(num_rows, dtype=torch.long, device=hidden_states.device)
-        width = max(chunk_size, chunk_size * SCAN_ROWS // max(num_rows, 1))
-        for first_row in range(0, num_rows, SCAN_ROWS):
+        """Exact counts over the whole catalog, one cache-sized block at a time."""
+        counts = torch.zeros(target_scores.shape[0], dtype=torch.long, device=hidden_states.device)
+        for first_row in range(0, target_scores.shape[0], SCAN_ROWS):
             rows = slice(first_row, first_row + SCAN_ROWS)
-            for start, scores in model.item_score_chunks(hidden_states[rows], width):
+            for start, scores in model.item_score_chunks(hidden_states[rows], chunk_size):
                 if observer is not None:
                     observer(rows, start, scores)
                 local = excluded[rows] - start
                 local = local.masked_fill_((local < 0) | (local >= scores.shape[1]), -1)
                 counts[rows] += _count_at_least(scores, target_scores[rows], local)
+        return counts
+
+    @staticmethod
+    def _scan_until(
+        model: Any,
+        hidden_states: torch.Tensor,
+        target_scores: torch.Tensor,
+        excluded: torch.Tensor,
+        chunk_size: int,
+        limit: int,
+    ) -> torch.Tensor:
+        """Counts over the catalog in id order, each row only until it reaches
+        ``limit`` (its rank is then at least the limit, all that is asked). Blocks
+        stay at most ``SCAN_ROWS x chunk_size`` scores and widen as rows drop out."""
+        counts = torch.zeros(target_scores.shape[0], dtype=torch.long, device=hidden_states.device)
+        counting = torch.arange(target_scores.shape[0], device=hidden_states.device)
+        start, vocab_size = NUM_SPECIAL_TOKENS, model.config.vocab_size
+        while start < vocab_size and counting.numel():
+            stop = min(vocab_size, start + max(chunk_size, chunk_size * SCAN_ROWS // counting.numel()))
+            ids = torch.arange(start, stop, device=hidden_states.device)
+            for rows in counting.split(SCAN_ROWS):
+                local = excluded[rows] - start
+                local = local.masked_fill_((local < 0) | (local >= ids.shape[0]), -1)
+                scores = model.score_items(hidden_states[rows], ids)
+                counts[rows] += _count_at_least(scores, target_scores[rows], local)
+            counting = counting[counts[counting] < limit]
+            start = stop
         return counts
 
     @staticmethod
