@@ -241,7 +241,8 @@ class RankingEvaluator:
         yields. ``observer(rows, start, scores)``, if given, sees every block
         of the full scan (rows ``rows`` of ``hidden_states``, the scores of
         vocabulary ids ``start ..``), e.g. to accumulate the softmax normalizer
-        of the cross-entropy from the same pass over the catalog.
+        of the cross-entropy from the same pass over the catalog; it makes the
+        scan cover the whole catalog even with ``truncate_ranks``.
         """
         if hidden_states.ndim != 2 or targets.ndim != 1 or targets.shape[0] != hidden_states.shape[0]:
             raise ValueError(
@@ -342,7 +343,7 @@ class RankingEvaluator:
         probes = mean_scores.topk(min(width, mean_scores.shape[1]), dim=1).indices.add_(chunks[0][0])
         counts = torch.zeros(target_scores.shape[0], dtype=torch.long, device=hidden_states.device)
         position = torch.full((model.config.vocab_size,), -1, dtype=torch.long, device=hidden_states.device)
-        for block, hidden, probe in zip(range(len(blocks)), blocks, probes, strict=True):
+        for block, (hidden, probe) in enumerate(zip(blocks, probes, strict=True)):
             rows = slice(block * SCAN_ROWS, (block + 1) * SCAN_ROWS)
             position[probe] = torch.arange(probe.shape[0], device=position.device)
             ids = excluded[rows]
