@@ -294,6 +294,9 @@ def test_sampled_ranks_against_brute_force(mode):
         candidates = [int(targets[row])] + negatives[row].tolist()
         assert int(ranks[row]) == brute_rank(scores[row].tolist(), None, int(targets[row]), candidates)
     assert int(ranks.max()) <= 100
+    truncated = RankingEvaluator(mode, ks=(5, 50), item_popularity=popularity, seed=11, truncate_ranks=True)
+    assert torch.equal(truncated.rank(scores, input_ids, targets), ranks.clamp(max=50))
+    assert (ranks < 50).any() and (ranks > 50).any()
 
 
 def test_count_item_popularity():
