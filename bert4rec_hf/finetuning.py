@@ -2,8 +2,8 @@
 
 ``extend_vocabulary`` appends the new raw ids to the tokenizer and grows the
 model with transformers' ``resize_token_embeddings``: the input item
-embeddings, the output matrix tied to them and the per-item output bias grow
-together. Existing rows keep their values (so an old history's scores over old
+embeddings, the output matrix (tied to them unless ``tie_word_embeddings`` is
+off) and the per-item output bias grow together. Existing rows keep their values (so an old history's scores over old
 items are unchanged) and new rows are initialised like a fresh model's:
 embeddings ~ normal(0, ``initializer_range``), bias 0 (``mean_resizing=False``;
 transformers' default samples around the mean of the trained embeddings, which
@@ -24,7 +24,7 @@ def extend_vocabulary(model: torch.nn.Module, tokenizer: ItemTokenizer, new_item
     """Adds the ids of ``new_items`` not yet in ``tokenizer`` (first-seen order,
     appended after the existing ones) and resizes ``model`` to match.
 
-    ``config.vocab_size`` follows; the weights stay tied. Returns the number
+    ``config.vocab_size`` follows; tied weights stay tied. Returns the number
     of items added (0 leaves model and tokenizer as they were). Raises
     ``ValueError`` when the tokenizer and the model disagree in size before the
     call: the tokenizer then belongs to another checkpoint.
@@ -41,7 +41,7 @@ def extend_vocabulary(model: torch.nn.Module, tokenizer: ItemTokenizer, new_item
         embeddings = model.get_input_embeddings()
         embeddings.padding_idx = model.config.pad_token_id
         output = model.get_output_embeddings()
-        if output is not None and output.weight is not embeddings.weight:  # never expected: resize re-ties
+        if model.config.tie_word_embeddings and output.weight is not embeddings.weight:  # never expected: resize re-ties
             raise RuntimeError("the output item matrix is no longer tied to the input embeddings after resizing")
     return added
 

@@ -377,12 +377,13 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
     """
 
     _tied_weights_keys = {"head.decoder.weight": "bert4rec.embeddings.item_embeddings.weight"}
-    # saved files hold the tied weight once; the Trainer re-ties it (instead of warning
-    # about a missing key) when load_best_model_at_end reads a checkpoint
-    _keys_to_ignore_on_save = ["head.decoder.weight"]
 
     def __init__(self, config: Bert4RecConfig):
         super().__init__(config)
+        # saved files hold a tied weight once; the Trainer re-ties it (instead of warning
+        # about a missing key) when load_best_model_at_end reads a checkpoint. An untied
+        # output matrix (tie_word_embeddings=False) is a weight of its own and is saved.
+        self._keys_to_ignore_on_save = ["head.decoder.weight"] if config.tie_word_embeddings else None
         self.bert4rec = Bert4RecModel(config)
         self.head = Bert4RecPredictionHead(config)
         self.register_buffer("sampling_weights", None, persistent=False)

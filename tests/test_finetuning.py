@@ -37,6 +37,21 @@ def _old_model():
     return model, ItemTokenizer.fit(OLD_ITEMS)
 
 
+def test_extension_of_an_untied_model_grows_both_item_matrices():
+    model = tiny_model(seed=1, vocab_size=len(OLD_ITEMS) + 2, tie_word_embeddings=False)
+    tokenizer = ItemTokenizer.fit(OLD_ITEMS)
+    history = torch.tensor([tokenizer.encode([100, 107, 123, 140])])
+    old_scores = model.next_item_scores(history)
+    old_output = model.head.decoder.weight.detach().clone()
+    assert extend_vocabulary(model, tokenizer, NEW_ITEMS) == len(NEW_ITEMS)
+    vocab_size = len(OLD_ITEMS) + 2 + len(NEW_ITEMS)
+    output, embeddings = model.head.decoder, model.get_input_embeddings()
+    assert output.weight is not embeddings.weight
+    assert output.weight.shape == embeddings.weight.shape == (vocab_size, 16) and output.bias.shape == (vocab_size,)
+    assert torch.equal(output.weight[: len(old_output)], old_output)
+    torch.testing.assert_close(model.next_item_scores(history)[:, : len(old_output)], old_scores)
+
+
 def test_extension_keeps_old_scores_and_initialises_new_rows_like_the_originals(tmp_path):
     model, tokenizer = _old_model()
     history = torch.tensor([tokenizer.encode([100, 107, 123, 140])])

@@ -373,6 +373,29 @@ def test_checkpoint_reload_misses_only_the_tied_decoder_which_the_trainer_reties
     assert torch.equal(fresh.head.decoder.weight, model.head.decoder.weight)
 
 
+def test_untied_output_matrix_is_saved_and_restored(tmp_path):
+    """With tie_word_embeddings=False the output matrix is a weight of its own: it must
+    reach the file, come back from it, and leave a checkpoint reload nothing missing."""
+    from safetensors.torch import load_file
+
+    model = tiny_model(tie_word_embeddings=False)
+    assert model.head.decoder.weight is not model.bert4rec.embeddings.item_embeddings.weight
+    with torch.no_grad():
+        model.head.decoder.weight.mul_(-3.0)  # unlike the input embeddings and a fresh init
+    inputs, attention_mask, labels = masked_batch(model.config)
+    expected = model(inputs, attention_mask=attention_mask, labels=labels)
+    model.save_pretrained(tmp_path)
+    state = load_file(tmp_path / "model.safetensors")
+    assert torch.equal(state["head.decoder.weight"], model.head.decoder.weight)
+    loaded = Bert4RecForMaskedItemPrediction.from_pretrained(tmp_path).eval()
+    assert loaded.head.decoder.weight is not loaded.bert4rec.embeddings.item_embeddings.weight
+    assert torch.equal(loaded.head.decoder.weight, model.head.decoder.weight)
+    reloaded = loaded(inputs, attention_mask=attention_mask, labels=labels)
+    torch.testing.assert_close(reloaded.logits, expected.logits)
+    result = tiny_model(seed=1, tie_word_embeddings=False).load_state_dict(state, strict=False)
+    assert not result.missing_keys and not result.unexpected_keys
+
+
 @pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
 def test_hidden_states_at_positions_equal_the_full_encoder(attn_implementation):
     model = tiny_model(attn_implementation=attn_implementation, vocab_size=80)
