@@ -3,8 +3,9 @@
 ``extend_vocabulary`` appends the new raw ids to the tokenizer and grows the
 model with transformers' ``resize_token_embeddings``: the input item
 embeddings, the output matrix (tied to them unless ``tie_word_embeddings`` is
-off) and the per-item output bias grow together. Existing rows keep their values (so an old history's scores over old
-items are unchanged) and new rows are initialised like a fresh model's:
+off) and the per-item output bias grow together. Existing rows keep their
+values (so an old history's scores over old items are unchanged) and new rows
+are initialised like a fresh model's:
 embeddings ~ normal(0, ``initializer_range``), bias 0 (``mean_resizing=False``;
 transformers' default samples around the mean of the trained embeddings, which
 here would give every new item the same average-item score).
