@@ -79,6 +79,10 @@ def train_once(args: argparse.Namespace, name: str, overrides: list[str], seed: 
         tail = (run_dir / "train.log").read_text(errors="replace")[-600:]
         return {**record, "error": f"exit status {returncode}; log {run_dir / 'train.log'} ends: {tail}"}
     metrics = json.loads(metrics_file.read_text())
+    keys = (f"valid_{args.metric}", f"test_{args.metric}")
+    if not all(key in metrics[split] for key, split in zip(keys, ("valid", "test"), strict=True)):
+        known = sorted(key.removeprefix("test_") for key in metrics["test"])
+        return {**record, "error": f"{metrics_file} has no {args.metric!r}; it has {known}"}
     return {
         **record,
         "valid": metrics["valid"][f"valid_{args.metric}"],
@@ -111,6 +115,8 @@ def summary_rows(runs: list[dict]) -> list[str]:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.parallel < 1 or args.threads < 1:
+        raise SystemExit(f"seed_sweep: --parallel and --threads must be >= 1, got {args.parallel} and {args.threads}")
     variants = variants_of(args)
     jobs = [(name, overrides, seed) for name, overrides in variants.items() for seed in args.seeds]
     print(f"{len(jobs)} runs of `bert4rec train --dataset {args.dataset}`, {args.parallel} at a time", flush=True)

@@ -62,6 +62,13 @@ def _below(scores: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
     return difference.view(bits).bitwise_right_shift_(shift)
 
 
+def _window_columns(excluded: torch.Tensor, start: int, width: int) -> torch.Tensor:
+    """``excluded`` ids as columns of the id window ``[start, start + width)``,
+    ``-1`` for ids outside it."""
+    local = excluded - start
+    return local.masked_fill_((local < 0) | (local >= width), -1)
+
+
 def _count_at_least(scores: torch.Tensor, threshold: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
     """Per row, the columns of ``scores`` at least ``threshold`` (ties and NaN
     included), less the ``excluded`` columns (``-1``: none) among them;
@@ -298,8 +305,7 @@ class RankingEvaluator:
             for start, scores in model.item_score_chunks(hidden_states[rows], chunk_size):
                 if observer is not None:
                     observer(rows, start, scores)
-                local = excluded[rows] - start
-                local = local.masked_fill_((local < 0) | (local >= scores.shape[1]), -1)
+                local = _window_columns(excluded[rows], start, scores.shape[1])
                 counts[rows] += _count_at_least(scores, target_scores[rows], local)
         return counts
 
@@ -322,8 +328,7 @@ class RankingEvaluator:
             stop = min(vocab_size, start + max(chunk_size, chunk_size * SCAN_ROWS // counting.numel()))
             ids = torch.arange(start, stop, device=hidden_states.device)
             for rows in counting.split(SCAN_ROWS):
-                local = excluded[rows] - start
-                local = local.masked_fill_((local < 0) | (local >= ids.shape[0]), -1)
+                local = _window_columns(excluded[rows], start, ids.shape[0])
                 scores = model.score_items(hidden_states[rows], ids)
                 counts[rows] += _count_at_least(scores, target_scores[rows], local)
             counting = counting[counts[counting] < limit]
