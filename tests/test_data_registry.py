@@ -52,7 +52,7 @@ def test_embedded_ml100k_works_offline_and_matches_the_shared_file():
 
 
 def test_registry_entries_are_complete():
-    assert {"ml-100k", "ml-1m", "ml-20m", "amazon-beauty", "steam"} <= set(list_datasets())
+    assert {"ml-100k", "ml-1m", "ml-20m", "beauty", "steam"} <= set(list_datasets())
     for source in DATASETS.values():
         assert source.url and source.url.startswith("https://") and source.reader_options.get("format")
         assert source.sha256 is None or len(source.sha256) == 64

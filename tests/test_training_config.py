@@ -1,3 +1,5 @@
+import re
+
 import pytest
 
 from bert4rec_hf import ConfigError, load_config
@@ -50,10 +52,12 @@ def test_unknown_key_names_key_and_file(tmp_path):
         ({"eval_mode": "uni50"}, "'eval_mode' must be one of"),
         ({"topk": [10, -1]}, "'topk' must be a non-empty list of positive integers"),
         ({"data_path": 3}, "'data_path' must be str or null"),
+        ({"dataset": None}, "'dataset' must be str, got None"),
+        ({"data_format": "inter"}, "'data_format' must be one of [None, 'atomic', 'csv'"),
     ],
 )
 def test_wrong_types_name_the_key_and_source(values, message):
-    with pytest.raises(ConfigError, match="keyword arguments: " + message.replace("(", r"\(")):
+    with pytest.raises(ConfigError, match="keyword arguments: " + re.escape(message)):
         load_config(config_dict=values)
 
 
@@ -72,6 +76,45 @@ def test_command_line_overrides_parse_as_yaml():
     }  # fmt: skip
     with pytest.raises(ConfigError, match="expects key=value"):
         parse_overrides(["epochs"])
+
+
+def test_exponent_floats_without_a_dot_are_numbers(tmp_path):
+    user = tmp_path / "lr.yaml"
+    user.write_text("learning_rate: 1e-3\nweight_decay: 5E-2\n")
+    config = load_config(config_file_list=[user])
+    assert (config["learning_rate"], config["weight_decay"]) == (0.001, 0.05)
+    assert parse_overrides(["learning_rate=1e-3", "time_budget=1.5e2", "dataset=1e"]) == {
+        "learning_rate": 0.001, "time_budget": 150.0, "dataset": "1e",
+    }  # fmt: skip
+
+
+def test_separator_characters_yaml_would_swallow_stay_text():
+    # '|' and '>' start YAML block scalars, '#' a comment; a tab is blank: all would have become '' or null
+    overrides = parse_overrides(["field_separator=|", "data_path=#run.csv", "user_column=\t", "output_dir=", "dedup=null"])
+    assert overrides == {"field_separator": "|", "data_path": "#run.csv", "user_column": "\t", "output_dir": None, "dedup": None}
+    assert load_config(config_dict=parse_overrides(["field_separator=|"]))["field_separator"] == "|"
+
+
+def test_a_run_given_only_a_data_path_is_named_after_the_file(tmp_path):
+    config = load_config(config_dict={"data_path": str(tmp_path / "clicks.csv.gz")})
+    assert config["dataset"] == "clicks"
+    # ml-100k's schedule (the package's default data set) does not leak into someone else's log
+    assert config["epochs"] == load_config("no-such-yaml")["epochs"] != load_config("ml-100k")["epochs"]
+    assert config.source_of("learning_rate").endswith("overall.yaml")
+    user = tmp_path / "u.yaml"
+    user.write_text("data_path: logs/ml-1m.inter\n")
+    assert load_config(config_file_list=[user])["max_seq_length"] == 200  # a file named like a shipped data set
+    assert load_config("steam", config_dict={"data_path": "clicks.csv"})["dataset"] == "steam"  # a named one wins
+
+
+def test_config_files_that_are_not_utf8_name_file_and_line(tmp_path):
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes("epochs: 3\noutput_dir: caf\xe9\n".encode("latin-1"))
+    with pytest.raises(ConfigError, match=r"latin.yaml: line 2: not UTF-8 text \(byte 0xe9\)"):
+        load_config(config_file_list=[latin])
+    bom = tmp_path / "bom.yaml"
+    bom.write_bytes("\ufeffepochs: 3\n".encode())
+    assert load_config(config_file_list=[bom])["epochs"] == 3
 
 
 def test_every_shipped_dataset_config_is_valid():

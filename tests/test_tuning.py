@@ -110,6 +110,8 @@ def test_yaml_choice_syntax():
         ("n_layers uniform 1,3", 1, "must be int, got 1.0 (this range draws floats"),
         ("n_layers choice [1]\n\nn_layers choice [2]", 3, "'n_layers' is already defined on line 1"),
         ("learning_rate", 1, "expected 'name type values'"),
+        ("learning_rate loguniform 0,800", 1, "loguniform bounds are natural logarithms"),
+        ("learning_rate loguniform -800,0", 1, "must lie in [-700, 700]"),
     ],
 )
 def test_errors_name_file_line_and_problem(text, line, problem):
@@ -117,6 +119,17 @@ def test_errors_name_file_line_and_problem(text, line, problem):
         parse_hyper_space(text, source="my.test")
     assert str(err.value).startswith(f"my.test:{line}: ")
     assert problem in str(err.value)
+
+
+def test_comments_after_tabs_and_lists_and_a_byte_order_mark(tmp_path):
+    path = tmp_path / "hyper.test"
+    path.write_bytes("\ufefflearning_rate choice [0.01,1e-3]\t# tab\nn_heads choice [1,2]# tight\n".encode())
+    space = read_hyper_space(path)
+    assert [(p.name, p.values) for p in space.parameters] == [("learning_rate", (0.01, 0.001)), ("n_heads", (1, 2))]
+    latin = tmp_path / "latin.test"
+    latin.write_bytes(b"n_heads choice [1,2]\nhidden_act choice ['g\xe9lu']\n")
+    with pytest.raises(HyperSpaceError, match=r"latin.test: line 2: not UTF-8 text"):
+        read_hyper_space(latin)
 
 
 def test_empty_and_missing_files(tmp_path):

@@ -113,7 +113,7 @@ _SOURCES = [
         citation=_MOVIELENS_CITATION,
     ),
     DatasetSource(
-        name="amazon-beauty",
+        name="beauty",
         url="https://raw.githubusercontent.com/FeiSun/BERT4Rec/master/data/beauty.txt",
         sha256="f480b7a7403852342ffd8f9809bb30697dd669be31813d0e204b698fec86ef49",
         reader_options={"format": "lines"},

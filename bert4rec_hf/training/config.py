@@ -12,11 +12,14 @@ from __future__ import annotations
 import difflib
 import importlib.resources
 import os
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from ..data.readers import FORMATS
 
 CONFIG_PACKAGE = "bert4rec_hf.configuration"
 KEYWORD_SOURCE = "keyword arguments"
@@ -35,10 +38,9 @@ _NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "eval_steps": (int,),
     "time_budget": (float, int),
     "output_dir": (str,),
-    "dataset": (str,),
 }
 _CHOICES: dict[str, tuple[Any, ...]] = {
-    "data_format": (None, "inter", "csv", "tsv", "parquet", "movielens", "lines"),
+    "data_format": (None, *FORMATS),
     "dedup": (None, "consecutive", "all"),
     "eval_mode": ("full", "uni100", "pop100"),
     "fit_vocabulary_on": ("all", "train"),
@@ -54,13 +56,43 @@ def config_dir() -> Path:
     return Path(str(importlib.resources.files(CONFIG_PACKAGE)))
 
 
+class _Loader(yaml.SafeLoader):
+    """YAML 1.1 reads ``1e-3`` (no dot) as a string; people write learning rates that way."""
+
+
+_Loader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(r"^[-+]?(?:[0-9][0-9_]*(?:\.[0-9_]*)?|\.[0-9][0-9_]*)[eE][-+]?[0-9]+$"),
+    list("-+0123456789."),
+)
+
+
+def parse_yaml(text: str) -> Any:
+    """``yaml.safe_load`` that also reads exponent floats without a dot (``1e-3``)."""
+    return yaml.load(text, Loader=_Loader)  # noqa: S506 - a SafeLoader subclass
+
+
+def read_text_file(path: str | os.PathLike, error: type[Exception] | None = None) -> str:
+    """A UTF-8 text file (a byte-order mark is dropped); a file that is not UTF-8
+    is an ``error`` naming the file and line."""
+    path = Path(path)
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = data[: err.start].count(b"\n") + 1
+        raise (error or ConfigError)(
+            f"{path}: line {line}: not UTF-8 text (byte {data[err.start]:#04x}); save the file as UTF-8"
+        ) from None
+
+
 def read_yaml(path: str | os.PathLike) -> dict[str, Any]:
     """Reads one YAML mapping; syntax errors name the file and line."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"{path}: configuration file not found")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = parse_yaml(read_text_file(path))
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -119,6 +151,27 @@ def _merge(config: dict[str, Any], sources: dict[str, str], layer: Mapping[str, 
         sources[key] = source
 
 
+_NULL_SPELLINGS = ("null", "Null", "NULL", "~")
+
+
+def _override_value(key: str, raw: str) -> Any:
+    """A ``--set`` value parsed as YAML, except that text YAML would read as nothing
+    (``|``, ``#``, a tab: field separators) stays the text it is; ``key=`` is null."""
+    if not raw:
+        return None
+    if not raw.strip():
+        return raw
+    try:
+        value = parse_yaml(raw)
+    except yaml.YAMLError:
+        raise ConfigError(f"--set {key}: cannot parse value {raw!r}") from None
+    if value is None and raw.strip() not in _NULL_SPELLINGS:
+        return raw
+    if value == "" and raw.strip() not in ('""', "''"):
+        return raw
+    return value
+
+
 def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
     """``["key=value", ...]`` from a command line; values are parsed as YAML."""
     overrides: dict[str, Any] = {}
@@ -126,11 +179,22 @@ def parse_overrides(pairs: Sequence[str]) -> dict[str, Any]:
         key, sep, raw = pair.partition("=")
         if not sep or not key.strip():
             raise ConfigError(f"--set expects key=value, got {pair!r}")
-        try:
-            overrides[key.strip()] = yaml.safe_load(raw) if raw.strip() else None
-        except yaml.YAMLError:
-            raise ConfigError(f"--set {key.strip()}: cannot parse value {raw!r}") from None
+        overrides[key.strip()] = _override_value(key.strip(), raw)
     return overrides
+
+
+def _dataset_name(default: str, layers: Sequence[Mapping[str, Any]]) -> Any:
+    """The data set a run names; a run that gives only ``data_path`` is named after
+    the file (``clicks.csv.gz`` -> ``clicks``), so the package's default data set
+    (ml-100k) lends it neither its YAML settings nor its output folder."""
+    named = [layer["dataset"] for layer in layers if "dataset" in layer]
+    if named:
+        return named[-1]
+    paths = [layer["data_path"] for layer in layers if layer.get("data_path")]
+    if paths and isinstance(paths[-1], str):
+        file_name = Path(paths[-1]).name.removesuffix(".gz")
+        return Path(file_name).stem or default
+    return default
 
 
 class RunConfig(dict):
@@ -162,9 +226,7 @@ def load_config(
     keyword_layer = dict(config_dict or {})
     if dataset is not None:
         keyword_layer.setdefault("dataset", dataset)
-    name = config["dataset"]
-    for _, layer in [*user_layers, (KEYWORD_SOURCE, keyword_layer)]:
-        name = layer.get("dataset", name)
+    name = _dataset_name(config["dataset"], [layer for _, layer in [*user_layers, (KEYWORD_SOURCE, keyword_layer)]])
     dataset_file = root / "dataset" / f"{name}.yaml"
     if dataset_file.is_file():
         _merge(config, sources, read_yaml(dataset_file), str(dataset_file), types)

@@ -19,15 +19,17 @@ from __future__ import annotations
 import ast
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from .config import KEYWORD_SOURCE, ConfigError, load_config
+from .config import KEYWORD_SOURCE, ConfigError, load_config, parse_yaml, read_text_file
 
 KINDS = ("choice", "uniform", "loguniform", "quniform")
+_LOG_BOUNDS = (-700, 700)  # e^-745 underflows to 0 and e^710 overflows a float
 
 _DATA_IDENTITY = "it selects which interactions are read; tune on one data set per search"
 _POPULATION = "it changes which users and items are evaluated, so trials would not be comparable"
@@ -135,7 +137,7 @@ def read_hyper_space(path: str | os.PathLike) -> HyperSpace:
     path = Path(path)
     if not path.is_file():
         raise HyperSpaceError(f"{path}: search space file not found")
-    return parse_hyper_space(path.read_text(encoding="utf-8"), source=str(path))
+    return parse_hyper_space(read_text_file(path, HyperSpaceError), source=str(path))
 
 
 def parse_hyper_space(text: str, source: str = "<string>") -> HyperSpace:
@@ -158,12 +160,12 @@ def parse_hyper_space(text: str, source: str = "<string>") -> HyperSpace:
     return HyperSpace(tuple(parameters), source)
 
 
+# A comment starts at '#' at the start of a line, after white space or right after a choice list's ']'.
+_COMMENT = re.compile(r"(?:^|(?<=\s)|(?<=\]))#.*$")
+
+
 def _strip_comment(line: str) -> str:
-    stripped = line.strip()
-    if stripped.startswith("#"):
-        return ""
-    cut = stripped.find(" #")
-    return (stripped if cut < 0 else stripped[:cut]).strip()
+    return _COMMENT.sub("", line.strip()).strip()
 
 
 def _parse_line(line: str, number: int, source: str) -> HyperParameter:
@@ -205,7 +207,7 @@ def _parse_choices(name: str, spec: str, fail) -> tuple[Any, ...]:
         values = ast.literal_eval(spec)  # RecBole's Python syntax: ['gelu','relu'], [True, None]
     except (ValueError, SyntaxError):
         try:
-            values = yaml.safe_load(spec)  # YAML flow syntax: [gelu, relu], [true, null]
+            values = parse_yaml(spec)  # YAML flow syntax: [gelu, relu], [true, null]
         except yaml.YAMLError:
             raise fail(f"'{name}': cannot read the choice list {spec!r} (unbalanced brackets or quotes?)") from None
     if not isinstance(values, list):
@@ -246,6 +248,11 @@ def _parse_range(name: str, kind: str, spec: str, fail) -> tuple[Any, Any, Any]:
     step = rest[0] if rest else None
     if step is not None and step <= 0:
         raise fail(f"'{name}': the step q must be positive, got {step}")
+    if kind == "loguniform" and not _LOG_BOUNDS[0] <= low < high <= _LOG_BOUNDS[1]:
+        raise fail(
+            f"'{name}': loguniform bounds are natural logarithms (e^lo .. e^hi) and must lie in "
+            f"[{_LOG_BOUNDS[0]}, {_LOG_BOUNDS[1]}], where e^x is a positive finite float; got {spec!r}"
+        )
     return low, high, step
 
 
