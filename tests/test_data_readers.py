@@ -117,6 +117,61 @@ def test_iso_datetime_timestamps(tmp_path):
     assert read_interactions(path)["timestamp"].to_pylist() == [1577836810.0, 1577836800.0]
 
 
+def test_time_zone_marked_timestamps_are_utc_seconds(tmp_path):
+    values = ["2015-01-01T10:00:00Z", "2015-01-01T10:00:00+02:00", "2015-01-01 10:00:00 UTC", "2015-01-01 10:00:00"]
+    path = write(tmp_path / "log.csv", "user_id,item_id,event_time\n" + "".join(f"1,{i},{v}\n" for i, v in enumerate(values)))
+    assert read_interactions(path)["timestamp"].to_pylist() == [1420106400.0, 1420099200.0, 1420106400.0, 1420106400.0]
+
+
+def test_spaces_around_fields_are_trimmed(tmp_path):
+    path = write(tmp_path / "log.csv", "user_id,item_id,timestamp\n1,10,100\n1, 10,101\n2 ,11 , 102\n")
+    table = read_interactions(path)
+    assert table.schema.types == [pa.int64(), pa.int64(), pa.int64()]
+    assert table.to_pydict() == {"user_id": [1, 1, 2], "item_id": [10, 10, 11], "timestamp": [100, 101, 102]}
+
+
+def test_space_before_a_late_timestamp_is_not_an_error(tmp_path):
+    path = write(tmp_path / "log.csv", "user_id,item_id,timestamp\n1,10,100\n1,11,101\n1,12, 102\n")
+    assert read_interactions(path)["timestamp"].to_pylist() == [100, 101, 102]
+
+
+@pytest.mark.parametrize("name", ["log.csv", "log.csv.gz"])
+def test_byte_order_mark_before_the_header(tmp_path, name):
+    text = "\ufefftimestamp,user_id,item_id\n300,1,10\n100,1,11\n"
+    path = tmp_path / name
+    path.write_bytes(gzip.compress(text.encode()) if name.endswith(".gz") else text.encode())
+    assert read_interactions(path).to_pydict() == {"user_id": [1, 1], "item_id": [10, 11], "timestamp": [300, 100]}
+
+
+def test_byte_order_mark_before_an_atomic_header_and_a_headerless_file(tmp_path):
+    atomic = write(tmp_path / "log.inter", "\ufeffuser_id:token\titem_id:token\ttimestamp:float\n1\t2\t3\n")
+    assert read_interactions(atomic).to_pylist() == [{"user_id": "1", "item_id": "2", "timestamp": 3}]
+    bare = write(tmp_path / "bare.csv", "\ufeff1,10,100\n2,11,101\n")
+    assert read_interactions(bare)["user_id"].to_pylist() == [1, 2]
+
+
+def test_column_positions_do_not_make_a_numeric_first_line_a_header(tmp_path):
+    path = write(tmp_path / "pos.csv", "0,5,100\n0,6,101\n1,5,102\n")
+    table = read_interactions(path, columns={"user_id": 0, "item_id": 1, "timestamp": 2})
+    assert table.to_pydict() == {"user_id": [0, 0, 1], "item_id": [5, 6, 5], "timestamp": [100, 101, 102]}
+
+
+def test_unrecognised_names_above_numbers_are_a_header(tmp_path):
+    path = write(tmp_path / "log.csv", "buyer,sku\n1,10\n2,11\n")
+    with pytest.raises(ValueError, match=r"log.csv: no 'user_id' column among the columns \['buyer', 'sku'\]"):
+        read_interactions(path)
+    table = read_interactions(path, columns={"user_id": 0, "item_id": 1})
+    assert table.to_pydict() == {"user_id": [1, 2], "item_id": [10, 11], "timestamp": [0, 1]}
+
+
+@pytest.mark.parametrize(
+    "text", ["alice,apple\nbob,pear\n", "u1,m1,10\nu2,m2,5\n", "u1,m1,2020-01-01\nu2,m2,2020-01-02\n"]
+)
+def test_headerless_file_of_string_ids_keeps_every_line(tmp_path, text):
+    path = write(tmp_path / "log.csv", text)
+    assert read_interactions(path)["user_id"].to_pylist() == [line.split(",")[0] for line in text.splitlines()]
+
+
 def test_parquet(tmp_path):
     path = tmp_path / "log.parquet"
     pq.write_table(pa.table({"UserID": ["a", "b"], "item": [3, 4], "ts": [2.5, 1.0], "rating": [1, 5]}), path)
@@ -125,6 +180,16 @@ def test_parquet(tmp_path):
 
 
 # ---------------------------------------------------------------------------- bad input
+def test_null_or_blank_values_in_parquet_name_the_row(tmp_path):
+    path = tmp_path / "log.parquet"
+    pq.write_table(pa.table({"user_id": ["a", None], "item_id": [1, 2], "timestamp": [1, 2]}), path)
+    with pytest.raises(ValueError, match=r"log.parquet, row 2: empty user id"):
+        read_interactions(path)
+    pq.write_table(pa.table({"user_id": ["a", "b"], "item_id": [1, 2], "timestamp": ["1", " "]}), path)
+    with pytest.raises(ValueError, match=r"log.parquet, row 2: empty timestamp"):
+        read_interactions(path)
+
+
 def test_missing_file_names_the_path(tmp_path):
     with pytest.raises(FileNotFoundError, match="nothere.csv"):
         read_interactions(tmp_path / "nothere.csv")
@@ -194,7 +259,28 @@ def test_row_error_in_a_large_file_is_located(tmp_path):
 
 def test_non_numeric_timestamp_names_the_line(tmp_path):
     path = write(tmp_path / "log.inter", "user_id:token\titem_id:token\ttimestamp:float\n1\t2\t30\n\n1\t3\tsoon\n")
-    with pytest.raises(ValueError, match=r"log.inter, line 4: timestamp is not a number: 'soon'"):
+    with pytest.raises(ValueError, match=r"log.inter, line 4: timestamp is neither a number nor a date/time: 'soon'"):
+        read_interactions(path)
+
+
+def test_bad_timestamp_deep_in_a_large_file_is_located(tmp_path):
+    rows = [f"{i % 97},{i % 13},{i}" for i in range(50_000)]
+    rows[41_234] = "7,8,41234s"
+    path = write(tmp_path / "log.csv", "user_id,item_id,timestamp\n" + "\n".join(rows) + "\n")
+    with pytest.raises(ValueError, match=r"log.csv, line 41236: timestamp is neither a number nor a date/time: '41234s'"):
+        read_interactions(path)
+
+
+def test_numbers_and_dates_mixed_in_one_timestamp_column(tmp_path):
+    path = write(tmp_path / "log.csv", "user_id,item_id,timestamp\n1,2,5\n1,3,6\n1,4,2020-01-01\n")
+    with pytest.raises(ValueError, match=r"log.csv, line 4: timestamp mixes numbers and dates/times: '2020-01-01'.*'5' on line 2"):
+        read_interactions(path)
+
+
+def test_non_utf8_file_names_the_line(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("user_id,item_id,timestamp\n1,tea,100\n1,café,101\n".encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin.csv, line 3: not UTF-8 text .*'1,caf'.*0xe9"):
         read_interactions(path)
 
 

@@ -96,6 +96,24 @@ def test_accepts_a_dataset_and_rejects_bad_input():
         build_sequences(pa.table({"user_id": [1, None], "item_id": [1, 2], "timestamp": [0, 1]}))
 
 
+def test_text_timestamps_are_refused_not_sorted_as_text():
+    table = pa.table({"user_id": [1, 1, 1], "item_id": [7, 8, 9], "timestamp": ["9", "10", "100"]})
+    with pytest.raises(ValueError, match=r"'timestamp' column must hold numbers or dates/times.*got string"):
+        build_sequences(table)
+
+
+def test_nan_timestamps_are_refused():
+    table = pa.table({"user_id": [1, 1, 1, 2], "item_id": [7, 8, 9, 7], "timestamp": [3.0, float("nan"), 1.0, np.nan]})
+    with pytest.raises(ValueError, match=r"'timestamp' column has 2 NaN value\(s\), the first at row 1"):
+        build_sequences(table)
+
+
+def test_datetime_timestamps_sort_in_time():
+    times = pa.array([3, 1, 2], pa.timestamp("s"))
+    table = pa.table({"user_id": [1, 1, 1], "item_id": [7, 8, 9], "timestamp": times})
+    assert build_sequences(table)["item_ids"] == [[8, 9, 7]]
+
+
 def test_fingerprint_is_a_content_hash():
     """Built without pickling the table (datasets' default, which fails on
     Python 3.12 with pyarrow 26): equal logs, equal fingerprints."""

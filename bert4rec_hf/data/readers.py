@@ -23,6 +23,8 @@ format         layout                                                        det
 
 Files without a timestamp (``lines``, or a CSV without one) are taken to be in
 time order: the timestamp becomes the row number, so a stable sort keeps it.
+Text is UTF-8 (a leading byte-order mark is ignored) and spaces around a field are
+not part of its value.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ import gzip
 import io
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import islice
 from pathlib import Path
 
 import numpy as np
@@ -57,7 +61,13 @@ COLUMN_ALIASES: dict[str, tuple[str, ...]] = {
 # Column names of header-less files, by the number of fields on a line.
 POSITIONAL_NAMES = {2: (USER, ITEM), 3: (USER, ITEM, TIME), 4: (USER, ITEM, RATING, TIME)}
 _RECBOLE_TYPES = ("token", "float", "token_seq", "float_seq")
-_NUMBER = r"^\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*$"
+_NUMBER = re.compile(r"\s*[-+]?(\d+(\.\d*)?|\.\d+)([eE][-+]?\d+)?\s*")
+_SNIFFED_LINES = 20  # lines below line 1 that header detection looks at
+_UTC_NAME = r"\s*(UTC|GMT)$"  # "2015-01-01 10:00:00 UTC" (e-commerce event_time)
+_ZONED = r":\d{2}(\.\d+)?(Z|[+-]\d{2}(:?\d{2})?)$"  # a time followed by Z or an offset
+_UNDECODABLE = re.compile("[\udc80-\udcff]")  # bytes that are not UTF-8, as surrogateescape keeps them
+_PARSE_ERRORS = (pa.ArrowInvalid, pa.ArrowNotImplementedError)
+Parser = Callable[[pa.Array], pa.Array]  # text column -> numbers; raises one of _PARSE_ERRORS
 
 
 @dataclass
@@ -81,18 +91,23 @@ def _is_gzip(path: Path) -> bool:
         return handle.read(2) == b"\x1f\x8b"
 
 
-def _open_text(path: Path) -> io.TextIOBase:
-    if _is_gzip(path):
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace", newline="")
-    return open(path, encoding="utf-8", errors="replace", newline="")
+def _open_text(path: Path, errors: str = "replace") -> io.TextIOBase:
+    """UTF-8 text, gzip or not; ``utf-8-sig`` drops the byte-order mark Excel writes."""
+    raw = gzip.open(path, "rb") if _is_gzip(path) else open(path, "rb")
+    return io.TextIOWrapper(raw, encoding="utf-8-sig", errors=errors, newline="")
 
 
-def _first_line(path: Path) -> str:
+def _head_lines(path: Path, count: int) -> list[str]:
+    """The first ``count`` lines (fewer in a short file), without line ends; the
+    layout is read from them, so a blank line 1 means an empty file."""
     try:
         with _open_text(path) as handle:
-            return handle.readline().rstrip("\r\n")
+            lines = [line.rstrip("\r\n") for line in islice(handle, count)]
     except (OSError, EOFError) as err:
         raise ValueError(f"{path}: cannot read the file: {err}") from None
+    if not lines or not lines[0].strip():
+        raise ValueError(f"{path}: the file is empty")
+    return lines
 
 
 def _base_name(path: Path) -> str:
@@ -128,11 +143,24 @@ def _clean_name(name: str) -> str:
     return name.strip().strip('"').split(":")[0].strip().lower()
 
 
+def _is_number(text: str) -> bool:
+    return _NUMBER.fullmatch(text) is not None
+
+
+def _is_header(fields: list[str], below: list[list[str]], known: set[str]) -> bool:
+    """Whether line 1 is a header: it names a known column, or (the guess of
+    ``csv.Sniffer.has_header``) none of its fields is a number while some column
+    holds a number on every line below it. A header-less file of text ids stays data."""
+    if any(_clean_name(f) in known for f in fields):
+        return True
+    if not below or any(_is_number(f) for f in fields):
+        return False
+    return any(all(i < len(row) and _is_number(row[i]) for row in below) for i in range(len(fields)))
+
+
 # ---------------------------------------------------------------------------- layouts
 def _atomic_layout(path: Path) -> _Layout:
-    header = _first_line(path)
-    if not header.strip():
-        raise ValueError(f"{path}: the file is empty")
+    header = _head_lines(path, 1)[0]
     names, types = [], {}
     for raw in header.split("\t"):
         name, _, kind = raw.strip().partition(":")
@@ -151,12 +179,10 @@ def _delimited_layout(
 ) -> _Layout:
     if not delimiter or delimiter != delimiter[0] * len(delimiter) or delimiter in "\r\n":
         raise ValueError(f"delimiter must be one character or one repeated character (like '::'), got {delimiter!r}")
-    first = _first_line(path)
-    if not first.strip():
-        raise ValueError(f"{path}: the file is empty")
+    first, *rest = _head_lines(path, 1 + _SNIFFED_LINES)
     fields = _split(first, delimiter, quoted)
-    if header is None:  # a header names at least one column we know
-        header = any(_clean_name(f) in known for f in fields)
+    if header is None:
+        header = _is_header(fields, [_split(line, delimiter, quoted) for line in rest if line.strip()], known)
     if header:
         names = [f.strip().strip('"') for f in fields]
     elif column_names is not None:
@@ -201,6 +227,20 @@ def _locate_parse_error(path: Path, layout: _Layout, message: str) -> str:
     return f"{path}: {message}"
 
 
+def _locate_bad_utf8(path: Path) -> str | None:
+    """The first line holding bytes that are not UTF-8 (pyarrow names only the column)."""
+    with _open_text(path, errors="surrogateescape") as handle:
+        for number, line in enumerate(handle, start=1):
+            bad = _UNDECODABLE.search(line)
+            if bad:
+                byte = ord(bad.group()) - 0xDC00
+                return (
+                    f"{path}, line {number}: not UTF-8 text ({line[:bad.start()]!r} is followed by the byte "
+                    f"0x{byte:02x}); save the file as UTF-8"
+                )
+    return None
+
+
 # ---------------------------------------------------------------------------- reading
 def _read_delimited(path: Path, layout: _Layout, wanted: list[str]) -> pa.Table:
     """Reads ``wanted`` columns as strings; a multi-character delimiter made of one
@@ -223,14 +263,25 @@ def _read_delimited(path: Path, layout: _Layout, wanted: list[str]) -> pa.Table:
     try:
         source = pa.input_stream(str(path), compression="gzip" if _is_gzip(path) else None)
         with source:
-            return pcsv.read_csv(source, read_options=read_options, parse_options=parse_options, convert_options=convert_options)
+            table = pcsv.read_csv(
+                source, read_options=read_options, parse_options=parse_options, convert_options=convert_options
+            )
     except pa.ArrowInvalid as err:
         message = str(err)
         if "Empty CSV file" in message:
             raise ValueError(f"{path}: the file is empty") from None
         if "CSV parse error" in message:
             raise ValueError(_locate_parse_error(path, layout, message)) from None
+        if "invalid UTF8" in message:
+            raise ValueError(_locate_bad_utf8(path) or f"{path}: {message}") from None
         raise ValueError(f"{path}: {message}") from None
+    return _trimmed(table)
+
+
+def _trimmed(table: pa.Table) -> pa.Table:
+    """Spaces around a field (``1, 10``) are not part of the value: without this
+    ``' 10'`` would be an item apart from ``'10'`` and turn the column into text."""
+    return pa.table({name: pc.utf8_trim_whitespace(table[name]) for name in table.column_names})
 
 
 def _resolve(
@@ -259,6 +310,15 @@ def _resolve(
     return None
 
 
+def _first_empty_row(column: pa.Array) -> int | None:
+    """Row of the first missing or blank value, if any."""
+    empty = column.is_null()
+    if pa.types.is_string(column.type) or pa.types.is_large_string(column.type):
+        empty = pc.or_kleene(empty, pc.equal(pc.utf8_trim_whitespace(column), ""))
+    rows = np.flatnonzero(empty.to_numpy(zero_copy_only=False))
+    return int(rows[0]) if len(rows) else None
+
+
 def _check_ids(path: Path, column: pa.ChunkedArray, what: str, locate: Callable[[int], str]) -> pa.Array:
     """User/item ids: integers stay int64, anything else is a non-empty string."""
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
@@ -270,11 +330,8 @@ def _check_ids(path: Path, column: pa.ChunkedArray, what: str, locate: Callable[
             column = column.cast(pa.int64())
     if pa.types.is_large_string(column.type):
         column = column.cast(pa.string())
-    empty = column.is_null()
-    if pa.types.is_string(column.type):
-        empty = pc.or_(empty, pc.equal(pc.utf8_trim_whitespace(column), ""))
-    if pc.any(empty).as_py():
-        row = int(np.flatnonzero(empty.to_numpy(zero_copy_only=False))[0])
+    row = _first_empty_row(column)
+    if row is not None:
         raise ValueError(f"{path}, {locate(row)}: empty {what}")
     if pa.types.is_integer(column.type):
         return column.cast(pa.int64())
@@ -287,40 +344,95 @@ def _ids_from_strings(column: pa.Array) -> pa.Array:
     """Integer-looking id columns become int64 (decided on the whole column)."""
     try:
         return pc.cast(column, pa.int64())
-    except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+    except _PARSE_ERRORS:
         return column
 
 
+def _numbers(column: pa.Array) -> pa.Array:
+    """Text -> int64 when every value is a whole number, float64 otherwise. A value
+    is accepted when it reads as a float on its own, whatever the other values are,
+    so that ``_first_refused_row`` can find the bad one."""
+    try:
+        return pc.cast(column, pa.int64())
+    except _PARSE_ERRORS:
+        return pc.cast(column, pa.float64())
+
+
+def _epoch_seconds(times: pa.Array) -> pa.Array:
+    """Timestamps or dates -> float64 seconds since the epoch (a zone-less value is taken as UTC)."""
+    micros = times.cast(pa.timestamp("us")).cast(pa.int64())
+    return pc.divide(micros.cast(pa.float64()), 1e6)
+
+
+def _datetime_seconds(column: pa.Array) -> pa.Array:
+    """ISO 8601 text -> float64 seconds since the epoch. A value may end in a zone
+    (``Z``, ``+02:00``, `` UTC``), honoured; one without a zone is taken as UTC, so
+    both kinds can share a column. Each value is parsed on its own (see ``_numbers``)."""
+    text = pc.replace_substring_regex(column, _UTC_NAME, "Z")
+    zoned = pc.match_substring_regex(text, _ZONED).to_numpy(zero_copy_only=False)
+    micros = np.empty(len(text), dtype=np.int64)
+    for rows, kind in ((zoned, pa.timestamp("us", tz="UTC")), (~zoned, pa.timestamp("us"))):
+        parsed = pc.cast(text.filter(pa.array(rows)), kind)
+        micros[rows] = parsed.cast(pa.int64()).to_numpy(zero_copy_only=False)
+    return _epoch_seconds(pa.array(micros, pa.timestamp("us")))
+
+
+def _refuses(parse: Parser, column: pa.Array) -> bool:
+    try:
+        parse(column)
+    except _PARSE_ERRORS:
+        return True
+    return False
+
+
+def _first_refused_row(column: pa.Array, parse: Parser) -> int:
+    """Row of the first value ``parse`` refuses in a column it refuses, found by
+    halving: whole-column parses only, about twice the work of one (error path)."""
+    low, high = 0, len(column)
+    while high - low > 1:
+        middle = (low + high) // 2
+        low, high = (low, middle) if _refuses(parse, column.slice(low, middle - low)) else (middle, high)
+    return low
+
+
+def _unparsable(path: Path, column: pa.Array, what: str, locate: Callable[[int], str], parsers: list[Parser]) -> str:
+    """The error for a text column that no parser takes whole: the first value
+    refused by the parser that takes the first value (so a date among numbers is
+    named as a mix, not as garbage)."""
+    parse = next((p for p in parsers if not _refuses(p, column.slice(0, 1))), parsers[0])
+    row = _first_refused_row(column, parse)
+    value = column[row].as_py()
+    if any(not _refuses(p, column.slice(row, 1)) for p in parsers):
+        return (
+            f"{path}, {locate(row)}: {what} mixes numbers and dates/times: {value!r} here, "
+            f"{column[0].as_py()!r} on {locate(0)}"
+        )
+    kind = "neither a number nor a date/time" if len(parsers) > 1 else "not a number"
+    return f"{path}, {locate(row)}: {what} is {kind}: {value!r}"
+
+
 def _to_number(path: Path, column: pa.Array, what: str, locate: Callable[[int], str], allow_datetime: bool) -> pa.Array:
-    """int64 when every value is a whole number, float64 otherwise; datetimes (only
-    for timestamps) become float64 seconds since the epoch."""
+    """int64 when every value is a whole number, float64 otherwise; dates/times
+    (only for timestamps) become float64 seconds since the epoch."""
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
-    if column.null_count:
-        row = int(np.flatnonzero(column.is_null().to_numpy(zero_copy_only=False))[0])
+    row = _first_empty_row(column)
+    if row is not None:
         raise ValueError(f"{path}, {locate(row)}: empty {what}")
     if pa.types.is_integer(column.type):
         return column.cast(pa.int64())
     if pa.types.is_floating(column.type):
         return column.cast(pa.float64())
     if allow_datetime and (pa.types.is_timestamp(column.type) or pa.types.is_date(column.type)):
-        micros = column.cast(pa.timestamp("us")).cast(pa.int64())
-        return pc.divide(micros.cast(pa.float64()), 1e6)
+        return _epoch_seconds(column)
     if not (pa.types.is_string(column.type) or pa.types.is_large_string(column.type)):
         raise ValueError(f"{path}: {what} must be numeric, got {column.type}")
-    for target in (pa.int64(), pa.float64()):
+    parsers = [_numbers, _datetime_seconds] if allow_datetime else [_numbers]
+    for parse in parsers:
         try:
-            return pc.cast(column, target)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return parse(column)
+        except _PARSE_ERRORS:
             pass
-    if allow_datetime:
-        try:
-            return _to_number(path, pc.cast(column, pa.timestamp("us")), what, locate, True)
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
-            pass
-    numeric = pc.match_substring_regex(column, _NUMBER)
-    bad = np.flatnonzero(~numeric.to_numpy(zero_copy_only=False))
-    row = int(bad[0]) if len(bad) else 0
-    raise ValueError(f"{path}, {locate(row)}: {what} is not a number: {column[row].as_py()!r}")
+    raise ValueError(_unparsable(path, column, what, locate, parsers))
 
 
 def _resolve_path(path_or_name: str | os.PathLike) -> Path | None:
@@ -353,15 +465,20 @@ def read_interactions(
         extra_columns: further canonical columns to keep, e.g. ``("rating",)``.
         delimiter: field separator of ``csv`` files (``,`` by default); may be a
             repeated character such as ``::``.
-        header: whether a ``csv`` file has a header line; detected when left out
-            (a header names at least one known column).
+        header: whether a ``csv`` file has a header line; detected when left out:
+            line 1 is a header when it names a known column (``COLUMN_ALIASES`` or a
+            name in ``columns``), or when none of its fields is a number while a
+            column of the next lines holds only numbers. Pass it for a header of
+            unknown names above text ids.
         column_names: names of the columns of a header-less file.
         rating_threshold: keep interactions with ``rating >= rating_threshold``
             (implicit feedback from explicit ratings).
 
     User and item ids are ``int64`` when every value is an integer, strings
     otherwise; RecBole ``token`` columns are always strings. Timestamps are
-    ``int64`` (whole numbers) or ``float64``, ratings ``float64``. Errors name the
+    ``int64`` (whole numbers) or ``float64``, ratings ``float64``; ISO 8601
+    dates/times become ``float64`` seconds since the epoch, in UTC when the value
+    names a zone (``Z``, ``+02:00``, `` UTC``) and taken as UTC when not. Errors name the
     file, the line and the problem; nothing is written anywhere.
     """
     path = _resolve_path(path_or_name)
@@ -390,7 +507,7 @@ def read_interactions(
         return _read_parquet(path, columns, canonical, extras, rating_threshold)
 
     known = {alias for aliases in COLUMN_ALIASES.values() for alias in aliases} | {
-        str(v).lower() for v in columns.values()
+        _clean_name(v) for v in columns.values() if isinstance(v, str)  # positions are not names
     }
     if format == "atomic":
         layout = _atomic_layout(path)

@@ -61,6 +61,23 @@ def _codes(values: pa.Array) -> tuple[np.ndarray, int]:
     return encoded.indices.to_numpy(zero_copy_only=False), len(encoded.dictionary)
 
 
+def _check_timestamps(column: pa.ChunkedArray) -> None:
+    """Time order needs numbers or dates/times: text would sort ``"10"`` before
+    ``"9"``, and a NaN has no place in time."""
+    kind = column.type
+    if not any(check(kind) for check in (pa.types.is_integer, pa.types.is_floating, pa.types.is_timestamp, pa.types.is_date)):
+        raise ValueError(
+            f"the {TIME!r} column must hold numbers or dates/times, got {kind}; "
+            "convert it first (read_interactions does)"
+        )
+    if pa.types.is_floating(kind):
+        nan = pc.is_nan(column).to_numpy(zero_copy_only=False)
+        if nan.any():
+            raise ValueError(
+                f"the {TIME!r} column has {int(nan.sum())} NaN value(s), the first at row {int(np.flatnonzero(nan)[0])}"
+            )
+
+
 def _k_core(user_codes: np.ndarray, item_codes: np.ndarray, min_user: int, min_item: int) -> np.ndarray:
     """Mask of the interactions that survive iterative k-core filtering: dropping
     rare items can make users rare and the other way round, so repeat until stable."""
@@ -91,6 +108,8 @@ def build_sequences(
 
     Interactions are sorted by (user, timestamp); ties keep file order. Users are
     sorted by id, so the result does not depend on the order of the log.
+    ``timestamp`` must be numeric or a date/time type without NaN: text is refused
+    rather than sorted as text (``read_interactions`` converts it), as are nulls.
 
     Args:
         dedup: ``"consecutive"`` drops an item repeated right after itself
@@ -115,6 +134,7 @@ def build_sequences(
     for name in (USER, ITEM, TIME):
         if table[name].null_count:
             raise ValueError(f"the interaction table has {table[name].null_count} null value(s) in {name!r}")
+    _check_timestamps(table[TIME])
 
     total = table.num_rows
     keys = pa.table(
