@@ -3,9 +3,12 @@
 The exported graph is :class:`Bert4RecTopK`: it appends [MASK] to each
 left-padded history (as ``next_item_scores`` does), scores the catalog, never
 recommends padding or [MASK], optionally drops the items already in the
-history, and returns the ``k`` best vocabulary ids with their scores. A
-serving process needs only the ONNX file and ``item_vocab.json`` (copied beside
-it) to map ids back to raw item ids; neither torch nor this package.
+history, and returns the ``k`` best vocabulary ids with their scores. A slot
+with no candidate left (the history excluded all but fewer than ``k`` items)
+holds id ``EMPTY_SLOT_ID`` (-1) and score ``-inf``: never a vocabulary id, so
+``items[i - 2]`` cannot turn it into a real item by mistake. A serving process
+needs only the ONNX file and ``item_vocab.json`` (copied beside it) to map ids
+back to raw item ids; neither torch nor this package.
 
 ONNX goes through torch's TorchScript-based exporter (``dynamo=False``), which
 needs no extra package; the batch and history-length axes are dynamic.
@@ -25,11 +28,13 @@ import torch
 from torch import nn
 
 from .modeling_bert4rec import Bert4RecForMaskedItemPrediction
+from .recommendation import local_folder
 
 EXPORT_FORMATS = ("onnx",)
 INPUT_NAMES = ["input_ids"]
 OUTPUT_NAMES = ["item_ids", "scores"]
 DEFAULT_OPSET = 17
+EMPTY_SLOT_ID = -1  # item id of a top-k slot with no candidate left (its score is -inf)
 
 
 class Bert4RecTopK(nn.Module):
@@ -41,7 +46,8 @@ class Bert4RecTopK(nn.Module):
         k: items returned per history (at most the catalog size).
         exclude_history: drop items already in the history (their score
             becomes ``-inf``); a history that covers all but fewer than ``k``
-            items returns ``-inf`` scores in the last slots.
+            items returns id ``EMPTY_SLOT_ID`` (-1) and score ``-inf`` in the
+            last slots.
     """
 
     def __init__(self, model: Bert4RecForMaskedItemPrediction, k: int = 10, exclude_history: bool = True):
@@ -57,7 +63,9 @@ class Bert4RecTopK(nn.Module):
         if self.exclude_history:
             scores = scores.scatter(1, input_ids, float("-inf"))
         top = scores.topk(self.k, dim=1)
-        return top.indices, top.values
+        # which -inf column topk picks is arbitrary (and differs between PyTorch and onnxruntime)
+        empty = top.values == float("-inf")
+        return top.indices.masked_fill(empty, EMPTY_SLOT_ID), top.values
 
 
 def random_histories(vocab_size: int, length: int, rows: int = 2, seed: int = 0) -> torch.Tensor:
@@ -111,23 +119,26 @@ def export_model(
 ) -> dict[str, Any]:
     """Exports a saved model folder to ``output_dir``: ``model.onnx``, the item
     vocabulary (``item_vocab.json``) and ``export_config.json`` (inputs,
-    outputs, k, padding id). Returns the export description."""
+    outputs, k, padding id). ``output_dir`` may be ``model_dir`` itself.
+    Returns the export description."""
     if format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
-    model_dir, output_dir = Path(model_dir), Path(output_dir)
+    model_dir, output_dir = Path(local_folder(model_dir)), Path(output_dir)
     model = Bert4RecForMaskedItemPrediction.from_pretrained(model_dir).eval()
     path = export_onnx(
         model, output_dir / "model.onnx", k=k, exclude_history=exclude_history, opset_version=opset_version
     )
-    vocabulary = model_dir / "item_vocab.json"
-    if vocabulary.is_file():
-        shutil.copyfile(vocabulary, output_dir / "item_vocab.json")
+    _copy_vocabulary(model_dir, output_dir)
     description = {
         "format": format,
         "file": path.name,
         "opset_version": opset_version,
         "inputs": {"input_ids": "int64 (batch, length): left-padded vocabulary ids, 0 = padding, no [MASK]"},
-        "outputs": {"item_ids": "int64 (batch, k): vocabulary ids, best first", "scores": "float32 (batch, k)"},
+        "outputs": {
+            "item_ids": f"int64 (batch, k): vocabulary ids, best first; {EMPTY_SLOT_ID} = no candidate left",
+            "scores": "float32 (batch, k): -inf where no candidate is left",
+        },
+        "empty_slot_id": EMPTY_SLOT_ID,
         "k": k,
         "exclude_history": exclude_history,
         "pad_token_id": model.config.pad_token_id,
@@ -139,6 +150,14 @@ def export_model(
     return description
 
 
+def _copy_vocabulary(model_dir: Path, output_dir: Path) -> None:
+    """``item_vocab.json`` beside the exported file; already there when the
+    export goes into the model folder itself (copying a file onto itself fails)."""
+    vocabulary, target = model_dir / "item_vocab.json", output_dir / "item_vocab.json"
+    if vocabulary.is_file() and not (target.exists() and os.path.samefile(vocabulary, target)):
+        shutil.copyfile(vocabulary, target)
+
+
 def verify_onnx(
     path: str | os.PathLike,
     model: Bert4RecForMaskedItemPrediction,
@@ -146,8 +165,9 @@ def verify_onnx(
     exclude_history: bool = True,
 ) -> dict[str, Any]:
     """Runs the ONNX file with onnxruntime and PyTorch on the same histories;
-    returns the share of rows whose top-k ids agree exactly and the largest
-    score difference."""
+    returns the share of rows whose top-k agree (the same ids in the slots
+    PyTorch fills, and the same slots left empty) and the largest score
+    difference."""
     import onnxruntime
 
     session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
@@ -155,13 +175,15 @@ def verify_onnx(
     k = item_ids.shape[1]
     with torch.no_grad():
         expected_ids, expected_scores = Bert4RecTopK(model, k=k, exclude_history=exclude_history)(input_ids)
-    finite = np.isfinite(expected_scores.numpy())
+    expected_ids, expected_scores = expected_ids.numpy(), expected_scores.numpy()
+    finite = np.isfinite(expected_scores)
+    same = ((item_ids == expected_ids) | ~finite) & (np.isfinite(scores) == finite)
     return {
         "rows": int(input_ids.shape[0]),
         "k": k,
-        "same_top_k_rows": float((item_ids == expected_ids.numpy()).all(1).mean()),
-        "max_abs_score_difference": float(np.abs(scores - expected_scores.numpy())[finite].max(initial=0.0)),
+        "same_top_k_rows": float(same.all(1).mean()),
+        "max_abs_score_difference": float(np.abs(scores[finite] - expected_scores[finite]).max(initial=0.0)),
     }
 
 
-__all__ = ["Bert4RecTopK", "export_model", "export_onnx", "random_histories", "verify_onnx"]
+__all__ = ["EMPTY_SLOT_ID", "Bert4RecTopK", "export_model", "export_onnx", "random_histories", "verify_onnx"]

@@ -27,8 +27,10 @@ def extend_vocabulary(model: torch.nn.Module, tokenizer: ItemTokenizer, new_item
 
     ``config.vocab_size`` follows; tied weights stay tied. Returns the number
     of items added (0 leaves model and tokenizer as they were). Raises
-    ``ValueError`` when the tokenizer and the model disagree in size before the
-    call: the tokenizer then belongs to another checkpoint.
+    ``ValueError``, leaving both unchanged, when the tokenizer and the model
+    disagree in size before the call (the tokenizer then belongs to another
+    checkpoint) or when ``new_items`` holds a null or empty id (the saved
+    vocabulary would not load again).
     """
     vocab_size = model.config.vocab_size
     if len(tokenizer) != vocab_size:

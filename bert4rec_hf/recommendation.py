@@ -83,6 +83,34 @@ def _as_history(value: Any, where: str) -> list[Any]:
     return history
 
 
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    """``device`` checked by placing an empty tensor there, so a misspelt name or
+    a missing GPU fails at once with a one-line ``ValueError`` rather than as a
+    torch traceback after the model has loaded; ``None``: CUDA when available."""
+    if device is None:
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        return torch.empty(0, device=device).device
+    except (RuntimeError, AssertionError) as err:
+        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ValueError(f"device {str(device)!r} cannot be used: {reason}") from None
+
+
+def local_folder(path: str | os.PathLike) -> str:
+    """``path`` with ``~`` expanded when it reads as a local folder, else as
+    given (a Hub repository). A Hub id is ``name`` or ``owner/name``, so a
+    leading ``/ . ~``, a second ``/`` or a Windows separator marks a local path;
+    one that does not exist raises "no such folder" rather than reaching the
+    Hub client, whose error is about malformed repository names."""
+    text = os.fspath(path)
+    if not (text.startswith(("/", ".", "~")) or text.count("/") > 1 or (os.sep != "/" and os.sep in text)):
+        return text
+    folder = os.path.expanduser(text)
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"no such folder: {text}")
+    return folder
+
+
 def normalise_histories(histories: Any) -> tuple[list[list[Any]], bool]:
     """One history (a list of raw ids) or a batch (a list of such lists) as a
     list of histories, and whether a single history was given."""
@@ -144,7 +172,7 @@ class Bert4RecRecommender:
                 f"special tokens) but the model's vocab_size is {config.vocab_size}: the tokenizer belongs to another "
                 "checkpoint (after ItemTokenizer.add_items, call extend_vocabulary or model.resize_token_embeddings)"
             )
-        self.model = model if device is None else model.to(device)
+        self.model = model if device is None else model.to(resolve_device(device))
         self.tokenizer = tokenizer
         self.model_card = model_card
         self.collator = DataCollatorForNextItemPrediction(max_seq_length=config.max_seq_length)
@@ -160,15 +188,17 @@ class Bert4RecRecommender:
     ) -> Bert4RecRecommender:
         """Loads model, vocabulary and model card from a folder or Hub repository.
 
-        ``device`` defaults to CUDA when available, else CPU. ``hub_kwargs``
-        (``revision``, ``token``, ``cache_dir``, ...) go to both loaders.
+        ``device`` defaults to CUDA when available, else CPU; it is checked
+        before anything loads (``ValueError``), as is a local folder that does
+        not exist (``FileNotFoundError``). ``hub_kwargs`` (``revision``,
+        ``token``, ``cache_dir``, ...) go to both loaders.
         """
         from transformers.utils import cached_file
 
         from .modeling_bert4rec import Bert4RecForMaskedItemPrediction
 
-        if device is None:
-            device = "cuda" if torch.cuda.is_available() else "cpu"
+        device = resolve_device(device)
+        pretrained_path = local_folder(pretrained_path)
         model = Bert4RecForMaskedItemPrediction.from_pretrained(pretrained_path, **hub_kwargs)
         if tokenizer is None:
             tokenizer = ItemTokenizer.from_pretrained(pretrained_path, **hub_kwargs)
@@ -286,6 +316,22 @@ class Bert4RecRecommender:
                 scores.masked_fill_(blocked.to(scores.device), float("-inf"))
                 results.extend(self._top_k(scores, k, return_scores))
         return results[0] if single else results
+
+    def check_options(
+        self,
+        k: int = 10,
+        exclude_seen: ExcludeSeen = True,
+        allow_items: Iterable[Any] | None = None,
+        deny_items: Iterable[Any] | None = None,
+        unknown: UnknownIds = "error",
+        on_empty: OnEmpty = "error",
+        batch_size: int = 256,
+    ) -> None:
+        """Raises the error ``recommend`` would raise for these options whatever
+        the histories, so a batch job can fail once, before it reads or writes
+        anything, rather than once per history."""
+        self._check_options(k, exclude_seen, unknown, on_empty, batch_size)
+        self._blocked_items(allow_items, deny_items, unknown)
 
     def score(self, histories: Any, unknown: UnknownIds = "error") -> torch.Tensor:
         """``(B, vocab_size)`` raw scores of the next item after each history
@@ -438,4 +484,12 @@ print([items[i - 2] for i in scores.topk(10).indices[0].tolist()])
 """
 
 
-__all__ = ["Bert4RecRecommender", "Recommendation", "default_model_card", "normalise_histories", "recommend"]
+__all__ = [
+    "Bert4RecRecommender",
+    "Recommendation",
+    "default_model_card",
+    "normalise_histories",
+    "local_folder",
+    "recommend",
+    "resolve_device",
+]

@@ -7,6 +7,7 @@ weights, so a checkpoint folder is readable without this package.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 from collections.abc import Iterable, Sequence
@@ -24,6 +25,8 @@ VOCAB_FORMAT_VERSION = 1
 
 UnknownPolicy = Literal["error", "skip", "mask"]
 _UNKNOWN_POLICIES = ("error", "skip", "mask")
+_INTEGER_TEXT = r"^-?[0-9]+$"  # what Arrow's string -> int64 cast parses (after trimming whitespace)
+_INT64_MAX_TEXT = str(np.iinfo(np.int64).max)
 
 
 def _is_history(value: Any) -> bool:
@@ -31,17 +34,29 @@ def _is_history(value: Any) -> bool:
     return isinstance(value, (str, bytes)) or not isinstance(value, Iterable)
 
 
-def _as_arrow(items: Any) -> pa.Array | pa.ChunkedArray:
-    """Raw ids as an Arrow array; a Python list mixing ints and strings becomes strings."""
-    if isinstance(items, (pa.Array, pa.ChunkedArray)):
-        return items
-    if isinstance(items, np.ndarray):
+def _as_arrow(items: Any) -> pa.Array:
+    """Raw ids as one Arrow array; a Python list mixing ints and strings becomes strings."""
+    if isinstance(items, pa.ChunkedArray):
+        return items.combine_chunks()
+    if isinstance(items, (pa.Array, np.ndarray)):
         return pa.array(items)
     items = list(items)
     try:
         return pa.array(items)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         return pa.array([None if item is None else str(item) for item in items])
+
+
+def _int64_text(text: pa.Array) -> pa.Array:
+    """Which trimmed strings are int64 numbers: the others (``"abc"``, 25 digits)
+    are ids no integer vocabulary holds, not a reason to fail the whole input."""
+    magnitude = pc.utf8_ltrim(text, "-0")  # sign and leading zeros do not count
+    length = pc.utf8_length(magnitude)
+    fits = pc.or_(
+        pc.less(length, len(_INT64_MAX_TEXT)),
+        pc.and_(pc.equal(length, len(_INT64_MAX_TEXT)), pc.less_equal(magnitude, _INT64_MAX_TEXT)),
+    )
+    return pc.and_(pc.match_substring_regex(text, _INTEGER_TEXT), fits)
 
 
 class ItemTokenizer:
@@ -58,11 +73,7 @@ class ItemTokenizer:
 
     def __init__(self, items: Sequence[Any] | pa.Array = ()):
         values = items if isinstance(items, (pa.Array, pa.ChunkedArray)) else pa.array(list(items))
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
-        values = self._normalise_type(values)
-        if values.null_count:
-            raise ValueError("item vocabulary contains a null/empty item id")
+        values = self._validated(values.combine_chunks() if isinstance(values, pa.ChunkedArray) else values)
         if len(pc.unique(values)) != len(values):
             counts = pc.value_counts(values)
             dupes = [c["values"] for c in counts.to_pylist() if c["counts"] > 1][:5]
@@ -70,6 +81,16 @@ class ItemTokenizer:
         self._items = values
 
     # ------------------------------------------------------------------ building
+    @classmethod
+    def _validated(cls, values: pa.Array) -> pa.Array:
+        """Ids fit to enter a vocabulary (int64 or string, none null or empty):
+        one check for the constructor and ``add_items``, so a saved vocabulary
+        always loads again."""
+        values = cls._normalise_type(values)
+        if values.null_count:
+            raise ValueError("item vocabulary contains a null/empty item id")
+        return values
+
     @staticmethod
     def _normalise_type(values: pa.Array) -> pa.Array:
         if pa.types.is_null(values.type):
@@ -88,14 +109,22 @@ class ItemTokenizer:
     def fit(cls, items: Iterable[Any] | pa.Array | pa.ChunkedArray | np.ndarray) -> ItemTokenizer:
         """Builds a vocabulary of the distinct ids in ``items``, sorted, so the
         result does not depend on the order of the log."""
-        items = _as_arrow(items)
-        unique = pc.unique(items.combine_chunks() if isinstance(items, pa.ChunkedArray) else items)
+        unique = pc.unique(_as_arrow(items))
         return cls(unique.take(pc.array_sort_indices(unique)))
 
     def add_items(self, items: Iterable[Any]) -> int:
         """Appends the ids not yet in the vocabulary (in first-seen order) and
-        returns how many were added; existing indices never move."""
-        new = pc.unique(self._to_vocab_type(_as_arrow(items)))
+        returns how many were added; existing indices never move.
+
+        Raises ``ValueError`` (before changing anything) for a null or empty id,
+        or one an integer vocabulary cannot hold.
+        """
+        raw = self._validated(_as_arrow(items))
+        values = self._to_vocab_type(raw)
+        if values.null_count:
+            examples = pc.unique(raw.filter(values.is_null())).to_pylist()[:10]
+            raise ValueError(f"item ids of this vocabulary are integers; cannot convert {examples}")
+        new = pc.unique(values)
         unseen = new.filter(pc.invert(pc.is_in(new, value_set=self._items)))
         if len(unseen):
             self._items = pa.concat_arrays([self._items, unseen])
@@ -137,8 +166,8 @@ class ItemTokenizer:
 
     # ------------------------------------------------------------------ encoding
     def _to_vocab_type(self, values: pa.Array) -> pa.Array:
-        if isinstance(values, pa.ChunkedArray):
-            values = values.combine_chunks()
+        """``values`` as the vocabulary's id type; for an integer vocabulary a
+        string that is no int64 number becomes null (an id it cannot hold)."""
         if pa.types.is_null(values.type):
             return values.cast(self._items.type)
         if self.item_type is str:
@@ -146,20 +175,21 @@ class ItemTokenizer:
         if pa.types.is_integer(values.type):
             return values.cast(pa.int64())
         try:
-            return pc.cast(pc.utf8_trim_whitespace(values.cast(pa.string())), pa.int64())
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
-            raise ValueError(f"item ids of this vocabulary are integers; cannot convert input: {err}") from None
+            text = pc.utf8_trim_whitespace(values.cast(pa.string()))
+        except pa.ArrowNotImplementedError as err:
+            raise ValueError(f"item ids must be integers or strings, got {values.type}: {err}") from None
+        return pc.if_else(_int64_text(text), text, None).cast(pa.int64())
 
     def _lookup(self, items: Any, unknown: UnknownPolicy) -> tuple[np.ndarray, np.ndarray]:
         """Indices of a flat array of raw ids (unknown ones -> [MASK]) and the
         mask of known ids; raises on unknown ids when ``unknown="error"``."""
         if unknown not in _UNKNOWN_POLICIES:
             raise ValueError(f"unknown must be one of {_UNKNOWN_POLICIES}, got {unknown!r}")
-        values = self._to_vocab_type(_as_arrow(items))
-        positions = pc.index_in(values, value_set=self._items)
+        raw = _as_arrow(items)
+        positions = pc.index_in(self._to_vocab_type(raw), value_set=self._items)
         known = positions.is_valid().to_numpy(zero_copy_only=False)
         if unknown == "error" and not known.all():
-            bad = values.filter(pa.array(~known))
+            bad = raw.filter(pa.array(~known))  # as given: "abc" rather than the null it converts to
             examples = pc.unique(bad).to_pylist()[:10]
             raise KeyError(
                 f"{len(bad)} item id(s) are not in the vocabulary of {self.num_items} items, e.g. {examples}; "
@@ -186,9 +216,9 @@ class ItemTokenizer:
             return self.encode_array(histories, unknown=unknown).tolist()
         if any(_is_history(h) for h in histories):
             raise TypeError("mixed input: expected either one history of item ids or a list of histories")
-        lists = pa.array([list(h) for h in histories])
-        ids, known = self._lookup(lists.flatten(), unknown)
-        offsets = lists.offsets.to_numpy()
+        lengths = np.fromiter(map(len, histories), dtype=np.int64, count=len(histories))
+        ids, known = self._lookup(list(itertools.chain.from_iterable(histories)), unknown)  # converted as one history
+        offsets = np.concatenate([[0], np.cumsum(lengths)])
         if unknown == "skip":
             ids = ids[known]
             offsets = np.concatenate([[0], np.cumsum(known)])[offsets]

@@ -20,9 +20,9 @@ from bert4rec_hf import (
     read_interactions,
 )
 from bert4rec_hf.cli import main
-from bert4rec_hf.export import Bert4RecTopK
+from bert4rec_hf.export import EMPTY_SLOT_ID, Bert4RecTopK, random_histories
 
-from .helpers import SHARED_DATA
+from .helpers import SHARED_DATA, tiny_model
 
 K = 10
 MAX_SEQ_LENGTH = 30
@@ -100,3 +100,48 @@ def test_top_k_wrapper_rejects_bad_k(ml100k):
 def test_export_command_rejects_a_missing_folder(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nothing-here")]) == 1
     assert "bert4rec export: error" in capsys.readouterr().err
+
+
+@pytest.fixture
+def small_folder(tmp_path):
+    """8 items and histories of up to 4 (max_seq_length 5): with k=6, most
+    histories leave fewer than k candidates."""
+    folder = tmp_path / "small"
+    tiny_model(vocab_size=10, max_seq_length=5).save_pretrained(folder)
+    ItemTokenizer.fit(range(10, 90, 10)).save_pretrained(folder)
+    return folder
+
+
+def test_slots_without_a_candidate_hold_minus_one_never_a_vocabulary_id(small_folder):
+    model = Bert4RecForMaskedItemPrediction.from_pretrained(small_folder).eval()
+    item_ids, scores = Bert4RecTopK(model, k=6)(torch.tensor([[0, 2, 3, 4, 5], [0, 0, 0, 0, 9]]))
+    assert EMPTY_SLOT_ID == -1
+    assert item_ids[0, 4:].tolist() == [-1, -1] and torch.isneginf(scores[0, 4:]).all()  # 8 items - 4 seen
+    assert set(item_ids[0, :4].tolist()) == {6, 7, 8, 9} and torch.isfinite(scores[0, :4]).all()
+    assert torch.isfinite(scores[1]).all() and (item_ids[1] >= 2).all()
+    assert (Bert4RecTopK(model, k=8, exclude_history=False)(torch.tensor([[2, 3]]))[0] >= 2).all()
+
+
+def test_verify_passes_when_histories_leave_fewer_than_k_items(small_folder, tmp_path, capsys):
+    argv = ["export", str(small_folder), "--top-k", "6", "--output", str(tmp_path / "onnx"), "--verify"]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert '"same_top_k_rows": 1.0' in capsys.readouterr().out
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    item_ids, scores = session.run(["item_ids", "scores"], {"input_ids": random_histories(10, 4, rows=64).numpy()})
+    empty = np.isneginf(scores)
+    assert empty.any() and (item_ids[empty] == -1).all() and (item_ids[~empty] >= 2).all()
+    description = json.loads((tmp_path / "onnx" / "export_config.json").read_text())
+    assert description["empty_slot_id"] == -1 and "-1" in description["outputs"]["item_ids"]
+
+
+def test_export_into_the_model_folder_itself(small_folder, capsys):
+    vocabulary = (small_folder / "item_vocab.json").read_text()
+    argv = ["export", str(small_folder), "--top-k", "3", "--output", str(small_folder)]
+    assert main(argv) == 0, capsys.readouterr().err
+    assert {"model.onnx", "export_config.json", "config.json"} <= {p.name for p in small_folder.iterdir()}
+    assert (small_folder / "item_vocab.json").read_text() == vocabulary
+
+
+def test_export_names_a_mistyped_local_folder(tmp_path, capsys):
+    assert main(["export", str(tmp_path / "nothing-here")]) == 1
+    assert f"no such folder: {tmp_path / 'nothing-here'}" in capsys.readouterr().err

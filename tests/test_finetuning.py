@@ -96,6 +96,19 @@ def test_extension_refuses_a_tokenizer_of_another_checkpoint():
     assert other.num_items == 10 and model.config.vocab_size == len(OLD_ITEMS) + 2
 
 
+@pytest.mark.parametrize("bad", [[950, None], [950, ""], [950, " "]])
+def test_extension_refuses_null_or_empty_ids_and_changes_nothing(tmp_path, bad):
+    """A null or empty id would be saved into item_vocab.json, which then never loads again."""
+    model, tokenizer = _old_model()
+    weight = model.get_input_embeddings().weight.detach().clone()
+    with pytest.raises(ValueError, match="empty item id"):
+        extend_vocabulary(model, tokenizer, bad)
+    assert tokenizer == ItemTokenizer.fit(OLD_ITEMS) and model.config.vocab_size == len(OLD_ITEMS) + 2
+    assert torch.equal(model.get_input_embeddings().weight, weight)
+    Bert4RecRecommender(model, tokenizer).save_pretrained(tmp_path)  # still a loadable checkpoint
+    assert Bert4RecRecommender.from_pretrained(tmp_path, device="cpu").tokenizer == tokenizer
+
+
 def _new_log(seed: int = 0, users: int = 160, length: int = 10) -> list[dict]:
     """Histories that alternate old items and the (popular) new ones."""
     rng = np.random.default_rng(seed)

@@ -382,3 +382,132 @@ def test_cli_jsonl_keeps_good_lines_and_names_bad_ones(saved_folder, ml100k, tmp
          "--on-empty", "popular", "--batch-size", "2", "--no-progress"]
     ) == 1  # fmt: skip
     assert [json.loads(line)["user_id"] for line in target.read_text().splitlines()] == ["u1", "u3", "u5", 7]
+
+
+# ---------------------------------------------------------------------------- small folders: ids as people type them
+TITLES = ["Toy Story (1995)", "Heat (1995)", "Casino", "Babe", "Se7en"]
+
+
+def _small_folder(folder, items):
+    tokenizer = ItemTokenizer.fit(items)
+    model = tiny_model(vocab_size=len(tokenizer), max_seq_length=5)
+    Bert4RecRecommender(model, tokenizer).save_pretrained(folder)
+    return folder
+
+
+@pytest.fixture(scope="module")
+def int_folder(tmp_path_factory):
+    """Eight integer ids, 10 .. 80."""
+    return _small_folder(tmp_path_factory.mktemp("int-ids"), range(10, 90, 10))
+
+
+@pytest.fixture(scope="module")
+def title_folder(tmp_path_factory):
+    """Ids with spaces and brackets, as in a catalog of titles."""
+    return _small_folder(tmp_path_factory.mktemp("titles"), TITLES)
+
+
+def _run_jsonl(folder, tmp_path, lines, *options):
+    source = tmp_path / "in.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    target = tmp_path / "out.jsonl"
+    argv = ["recommend", str(folder), "--input", str(source), "--output", str(target), "--no-progress", *options]
+    return main(argv), target
+
+
+def test_ids_an_integer_vocabulary_cannot_hold_are_unknown_ids(int_folder, caplog):
+    recommender = Bert4RecRecommender.from_pretrained(int_folder, device="cpu")
+    with caplog.at_level(logging.WARNING, logger="bert4rec_hf.recommendation"):
+        assert recommender.recommend(["abc", 10], k=2, unknown="ignore") == recommender.recommend([10], k=2)
+    assert "'abc'" in caplog.text and "dropped" in caplog.text
+    with pytest.raises(KeyError, match=r"not in the vocabulary.*'abc'.*unknown='ignore'"):
+        recommender.recommend(["abc", 10], k=2)
+    assert recommender.recommend([10], k=2, deny_items=["B0001"], unknown="ignore").items
+
+
+def test_cli_drops_non_numeric_ids_of_an_integer_vocabulary_with_unknown_ignore(int_folder, tmp_path, capsys):
+    argv = ["recommend", str(int_folder), "-k", "2", "--json"]
+    assert main([*argv, "--history", "10"]) == 0
+    expected = json.loads(capsys.readouterr().out)
+    assert main([*argv, "--history", "10 abc", "--unknown", "ignore"]) == 0
+    assert json.loads(capsys.readouterr().out) == expected
+    lines = [{"user_id": 1, "history": [10, "B0001"]}]
+    code, target = _run_jsonl(int_folder, tmp_path, lines, "-k", "2", "--unknown", "ignore")
+    assert code == 0, capsys.readouterr().err
+    assert json.loads(target.read_text())["items"] == expected["items"]
+
+
+def test_cli_allow_and_deny_files_hold_one_id_per_line(title_folder, tmp_path, capsys):
+    deny = tmp_path / "deny.txt"
+    deny.write_text("\ufeffToy Story (1995)\n\n   Heat (1995)  \n")  # a BOM, a blank line, surrounding spaces
+    argv = ["recommend", str(title_folder), "--history", "Babe", "-k", "3", "--json"]
+    assert main([*argv, "--deny", f"@{deny}"]) == 0, capsys.readouterr().err
+    assert set(json.loads(capsys.readouterr().out)["items"]) == {"Casino", "Se7en"}
+    assert main([*argv, "--allow", f"@{deny}"]) == 0, capsys.readouterr().err
+    assert set(json.loads(capsys.readouterr().out)["items"]) == {"Toy Story (1995)", "Heat (1995)"}
+    assert main([*argv, "--deny", "Casino,Se7en"]) == 0  # inline ids still split on commas and spaces
+    assert set(json.loads(capsys.readouterr().out)["items"]) == {"Toy Story (1995)", "Heat (1995)"}
+    with pytest.raises(SystemExit):
+        main([*argv, "--deny", f"@{tmp_path / 'missing.txt'}"])
+    assert "missing.txt: no such file" in capsys.readouterr().err
+    with pytest.raises(SystemExit):
+        main(["recommend", "--help"])
+    assert "one id per line" in " ".join(capsys.readouterr().out.split())
+
+
+@pytest.mark.parametrize(
+    "options, error",
+    [(["-k", "20"], "k=20 exceeds the catalog of 5 items"), (["-k", "2", "--deny", "Heat"], "not in the vocabulary")],
+)
+def test_cli_bad_options_fail_once_and_leave_the_output_alone(title_folder, tmp_path, capsys, options, error):
+    (tmp_path / "out.jsonl").write_text("earlier answers\n")
+    lines = [{"user_id": user, "history": ["Babe"]} for user in range(5)]
+    code, target = _run_jsonl(title_folder, tmp_path, lines, *options)
+    err = capsys.readouterr().err
+    assert code == 1 and err.count(error) == 1 and "line" not in err
+    assert target.read_text() == "earlier answers\n" and not (tmp_path / "out.jsonl.partial").exists()
+
+
+def test_cli_keeps_the_existing_output_when_no_line_is_answered(title_folder, tmp_path, capsys):
+    (tmp_path / "out.jsonl").write_text("earlier answers\n")
+    code, target = _run_jsonl(title_folder, tmp_path, [{"history": ["Heat"]}, {"history": []}], "-k", "2")
+    err = capsys.readouterr().err
+    assert code == 1 and "2 of 2 line(s) failed" in err and "left as it was" in err
+    assert target.read_text() == "earlier answers\n" and not (tmp_path / "out.jsonl.partial").exists()
+    code, target = _run_jsonl(title_folder, tmp_path, [{"history": ["Heat"]}, {"history": ["Babe"]}], "-k", "2")
+    assert code == 1 and len(target.read_text().splitlines()) == 1  # one answer: the file is replaced
+
+
+def test_cli_error_hints_name_the_flags_not_keyword_arguments(title_folder, tmp_path, capsys):
+    assert main(["recommend", str(title_folder), "--history", "Heat", "-k", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "--unknown ignore" in err and "unknown='ignore'" not in err
+    assert main(["recommend", str(title_folder), "--history", "", "-k", "2"]) == 1
+    err = capsys.readouterr().err
+    assert "--on-empty popular" in err and "on_empty=" not in err
+    _run_jsonl(title_folder, tmp_path, [{"history": ["Heat"]}, {"history": []}, {"history": ["Babe"]}], "-k", "2")
+    err = capsys.readouterr().err
+    assert "line 1:" in err and "--unknown ignore" in err and "line 2:" in err and "--on-empty popular" in err
+    assert "unknown='ignore'" not in err and "on_empty=" not in err
+
+
+def test_a_bad_device_is_a_one_line_error_before_the_model_loads(title_folder, tmp_path, capsys):
+    # a folder that does not exist: the device is checked first
+    assert main(["recommend", str(tmp_path / "nothing"), "--history", "Babe", "--device", "gpu"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("bert4rec recommend: error: device 'gpu' cannot be used") and err.count("\n") == 1
+    with pytest.raises(ValueError, match="device 'gpu'"):
+        Bert4RecRecommender.from_pretrained(title_folder, device="gpu")
+    if not torch.cuda.is_available():
+        assert main(["recommend", str(title_folder), "--history", "Babe", "--device", "cuda"]) == 1
+        err = capsys.readouterr().err
+        assert err.startswith("bert4rec recommend: error: device 'cuda' cannot be used") and err.count("\n") == 1
+    assert main(["recommend", str(title_folder), "--history", "Babe", "--device", "cpu", "-k", "1"]) == 0
+
+
+@pytest.mark.parametrize("name", ["/{tmp}/nothing", "./nothing", "~/no-such-bert4rec-folder", "a/b/c"])
+def test_a_mistyped_local_folder_is_named(tmp_path, capsys, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    name = name.format(tmp=tmp_path)
+    assert main(["recommend", name, "--history", "Babe"]) == 1
+    assert f"bert4rec recommend: error: no such folder: {name}\n" in capsys.readouterr().err

@@ -101,3 +101,41 @@ def test_decode_accepts_tensors():
     tokenizer = ItemTokenizer.fit([7, 8, 9])
     assert tokenizer.decode(torch.tensor([[4, 2], [3, 0]])) == [[9, 7], [8]]
     assert tokenizer.decode(torch.tensor([2, 3])) == [7, 8]
+
+
+def test_a_batch_mixing_integer_and_string_ids_is_converted_like_one_history():
+    tokenizer = ItemTokenizer.fit([10, 20, 30])
+    assert tokenizer.encode([[10, "20"], [30]]) == [[2, 3], [4]] == [tokenizer.encode([10, "20"]), [4]]
+    assert tokenizer.encode([[10, " 30 "], [], ["20", 99]], unknown="skip") == [[2, 4], [], [3]]
+    words = ItemTokenizer.fit(["10", "a"])
+    assert words.encode([[10], ["a", 10]]) == [[2], [3, 2]]
+
+
+def test_ids_an_integer_vocabulary_cannot_hold_are_unknown_not_a_conversion_error():
+    tokenizer = ItemTokenizer.fit([10, 20, 9223372036854775807])
+    strange = ["abc", "", "1e3", "+10", "10.0", "99999999999999999999", "9223372036854775808"]
+    with pytest.raises(KeyError, match=r"7 item id\(s\).*'abc'"):  # named as given, not as the null they convert to
+        tokenizer.encode([10, *strange])
+    assert tokenizer.encode([10, *strange, "-0010", "0020"], unknown="skip") == [2, 3]  # -10 is no item; 0020 is 20
+    assert tokenizer.encode([["abc", 20], ["9223372036854775807"]], unknown="mask") == [[1, 3], [4]]
+    assert "abc" not in tokenizer and "020" in tokenizer
+
+
+@pytest.mark.parametrize(
+    "vocabulary, bad, match",
+    [
+        ([5, 3], [7, None], "null/empty item id"),
+        ([5, 3], [7, ""], "empty item id"),
+        (["a", "b"], ["c", None], "null/empty item id"),
+        (["a", "b"], ["c", "  "], "empty item id"),
+        ([5, 3], [7, "abc"], r"are integers; cannot convert \['abc'\]"),
+    ],
+)
+def test_add_items_refuses_ids_the_saved_vocabulary_could_not_hold(tmp_path, vocabulary, bad, match):
+    tokenizer = ItemTokenizer.fit(vocabulary)
+    with pytest.raises(ValueError, match=match):
+        tokenizer.add_items(bad)
+    assert tokenizer == ItemTokenizer.fit(vocabulary)  # nothing added, not even the good id
+    assert tokenizer.add_items(bad[:1]) == 1
+    tokenizer.save_pretrained(tmp_path)
+    assert ItemTokenizer.from_pretrained(tmp_path) == tokenizer

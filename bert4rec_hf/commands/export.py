@@ -11,15 +11,17 @@ from pathlib import Path
 def _export(args: argparse.Namespace) -> int:
     from ..export import export_model, random_histories, verify_onnx
     from ..modeling_bert4rec import Bert4RecForMaskedItemPrediction
+    from ..recommendation import local_folder
 
-    output_dir = Path(args.output or Path(args.model_dir) / args.format)
+    model_dir = local_folder(args.model_dir)
+    output_dir = Path(args.output or Path(model_dir) / args.format)
     description = export_model(
-        args.model_dir, output_dir, format=args.format, k=args.top_k, exclude_history=args.exclude_history,
+        model_dir, output_dir, format=args.format, k=args.top_k, exclude_history=args.exclude_history,
         opset_version=args.opset,
     )  # fmt: skip
-    print(f"Exported {args.model_dir} to {output_dir / description['file']} (top-{args.top_k} ids and scores)")
+    print(f"Exported {model_dir} to {output_dir / description['file']} (top-{args.top_k} ids and scores)")
     if args.verify:
-        model = Bert4RecForMaskedItemPrediction.from_pretrained(args.model_dir).eval()
+        model = Bert4RecForMaskedItemPrediction.from_pretrained(model_dir).eval()
         histories = random_histories(model.config.vocab_size, max(model.config.max_seq_length - 1, 1), rows=256)
         check = verify_onnx(output_dir / description["file"], model, histories, exclude_history=args.exclude_history)
         print("onnxruntime vs PyTorch: " + json.dumps(check))
@@ -33,8 +35,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser = commands.add_parser("export", help="export a saved model for serving (ONNX: histories -> top-k items)")
     parser.add_argument("model_dir")
     parser.add_argument("--format", choices=["onnx"], default="onnx", help="export format (default: onnx)")
-    parser.add_argument("--output", help="folder to write (default: MODEL_DIR/<format>)")
-    parser.add_argument("--top-k", type=int, default=10, metavar="K", help="items returned per history (default 10)")
+    parser.add_argument("--output", help="folder to write, MODEL_DIR itself included (default: MODEL_DIR/<format>)")
+    parser.add_argument(
+        "--top-k", type=int, default=10, metavar="K",
+        help="items returned per history (default 10); a slot with no candidate left holds id -1, score -inf",
+    )  # fmt: skip
     parser.add_argument(
         "--exclude-history", action=argparse.BooleanOptionalAction, default=True,
         help="never return items already in the history (default: on)",

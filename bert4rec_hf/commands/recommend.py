@@ -7,7 +7,9 @@ Input lines are JSON objects ``{"user_id": ..., "history": [raw ids, oldest firs
 output lines are ``{"user_id": ..., "items": [...], "scores": [...]}`` in input
 order. A line that cannot be answered (not JSON, no history, unknown ids, ...)
 is reported on stderr with its line number and left out; the other lines are
-still answered, and the exit code is 1.
+still answered, and the exit code is 1. Bad options (``-k`` beyond the catalog,
+an unknown ``--deny`` id, ...) stop the run before ``--output`` is touched, and
+an existing ``--output`` is replaced only once at least one line was answered.
 """
 
 from __future__ import annotations
@@ -22,16 +24,31 @@ from pathlib import Path
 from typing import Any, TextIO
 
 _SEPARATORS = re.compile(r"[\s,]+")
+# the Python spelling of an option in the recommender's error hints -> the flag that sets it here
+_FLAG_HINTS = {"unknown='ignore'": "--unknown ignore", "on_empty='popular'": "--on-empty popular"}
 
 
 def _id_list(value: str) -> list[str]:
-    """Raw ids from ``"50 172 133"`` / ``"50,172"``, or from a file with ``@path``."""
-    if value.startswith("@"):
-        path = Path(value[1:])
-        if not path.is_file():
-            raise argparse.ArgumentTypeError(f"{path}: no such file")
-        value = path.read_text(encoding="utf-8")
-    return [item for item in _SEPARATORS.split(value.strip()) if item]
+    """Raw ids from ``"50 172 133"`` / ``"50,172"``, or one id per line of a file
+    with ``@path``: a file can hold ids with spaces or commas ("Heat (1995)")."""
+    if not value.startswith("@"):
+        return [item for item in _SEPARATORS.split(value.strip()) if item]
+    path = Path(value[1:])
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        reason = "no such file" if isinstance(err, FileNotFoundError) else err
+        raise argparse.ArgumentTypeError(f"{path}: {reason}") from None
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def _cli_message(err: Exception) -> str:
+    """An error's text with its hints in command-line flags (``--unknown ignore``,
+    not the keyword argument ``unknown='ignore'``)."""
+    message = str(err.args[0]) if isinstance(err, KeyError) and err.args else str(err)
+    for keyword, flag in _FLAG_HINTS.items():
+        message = message.replace(keyword, flag)
+    return message
 
 
 def _parse_line(line: str) -> tuple[Any, list[Any]]:
@@ -67,7 +84,11 @@ def _print_table(result: Any) -> None:
 
 
 def _recommend_file(recommender: Any, args: argparse.Namespace, options: dict[str, Any]) -> int:
-    """Answers every line of ``--input``; returns the number of failed lines."""
+    """Answers every line of ``--input``; returns the number of failed lines.
+
+    ``--output`` is written beside itself and renamed at the end, and left as it
+    was when no line could be answered: a failed run never empties it.
+    """
     from tqdm.auto import tqdm
 
     source = Path(args.input)
@@ -108,10 +129,20 @@ def _recommend_file(recommender: Any, args: argparse.Namespace, options: dict[st
         raise
     if target:
         out.close()
-        os.replace(f"{target}.partial", target)
+        _keep_or_replace(target, nothing_answered=failures > 0 and failures == total)
     if failures:
         print(f"bert4rec recommend: {failures} of {total} line(s) failed; the others were answered", file=sys.stderr)
     return failures
+
+
+def _keep_or_replace(target: Path, nothing_answered: bool) -> None:
+    """Moves the finished ``TARGET.partial`` onto ``target``, unless no line was
+    answered and ``target`` exists: an earlier run's output is not lost to an empty file."""
+    if nothing_answered and target.exists():
+        os.unlink(f"{target}.partial")
+        print(f"bert4rec recommend: no line was answered; {target} was left as it was", file=sys.stderr)
+    else:
+        os.replace(f"{target}.partial", target)
 
 
 def _answer(recommender: Any, parsed: list[tuple[int, Any, list[Any]]], options: dict[str, Any], fail: Any) -> list:
@@ -126,7 +157,7 @@ def _answer(recommender: Any, parsed: list[tuple[int, Any, list[Any]]], options:
             try:
                 answers.append(recommender.recommend([history], **options)[0])
             except (KeyError, ValueError, TypeError) as err:
-                fail(number, err.args[0] if isinstance(err, KeyError) and err.args else str(err))
+                fail(number, _cli_message(err))
                 answers.append(None)
         return answers
 
@@ -150,14 +181,22 @@ def _recommend(args: argparse.Namespace) -> int:
         "on_empty": args.on_empty,
         "batch_size": args.batch_size,
     }
-    if args.history is not None:
-        result = recommender.recommend(args.history, **options)
-        if args.json:
-            print(json.dumps(result.to_dict(), ensure_ascii=False))
-        else:
-            _print_table(result)
-        return 0
+    try:
+        recommender.check_options(**options)  # once, before --output is opened
+        if args.history is not None:
+            _print_answer(recommender.recommend(args.history, **options), args.json)
+            return 0
+    except (KeyError, ValueError) as err:
+        raise ValueError(_cli_message(err)) from None
     return 1 if _recommend_file(recommender, args, options) else 0
+
+
+def _print_answer(result: Any, as_json: bool) -> None:
+    """``--history``'s answer: one JSON object (for scripts) or a table (for people)."""
+    if as_json:
+        print(json.dumps(result.to_dict(), ensure_ascii=False))
+    else:
+        _print_table(result)
 
 
 def register(commands: argparse._SubParsersAction) -> None:
@@ -165,7 +204,10 @@ def register(commands: argparse._SubParsersAction) -> None:
         "recommend", help="top-k items for a history (--history) or a JSONL file of histories (--input)"
     )
     parser.add_argument("model_dir", help="a saved model folder (or Hub repository)")
-    parser.add_argument("--history", type=_id_list, metavar="IDS", help='raw item ids, oldest first: "50 172 133"')
+    parser.add_argument(
+        "--history", type=_id_list, metavar="IDS",
+        help='raw item ids, oldest first: "50 172 133" or "50,172,133", or @FILE with one id per line',
+    )  # fmt: skip
     parser.add_argument("--input", metavar="JSONL", help='lines {"user_id": ..., "history": [...]}')
     parser.add_argument("--output", metavar="JSONL", help="where --input's recommendations go (default: stdout)")
     parser.add_argument("-k", type=int, default=10, help="items per history (default 10)")
@@ -173,8 +215,14 @@ def register(commands: argparse._SubParsersAction) -> None:
         "--exclude-seen", choices=["all", "window", "none"], default="all",
         help="leave out every history item (all, default), only those the model reads (window), or none",
     )  # fmt: skip
-    parser.add_argument("--allow", type=_id_list, metavar="IDS", help="candidate items only (ids, or @file)")
-    parser.add_argument("--deny", type=_id_list, metavar="IDS", help="items never recommended (ids, or @file)")
+    parser.add_argument(
+        "--allow", type=_id_list, metavar="IDS",
+        help='candidate items only: "1 2 3" / "1,2,3", or @FILE with one id per line (ids may hold spaces)',
+    )  # fmt: skip
+    parser.add_argument(
+        "--deny", type=_id_list, metavar="IDS",
+        help='items never recommended: "1 2 3" / "1,2,3", or @FILE with one id per line (ids may hold spaces)',
+    )  # fmt: skip
     parser.add_argument(
         "--unknown", choices=["error", "ignore"], default="error", help="item ids outside the vocabulary"
     )
