@@ -7,7 +7,8 @@ BERT blocks read them under their own names.
 
 from __future__ import annotations
 
-from typing import ClassVar
+import math
+from typing import Any, ClassVar
 
 from transformers import PreTrainedConfig
 
@@ -95,6 +96,14 @@ class Bert4RecConfig(PreTrainedConfig):
         super().__post_init__(**kwargs)
         self.validate()
 
+    @classmethod
+    def from_dict(cls, config_dict: dict[str, Any], **kwargs: Any) -> Any:
+        """Also validates the overrides of ``from_pretrained(path, **overrides)``:
+        transformers sets them after ``__init__``, so ``__post_init__`` never sees them."""
+        loaded = super().from_dict(config_dict, **kwargs)
+        (loaded[0] if isinstance(loaded, tuple) else loaded).validate()
+        return loaded
+
     @property
     def num_special_tokens(self) -> int:
         return 2
@@ -130,8 +139,8 @@ class Bert4RecConfig(PreTrainedConfig):
             raise ValueError(f"Bert4RecConfig.mask_ratio must be in (0, 1), got {self.mask_ratio!r}")
         for name in ("layer_norm_eps", "initializer_range"):
             value = getattr(self, name)
-            if not isinstance(value, (int, float)) or value <= 0:
-                raise ValueError(f"Bert4RecConfig.{name} must be a positive number, got {value!r}")
+            if not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+                raise ValueError(f"Bert4RecConfig.{name} must be a positive number, not inf or nan, got {value!r}")
         if self.hidden_act not in HIDDEN_ACTIVATIONS:
             raise ValueError(f"Bert4RecConfig.hidden_act must be one of {HIDDEN_ACTIVATIONS}, got {self.hidden_act!r}")
         if self.loss_type not in LOSS_TYPES:

@@ -202,6 +202,17 @@ def test_chunked_ranking_counts_ties_against_the_target():
     assert torch.equal(ranks, torch.full_like(targets, VOCAB - 3))
 
 
+@pytest.mark.parametrize("chunk_size", [-4, 2.5, True])
+def test_chunked_ranking_refuses_a_bad_chunk_size(chunk_size):
+    """A negative chunk scanned no item at all: every target ranked first (Hit@1 = 1)."""
+    model = tiny_model(vocab_size=VOCAB)
+    hidden, targets = _hidden_and_targets(model)
+    with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
+        RankingEvaluator().rank_hidden_states(model, hidden, None, targets, chunk_size=chunk_size)
+    default = RankingEvaluator().rank_hidden_states(model, hidden, None, targets, chunk_size=0)
+    assert torch.equal(default, RankingEvaluator().rank_hidden_states(model, hidden, None, targets))
+
+
 def _collate(features):
     width = max(len(f["input_ids"]) for f in features) + 1
     input_ids = torch.zeros(len(features), width, dtype=torch.long)

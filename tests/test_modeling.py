@@ -425,3 +425,31 @@ def test_hidden_states_at_takes_the_full_forward_when_training():
     torch.manual_seed(5)
     got = model.base_model.hidden_states_at(inputs, positions, attention_mask=attention_mask)
     torch.testing.assert_close(got, expected)
+
+
+@pytest.mark.parametrize(
+    "override, field",
+    [
+        (dict(loss_type="bpr"), "loss_type"),
+        (dict(hidden_act="foo"), "hidden_act"),
+        (dict(n_heads=3), "n_heads"),
+        (dict(mask_ratio=1.5), "mask_ratio"),
+        (dict(sampling_distribution="pop"), "sampling_distribution"),
+    ],
+)
+def test_from_pretrained_overrides_are_validated(tmp_path, override, field):
+    """transformers sets ``from_pretrained(path, **overrides)`` after ``__init__``: a bad
+    override (e.g. ``loss_type="bpr"``, which would train with CE) must still be refused."""
+    tiny_model().save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match=field):
+        Bert4RecForMaskedItemPrediction.from_pretrained(tmp_path, **override)
+    good = Bert4RecForMaskedItemPrediction.from_pretrained(tmp_path, loss_type="BPR", num_negatives=3)
+    assert (good.config.loss_type, good.config.num_negatives) == ("BPR", 3)
+
+
+@pytest.mark.parametrize("field", ["layer_norm_eps", "initializer_range"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_finite_epsilon_and_initializer_range_are_refused(field, value):
+    """A NaN ``initializer_range`` or ``layer_norm_eps`` would give NaN weights or outputs."""
+    with pytest.raises(ValueError, match=f"{field} must be a positive number"):
+        tiny_config(**{field: value})

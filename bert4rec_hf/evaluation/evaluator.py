@@ -79,6 +79,16 @@ def _count_at_least(scores: torch.Tensor, threshold: torch.Tensor, excluded: tor
     return width + below.sum(1, dtype=torch.int32) - counted.sum(1)
 
 
+def _scan_chunk_size(chunk_size: int | None) -> int:
+    """Items per block of the full-ranking scan (None or 0: the default); a negative
+    size would scan no item at all and silently rank every target first."""
+    if chunk_size is None:
+        return DEFAULT_SCAN_CHUNK
+    if isinstance(chunk_size, bool) or not isinstance(chunk_size, (int, np.integer)) or chunk_size < 0:
+        raise ValueError(f"chunk_size must be a positive integer (None or 0: {DEFAULT_SCAN_CHUNK}), got {chunk_size!r}")
+    return int(chunk_size) or DEFAULT_SCAN_CHUNK
+
+
 class RankingEvaluator:
     """Ranks each target among its candidates and averages ranking metrics.
 
@@ -256,6 +266,7 @@ class RankingEvaluator:
                 f"expected hidden_states (B, H) and targets (B,), got {tuple(hidden_states.shape)} and "
                 f"{tuple(targets.shape)}"
             )
+        chunk_size = _scan_chunk_size(chunk_size)
         vocab_size = model.config.vocab_size
         input_ids, targets = self._check_rows(input_ids, targets, vocab_size, hidden_states.device)
         target_scores = model.score_items(hidden_states, targets[:, None])
@@ -273,7 +284,6 @@ class RankingEvaluator:
             first[:, 1:] = history[:, 1:] != history[:, :-1]
             keep = first & (history >= NUM_SPECIAL_TOKENS) & (history != targets[:, None])
             excluded = torch.cat([excluded, torch.where(keep, history, torch.full_like(history, -1))], dim=1)
-        chunk_size = chunk_size or DEFAULT_SCAN_CHUNK
         if self.rank_limit is None or observer is not None or vocab_size - NUM_SPECIAL_TOKENS <= chunk_size:
             return self._truncate(self._scan(model, hidden_states, target_scores, excluded, chunk_size, observer))
         # users whose probe already counts rank_limit items are settled; only the others scan the catalog
