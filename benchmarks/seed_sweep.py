@@ -68,7 +68,7 @@ def train_once(args: argparse.Namespace, name: str, overrides: list[str], seed: 
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     command = [
         sys.executable, "-c", CLI, "train", "--dataset", args.dataset, "--output-dir", str(run_dir / "model"),
-        "--set", f"seed={seed}", *args.set, *overrides,
+        "--overwrite", "--set", f"seed={seed}", *args.set, *overrides,
     ]
     start = time.perf_counter()
     with open(run_dir / "train.log", "w") as log:

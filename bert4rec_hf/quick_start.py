@@ -9,6 +9,7 @@ validation and test, and writes a hub-ready model folder.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
@@ -22,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 import torch
 from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from .configuration_bert4rec import Bert4RecConfig
 from .data import (
@@ -33,10 +35,11 @@ from .data import (
     load_interactions,
     read_interactions,
 )
-from .evaluation import RankingEvaluator, count_item_popularity
+from .evaluation import RankingEvaluator, count_item_popularity, ranking_metrics
 from .modeling_bert4rec import Bert4RecForMaskedItemPrediction
+from .recommendation import local_folder
 from .tokenization_bert4rec import ItemTokenizer
-from .training.config import RunConfig, load_config
+from .training.config import ConfigError, RunConfig, load_config
 from .training.reporting import metrics_table, plot_training_history, write_json, write_model_card, write_yaml
 from .training.time_budget import TimeBudgetCallback
 from .training.trainer import Bert4RecTrainer
@@ -49,6 +52,11 @@ MODEL_KEYS = (
     "item_chunk_size", "num_sampled_negatives", "sampling_distribution",
 )  # fmt: skip
 CHECKPOINTS = "checkpoints"
+# What save_run writes that another run's folder also holds: a run refuses to replace them unless told to.
+RUN_FILES = (
+    "config.json", "model.safetensors", "item_vocab.json", "README.md", "metrics.json", "run_config.yaml",
+    "training_curves.png",
+)  # fmt: skip
 
 
 @dataclass
@@ -247,8 +255,41 @@ def save_run(
     )
     write_yaml(output_dir / "run_config.yaml", config)
     plot_training_history(trainer.state.log_history, output_dir / "training_curves.png", config["valid_metric"])
-    shutil.rmtree(output_dir / CHECKPOINTS, ignore_errors=True)
+    remove_checkpoints(output_dir / CHECKPOINTS)
     return output_dir
+
+
+def check_valid_metric(config: Mapping[str, Any]) -> None:
+    """Refuses a ``valid_metric`` the evaluation does not report, before training:
+    the Trainer would only fail at its first evaluation."""
+    known = sorted(set(ranking_metrics([0], config["topk"])) - {"num_users"})
+    if config["valid_metric"] not in known:
+        raise ConfigError(
+            f"valid_metric '{config['valid_metric']}' is not reported with topk={config['topk']}; choose one of {known}"
+        )
+
+
+def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, names: Sequence[str] = RUN_FILES) -> None:
+    """Refuses, before any training, a folder that already holds another run's
+    files (``names``): they would be replaced only at the end, past saving."""
+    taken = [] if overwrite else [name for name in names if (Path(output_dir) / name).exists()]
+    if taken:
+        raise FileExistsError(
+            f"{output_dir} already holds {', '.join(taken)}; choose another output folder "
+            "or pass overwrite=True (--overwrite) to replace them"
+        )
+
+
+def remove_checkpoints(folder: str | os.PathLike) -> None:
+    """Deletes the Trainer's ``checkpoint-<step>`` folders in ``folder``, then
+    ``folder`` if that emptied it: anything else there (files a user had put
+    there, TensorBoard logs) is kept."""
+    folder = Path(folder)
+    for checkpoint in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        if checkpoint.is_dir():
+            shutil.rmtree(checkpoint, ignore_errors=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def run_bert4rec(
@@ -256,11 +297,15 @@ def run_bert4rec(
     config_file_list: Sequence[str | os.PathLike] | None = None,
     config_dict: Mapping[str, Any] | None = None,
     output_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
 ) -> dict[str, Any]:
     """Trains and evaluates BERT4Rec; returns ``{"valid": {...}, "test": {...},
-    "output_dir": ...}`` and prints the metrics as a table."""
+    "output_dir": ...}`` and prints the metrics as a table. A folder holding
+    another run's model is refused unless ``overwrite``."""
     config = load_config(dataset, config_file_list, config_dict)
     output_dir = Path(output_dir or config.get("output_dir") or Path("outputs") / config["dataset"])
+    check_valid_metric(config)
+    check_output_dir(output_dir, overwrite)
     data = prepare_data(config)
     trainer = build_trainer(config, data, output_dir)
     main_process = trainer.is_world_process_zero()
@@ -273,7 +318,8 @@ def run_bert4rec(
     save_run(trainer, config, data, results, output_dir, seconds)
     if main_process:
         print(f"\nEvaluation: {trainer.evaluator.describe()}\n{metrics_table(results)}")
-        print(f"Trained {trainer.state.epoch:.0f} epochs in {seconds:.0f} s; model saved to {output_dir}")
+        state = trainer.state
+        print(f"Trained {state.epoch:.2f} epochs ({state.global_step} steps) in {seconds:.0f} s; model saved to {output_dir}")
     return {**results, "output_dir": str(output_dir)}
 
 
@@ -287,11 +333,16 @@ def evaluate_saved_model(
     data set, with any ``eval_mode``, ``topk`` or ``exclude_history`` given in
     ``config_dict``. The folder's ``run_config.yaml`` (when present) is the
     lowest user layer, so the data is prepared exactly as for training."""
-    model_dir = Path(model_dir)
+    model_dir = Path(local_folder(model_dir))
     saved = [model_dir / "run_config.yaml"] if (model_dir / "run_config.yaml").is_file() else []
+    if not (saved or dataset or config_file_list or (config_dict or {}).get("data_path")):
+        raise ConfigError(
+            f"{model_dir} has no run_config.yaml naming its data; give the data set (--dataset, --set data_path=...)"
+        )
     config = load_config(dataset, [*saved, *(config_file_list or [])], config_dict)
     model = Bert4RecForMaskedItemPrediction.from_pretrained(model_dir)
     config["max_seq_length"] = model.config.max_seq_length
+    config["report_to"] = "none"  # a re-evaluation is no training run to track (nor needs the tracker installed)
     data = prepare_data(config, tokenizer=ItemTokenizer.from_pretrained(model_dir))
     with TemporaryDirectory() as scratch:
         trainer = build_trainer(config, data, scratch, model=model)

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np
@@ -42,6 +41,7 @@ from bert4rec_hf import (
 )
 from bert4rec_hf.data import DATASETS
 from bert4rec_hf.finetuning import extend_vocabulary
+from bert4rec_hf.quick_start import check_output_dir, remove_checkpoints
 from bert4rec_hf.recommendation import Bert4RecRecommender, default_model_card
 from bert4rec_hf.training.reporting import metrics_table
 
@@ -57,6 +57,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--eval-batch-size", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=2020)
+    parser.add_argument("--overwrite", action="store_true", help="replace a model already in --output-dir")
     demo = parser.add_argument_group("demo on ml-100k (builds the old checkpoint first)")
     demo.add_argument("--demo-ml-100k", action="store_true", help="split ml-100k by time into old and new logs")
     demo.add_argument("--old-fraction", type=float, default=0.8, help="share of interactions in the old log")
@@ -101,6 +102,7 @@ def make_demo(args: argparse.Namespace, work_dir: Path) -> tuple[str, str]:
             "eval_batch_size": args.eval_batch_size,
         },  # fmt: skip
         output_dir=checkpoint,
+        overwrite=True,  # the demo's own scratch model, rebuilt on every run
     )
     return str(checkpoint), str(new_log)
 
@@ -122,6 +124,7 @@ def new_item_hits(recommender: Bert4RecRecommender, histories: list, targets: li
 def main() -> None:
     args = parse_args()
     output_dir = Path(args.output_dir)
+    check_output_dir(output_dir, args.overwrite)  # e.g. --output-dir the --checkpoint itself
     if args.demo_ml_100k:  # the old checkpoint and the logs go beside the output folder, which stays hub-ready
         checkpoint, log = make_demo(args, output_dir.with_name(f"{output_dir.name}-demo"))
     else:
@@ -189,7 +192,7 @@ def main() -> None:
         f"Test (leave-one-out, {trainer.evaluator.describe()}):\n\n{table}\n"
     )
     Bert4RecRecommender(trainer.model, tokenizer, model_card=card).save_pretrained(output_dir)
-    shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)  # the best model is saved; keep the folder hub-ready
+    remove_checkpoints(output_dir / "checkpoints")  # the best model is saved; keep the folder hub-ready
     summary = {
         **results, "added_items": added, "new_item_targets": new_targets, "new_item_hit@10": {"before": new_before, "after": new_after},
         "checkpoint": str(checkpoint), "log": str(log),

@@ -29,6 +29,7 @@ from bert4rec_hf import (
     DataCollatorForNextItemPrediction,
     RankingEvaluator,
     build_sequences,
+    count_item_popularity,
     leave_one_out,
     load_interactions,
     read_interactions,
@@ -61,7 +62,7 @@ class DataArguments:
     data_path: str | None = field(default=None, metadata={"help": "an interaction log file instead of --dataset"})
     data_format: str | None = field(default=None, metadata={"help": "inter, csv, tsv, parquet, movielens, lines"})
     min_user_interactions: int = 0
-    max_seq_length: int = 50
+    max_seq_length: int | None = field(default=None, metadata={"help": "default: the checkpoint's, or 50"})
     train_stride: int | None = field(default=None, metadata={"help": "window step (default max_seq_length // 2)"})
     train_prefixes: bool = field(default=False, metadata={"help": "windows end at every stride-th item, short ones too"})
     mask_ratio: float = 0.2
@@ -69,6 +70,27 @@ class DataArguments:
     eval_mode: str = field(default="full", metadata={"help": "full, uni100 or pop100"})
     exclude_history: bool = False
     early_stopping_patience: int = field(default=10, metadata={"help": "evaluations without improvement"})
+
+
+def sequence_length(requested: int | None, checkpoint: Bert4RecForMaskedItemPrediction | None) -> int:
+    """The window length: a checkpoint reads at most its own ``max_seq_length``
+    (its position table), so that is the default and the ceiling when continuing."""
+    if checkpoint is None:
+        return requested or 50
+    limit = checkpoint.config.max_seq_length
+    if requested is not None and requested > limit:
+        raise ValueError(f"--max_seq_length {requested} exceeds the checkpoint's max_seq_length={limit}")
+    return requested or limit
+
+
+def build_evaluator(data_args: DataArguments, train_split, vocab_size: int, seed: int) -> RankingEvaluator:
+    """The ranking protocol; ``pop100`` draws its negatives by training popularity, counted here."""
+    popularity = None
+    if data_args.eval_mode.startswith("pop"):
+        popularity = count_item_popularity(train_split["input_ids"], vocab_size)
+    return RankingEvaluator(
+        mode=data_args.eval_mode, exclude_history=data_args.exclude_history, item_popularity=popularity, seed=seed
+    )
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -86,11 +108,13 @@ def main(argv: list[str] | None = None) -> dict:
     else:
         table = load_interactions(data_args.dataset)
     sequences = build_sequences(table, min_user_interactions=data_args.min_user_interactions)
-    tokenizer = None
+    tokenizer, model = None, None
     if model_args.model_name_or_path:
         from bert4rec_hf import ItemTokenizer
 
         tokenizer = ItemTokenizer.from_pretrained(model_args.model_name_or_path)
+        model = Bert4RecForMaskedItemPrediction.from_pretrained(model_args.model_name_or_path)
+    data_args.max_seq_length = sequence_length(data_args.max_seq_length, model)
     splits, tokenizer, report = leave_one_out(
         sequences,
         tokenizer=tokenizer,
@@ -103,9 +127,7 @@ def main(argv: list[str] | None = None) -> dict:
 
     # Model: set the seed first so that two runs with the same seed agree
     set_seed(training_args.seed)
-    if model_args.model_name_or_path:
-        model = Bert4RecForMaskedItemPrediction.from_pretrained(model_args.model_name_or_path)
-    else:
+    if model is None:
         config = Bert4RecConfig(
             vocab_size=len(tokenizer),
             max_seq_length=data_args.max_seq_length,
@@ -130,7 +152,7 @@ def main(argv: list[str] | None = None) -> dict:
             num_negatives=model_args.num_negatives if model_args.loss_type == "BPR" else 0,
         ),
         eval_data_collator=DataCollatorForNextItemPrediction(max_seq_length=data_args.max_seq_length),
-        evaluator=RankingEvaluator(mode=data_args.eval_mode, exclude_history=data_args.exclude_history),
+        evaluator=build_evaluator(data_args, splits["train"], len(tokenizer), training_args.seed),
         processing_class=tokenizer,  # every save writes item_vocab.json beside the weights
         callbacks=callbacks,
     )

@@ -40,6 +40,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         help="number of trials (default: whole grid, or 20)",
     )
     parser.add_argument("--timeout", type=float, default=None, help="seconds after which no new trial starts")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier search in --output_dir")
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides")
     args = parser.parse_args(argv)
     if args.model.lower() != "bert4rec":
@@ -62,6 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         output_dir=args.output_dir,
         n_trials=args.max_evals,
         timeout=args.timeout,
+        overwrite=args.overwrite,
     )
     if args.output_file:
         report = f"{result.table()}\n\n{result.summary()}\n"

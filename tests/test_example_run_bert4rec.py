@@ -1,9 +1,12 @@
 """examples/run_bert4rec.py (the run_mlm-style Trainer script) runs end to end."""
 
+import importlib.util
 import json
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from bert4rec_hf import Bert4RecForMaskedItemPrediction, ItemTokenizer
 
@@ -27,3 +30,37 @@ def test_run_bert4rec_example_trains_evaluates_and_saves(tmp_path):
     assert results["test"]["test_num_users"] == 40 and 0.0 <= results["test"]["test_ndcg@10"] <= 1.0
     model = Bert4RecForMaskedItemPrediction.from_pretrained(out)
     assert model.config.hidden_size == 16 and model.config.vocab_size == len(ItemTokenizer.from_pretrained(out))
+
+
+
+def test_run_bert4rec_example_pop100_and_continuing_from_a_shorter_checkpoint(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("run_bert4rec", SCRIPT)
+    example = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "run_bert4rec", example)  # its dataclasses look their module up
+    spec.loader.exec_module(example)
+    log = write_ml100k_slice(tmp_path / "slice.csv", 40)
+    out = tmp_path / "run"
+    common = ["--data_path", str(log), "--eval_mode", "pop100", "--report_to", "none", "--use_cpu"]
+    example.main([
+        *common, "--output_dir", str(out), "--hidden_size", "16", "--inner_size", "32", "--n_layers", "1",
+        "--max_seq_length", "20", "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no",
+    ])  # fmt: skip  # was: pop100 needs item_popularity
+    # the checkpoint reads 20 positions; windows used to be cut at the default 50
+    results = example.main([*common, "--output_dir", str(tmp_path / "again"), "--model_name_or_path", str(out), "--do_eval"])
+    assert results["test"]["test_num_users"] == 40
+    with pytest.raises(ValueError, match="exceeds the checkpoint's max_seq_length=20"):
+        example.main([*common, "--output_dir", str(tmp_path / "x"), "--model_name_or_path", str(out), "--max_seq_length", "30"])
+
+
+def test_finetune_example_refuses_to_write_over_its_checkpoint(tmp_path, monkeypatch, capsys):
+    spec = importlib.util.spec_from_file_location("finetune", SCRIPT.with_name("finetune.py"))
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    checkpoint = tmp_path / "model"
+    checkpoint.mkdir()
+    (checkpoint / "config.json").write_text("{}")
+    argv = ["finetune.py", "--checkpoint", str(checkpoint), "--log", "new.csv", "--output-dir", str(checkpoint)]
+    monkeypatch.setattr(sys, "argv", argv)
+    with pytest.raises(FileExistsError, match="already holds config.json"):  # was: fine-tuned over the checkpoint
+        example.main()
+    assert (checkpoint / "config.json").read_text() == "{}"

@@ -1,6 +1,7 @@
 """End to end on a small slice of ml-100k: train, evaluate, save, re-evaluate."""
 
 import json
+import shutil
 
 import pytest
 
@@ -123,3 +124,52 @@ def test_train_on_validation_item_key_reaches_the_split(small_log):
     assert trained_on.report.rows["train"] == held_out.report.rows["train"] + held_out.report.users["train"]
     assert trained_on.report.train_on_validation_item and not held_out.report.train_on_validation_item
     assert trained_on.splits["test"].to_dict() == held_out.splits["test"].to_dict()
+
+
+def test_training_keeps_what_the_output_folder_already_held(small_log, tmp_path, capsys):
+    output_dir = tmp_path / "model"
+    (output_dir / "checkpoints").mkdir(parents=True)
+    (output_dir / "checkpoints" / "notes.txt").write_text("mine")
+    config = {**SMALL, "max_steps": 2, "eval_steps": 2, "data_path": str(small_log)}
+    run_bert4rec("slice", config_dict=config, output_dir=output_dir)
+    assert "Trained 0.12 epochs (2 steps)" in capsys.readouterr().out  # was: "Trained 0 epochs"
+    assert (output_dir / "checkpoints" / "notes.txt").read_text() == "mine"
+    assert not list((output_dir / "checkpoints").glob("checkpoint-*"))
+    weights = (output_dir / "model.safetensors").read_bytes()
+    argv = ["train", "--dataset", "slice", "--set", f"data_path={small_log}", "--output-dir", str(output_dir)]
+    assert main(argv) == 1
+    error = capsys.readouterr().err
+    assert "already holds config.json, model.safetensors" in error and "--overwrite" in error
+    assert (output_dir / "model.safetensors").read_bytes() == weights
+    run_bert4rec("slice", config_dict={**config, "seed": 7}, output_dir=output_dir, overwrite=True)
+    assert (output_dir / "model.safetensors").read_bytes() != weights
+
+
+def test_evaluate_command_names_a_missing_folder_or_missing_data(trained, tmp_path, capsys):
+    output_dir, _ = trained
+    assert main(["evaluate", str(tmp_path / "absent")]) == 1
+    assert f"no such folder: {tmp_path / 'absent'}" in capsys.readouterr().err
+    assert main(["info", str(tmp_path / "absent")]) == 1
+    assert f"no such folder: {tmp_path / 'absent'}" in capsys.readouterr().err
+    bare = tmp_path / "bare"
+    shutil.copytree(output_dir, bare, ignore=shutil.ignore_patterns("run_config.yaml"))
+    assert main(["evaluate", str(bare)]) == 1  # was: silently evaluated on the full ml-100k
+    assert "has no run_config.yaml naming its data" in capsys.readouterr().err
+
+
+def test_evaluate_command_writes_output_in_a_new_folder_and_ignores_the_tracker(trained, tmp_path):
+    output_dir, results = trained
+    tracked = tmp_path / "tracked"
+    shutil.copytree(output_dir, tracked)
+    saved = (tracked / "run_config.yaml").read_text()
+    (tracked / "run_config.yaml").write_text(saved.replace("report_to: none", "report_to: wandb"))
+    report = tmp_path / "new" / "eval.json"
+    assert main(["evaluate", str(tracked), "--output", str(report)]) == 0
+    assert json.loads(report.read_text())["test"]["test_ndcg@10"] == results["test"]["test_ndcg@10"]
+
+
+def test_train_command_rejects_an_unreported_valid_metric_before_training(small_log, tmp_path, capsys):
+    argv = ["train", "--dataset", "slice", "--set", f"data_path={small_log}", "valid_metric=hit@50", "max_steps=2", "eval_steps=1"]
+    assert main([*argv, "--output-dir", str(tmp_path / "x")]) == 1  # was: failed at the first evaluation
+    assert "valid_metric 'hit@50' is not reported with topk=[5, 10, 20]" in capsys.readouterr().err
+    assert not (tmp_path / "x").exists()

@@ -223,6 +223,17 @@ def test_grid_search_runs_every_trial_and_keeps_the_best(searched):
     assert not (output_dir / "checkpoints").exists()
 
 
+def test_tune_command_keeps_an_earlier_search(searched, capsys):
+    output_dir, _ = searched
+    weights = (output_dir / "best" / "model.safetensors").read_bytes()
+    space = output_dir.parent / "hyper.test"
+    argv = ["tune", "--dataset", "slice", "--params-file", str(space), "--output-dir", str(output_dir)]
+    assert main(argv) == 1  # was: the first trial deleted best/ of the earlier search
+    error = capsys.readouterr().err
+    assert f"{output_dir} already holds best, trials.csv, trials.json" in error and "--overwrite" in error
+    assert (output_dir / "best" / "model.safetensors").read_bytes() == weights
+
+
 def test_best_model_is_the_best_trial_saved_like_a_training_run(searched, small_log, tmp_path):
     output_dir, _ = searched
     report = json.loads((output_dir / "trials.json").read_text())

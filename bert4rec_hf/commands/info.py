@@ -8,10 +8,12 @@ import json
 
 def _info(args: argparse.Namespace) -> int:
     from ..configuration_bert4rec import Bert4RecConfig
+    from ..recommendation import local_folder
     from ..tokenization_bert4rec import ItemTokenizer
 
-    config = Bert4RecConfig.from_pretrained(args.model_dir)
-    tokenizer = ItemTokenizer.from_pretrained(args.model_dir)
+    model_dir = local_folder(args.model_dir)
+    config = Bert4RecConfig.from_pretrained(model_dir)
+    tokenizer = ItemTokenizer.from_pretrained(model_dir)
     summary = {
         "model_dir": args.model_dir,
         "num_items": tokenizer.num_items,

@@ -23,6 +23,7 @@ def _tune(args: argparse.Namespace) -> int:
         n_trials=args.trials,
         timeout=args.timeout,
         sampler=args.sampler,
+        overwrite=args.overwrite,
     )
     return 0
 
@@ -44,4 +45,5 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--sampler", default="auto", choices=("auto", "grid", "tpe", "random"), help="default: auto")
     parser.add_argument("--metric", help="validation metric to maximise (default: the config's valid_metric)")
     parser.add_argument("--output-dir", help="folder for trials.csv/json and best/ (default: outputs/<dataset>-tuning)")
+    parser.add_argument("--overwrite", action="store_true", help="replace an earlier search in the output folder")
     parser.set_defaults(handler=_tune)

@@ -124,7 +124,10 @@ def plot_training_history(log_history: Sequence[Mapping[str, Any]], path: str | 
 
 
 def write_json(path: str | os.PathLike, data: Any) -> Path:
+    """Writes ``data`` as JSON, creating missing parent folders (an ``--output``
+    in a new folder must not throw away the evaluation that produced it)."""
     path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(data, indent=2, default=str), encoding="utf-8")
     return path
 

@@ -47,18 +47,20 @@ from typing import Any
 import torch
 from transformers import EarlyStoppingCallback, set_seed
 
-from ..evaluation import ranking_metrics
 from ..quick_start import (
     CHECKPOINTS,
     MODEL_KEYS,
     PreparedData,
     build_model,
     build_trainer,
+    check_output_dir,
+    check_valid_metric,
     evaluate_splits,
     prepare_data,
+    remove_checkpoints,
     save_run,
 )
-from .config import ConfigError, RunConfig, load_config
+from .config import RunConfig, load_config
 from .hyper_space import HyperSpace, read_hyper_space
 from .reporting import write_json
 from .trainer import Bert4RecTrainer
@@ -66,6 +68,7 @@ from .trainer import Bert4RecTrainer
 logger = logging.getLogger(__name__)
 
 BEST = "best"
+SEARCH_FILES = (BEST, "trials.csv", "trials.json")
 DEFAULT_TRIALS = 20
 SAMPLERS = ("auto", "grid", "tpe", "random")
 
@@ -220,10 +223,7 @@ class Bert4RecTuningTrainer(Bert4RecTrainer):
         self.space = space
         self.config_layers = (dataset, list(config_file_list or []), dict(config_dict or {}))
         self.base_config = load_config(*self.config_layers)
-        known = sorted(set(ranking_metrics([0], self.base_config["topk"])) - {"num_users"})
-        if self.metric not in known:
-            topk = self.base_config["topk"]
-            raise ConfigError(f"valid_metric '{self.metric}' is not reported with topk={topk}; choose one of {known}")
+        check_valid_metric(self.base_config)
         self.tuning_dir = Path(output_dir)
         self.trials: list[TrialResult] = []
         self.best_trial: TrialResult | None = None
@@ -318,7 +318,7 @@ class Bert4RecTuningTrainer(Bert4RecTrainer):
             logger.warning(f"Trial {number} {params} failed: {err}")
             raise
         finally:
-            shutil.rmtree(self._get_output_dir(trial), ignore_errors=True)
+            remove_checkpoints(self._get_output_dir(trial))
             if record is not None:
                 self.trials.append(record)
             if self.best_trial is not None:
@@ -372,7 +372,7 @@ class Bert4RecTuningTrainer(Bert4RecTrainer):
         finally:
             if freeze:
                 gc.unfreeze()
-            shutil.rmtree(self.tuning_dir / CHECKPOINTS, ignore_errors=True)
+            remove_checkpoints(self.tuning_dir / CHECKPOINTS)
         if self.best_trial is None or int(best_run.run_id) != self.best_trial.number:
             raise RuntimeError(f"optuna's best trial {best_run.run_id} is not the saved best model")
         return self.result()
@@ -408,13 +408,16 @@ def tune_bert4rec(
     n_trials: int | None = None,
     timeout: float | None = None,
     sampler: str = "auto",
+    overwrite: bool = False,
 ) -> TuningResult:
     """RecBole's ``run_hyper``: searches the space of a ``hyper.test`` file, prints
     every trial and the best parameters, writes ``trials.csv``/``trials.json`` and
-    the best model (``<output_dir>/best``, default ``outputs/<dataset>-tuning``)."""
+    the best model (``<output_dir>/best``, default ``outputs/<dataset>-tuning``).
+    A folder holding an earlier search is refused unless ``overwrite``."""
     space = params_file if isinstance(params_file, HyperSpace) else read_hyper_space(params_file)
     base = load_config(dataset, config_file_list, config_dict)
     output_dir = Path(output_dir or Path("outputs") / f"{base['dataset']}-tuning")
+    check_output_dir(output_dir, overwrite, SEARCH_FILES)
     trainer = Bert4RecTuningTrainer(space, dataset, config_file_list, config_dict, output_dir=output_dir)
     print(f"Tuning {len(space)} parameters from {space.source} on {base['dataset']}, maximising valid_{trainer.metric}")
     result = trainer.search(n_trials=n_trials, timeout=timeout, sampler=sampler)
