@@ -239,7 +239,8 @@ def save_run(
     trainer.model.save_pretrained(output_dir)  # not trainer.save_model: it adds a pickled training_args.bin
     data.processed.tokenizer.save_pretrained(output_dir)
     evaluation = trainer.evaluator.describe()
-    write_model_card(output_dir, config, results, data.summary, evaluation)
+    trained = {"epochs trained": round(trainer.state.epoch or 0.0, 2), "optimizer steps": trainer.state.global_step}
+    write_model_card(output_dir, config, results, data.summary, evaluation, trained)
     write_json(
         output_dir / "metrics.json",
         {

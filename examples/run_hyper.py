@@ -53,8 +53,24 @@ def config_file_list(value: str) -> list[str]:
     return [path for path in value.replace(",", " ").split() if path]
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
+def prepare_output_file(value: str) -> Path | None:
+    """Creates the folder of ``--output_file`` before the search, so a bad path
+    fails at once instead of after hours of trials."""
+    if not value:
+        return None
+    path = Path(value)
+    if path.is_dir():
+        raise ValueError(f"--output_file {path} is a folder")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ValueError(f"--output_file {path}: cannot create its folder ({err.strerror})") from err
+    return path
+
+
+def search(args: argparse.Namespace) -> None:
+    """The search and its text report."""
+    output_file = prepare_output_file(args.output_file)
     result = tune_bert4rec(
         args.params_file,
         args.dataset,
@@ -65,10 +81,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         timeout=args.timeout,
         overwrite=args.overwrite,
     )
-    if args.output_file:
-        report = f"{result.table()}\n\n{result.summary()}\n"
-        Path(args.output_file).write_text(report, encoding="utf-8")
-        print(f"Report written to {args.output_file}")
+    if output_file is not None:
+        output_file.write_text(f"{result.table()}\n\n{result.summary()}\n", encoding="utf-8")
+        print(f"Report written to {output_file}")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Bad input (a missing file, a bad hyper.test line, a bad --set) ends with a
+    one-line ``error: ...`` and status 2, like an argparse error, not a traceback."""
+    args = parse_args(argv)
+    try:
+        search(args)
+    except (ValueError, FileNotFoundError) as err:  # ConfigError and HyperSpaceError are ValueErrors
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -119,6 +119,28 @@ def test_full_ranks_against_brute_force(ties, exclude_history):
         assert int(ranks[row]) == expected, row
 
 
+def test_exclude_history_ignores_ids_outside_the_real_items():
+    scores, input_ids, targets = random_case(ties=True, seed=9)
+    input_ids[::3, 0] = -100  # was: scatter index error in rank
+    input_ids[1::3, 0] = scores.shape[1] + 4
+    evaluator = RankingEvaluator(exclude_history=True)
+    ranks = evaluator.rank(scores, input_ids, targets)
+    model = SimpleNamespace(
+        config=SimpleNamespace(vocab_size=scores.shape[1]),
+        score_items=lambda hidden, ids: scores[hidden[:, 0].long()].gather(1, ids.expand(hidden.shape[0], -1)),
+        item_score_chunks=lambda hidden, size: (
+            (start, scores[hidden[:, 0].long(), start : start + size].clone())
+            for start in range(SPECIAL, scores.shape[1], size)
+        ),
+    )
+    hidden = torch.arange(scores.shape[0], dtype=torch.float32)[:, None]
+    assert torch.equal(ranks, evaluator.rank_hidden_states(model, hidden, input_ids, targets, chunk_size=7))
+    for row in range(scores.shape[0]):
+        history = {int(i) for i in input_ids[row] if SPECIAL <= i < scores.shape[1]}
+        candidates = [i for i in range(SPECIAL, scores.shape[1]) if i not in history]
+        assert int(ranks[row]) == brute_rank(scores[row].tolist(), history, int(targets[row]), candidates), row
+
+
 def test_exclude_history_changes_ranks_by_the_history_items_above_target():
     scores, input_ids, targets = random_case(ties=False, seed=5)
     kept = RankingEvaluator().rank(scores, input_ids, targets)

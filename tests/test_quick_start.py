@@ -133,6 +133,10 @@ def test_training_keeps_what_the_output_folder_already_held(small_log, tmp_path,
     config = {**SMALL, "max_steps": 2, "eval_steps": 2, "data_path": str(small_log)}
     run_bert4rec("slice", config_dict=config, output_dir=output_dir)
     assert "Trained 0.12 epochs (2 steps)" in capsys.readouterr().out  # was: "Trained 0 epochs"
+    card = (output_dir / "README.md").read_text()
+    ran, configured = card.split("## Training run")[1].split("## Hyper-parameters (configured)")
+    assert "| epochs trained | 0.12 |" in ran and "| optimizer steps | 2 |" in ran  # was: only "| epochs | 2 |"
+    assert "| epochs | 2 |" in configured and "| max_steps | 2 |" in configured
     assert (output_dir / "checkpoints" / "notes.txt").read_text() == "mine"
     assert not list((output_dir / "checkpoints").glob("checkpoint-*"))
     weights = (output_dir / "model.safetensors").read_bytes()

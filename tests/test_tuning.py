@@ -7,6 +7,7 @@ import io
 import json
 import math
 from pathlib import Path
+from types import SimpleNamespace
 
 import optuna
 import pyarrow as pa
@@ -17,6 +18,7 @@ import yaml
 
 from bert4rec_hf import read_interactions, run_bert4rec
 from bert4rec_hf.cli import main
+from bert4rec_hf.training import tuning
 from bert4rec_hf.training.hyper_space import HyperSpaceError, parse_hyper_space, read_hyper_space
 from bert4rec_hf.training.tuning import Bert4RecTuningTrainer
 
@@ -157,15 +159,38 @@ def test_tune_command_rejects_a_metric_the_evaluation_does_not_report(tmp_path, 
     assert "valid_metric 'hit@50' is not reported with topk=[5, 10, 20]" in capsys.readouterr().err
 
 
-def test_run_hyper_example_takes_recbole_flags():
+def load_run_hyper():
     spec = importlib.util.spec_from_file_location("run_hyper", REPO / "examples" / "run_hyper.py")
     run_hyper = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(run_hyper)
+    return run_hyper
+
+
+def test_run_hyper_example_takes_recbole_flags():
+    run_hyper = load_run_hyper()
     assert run_hyper.config_file_list("a.yaml b.yaml,c.yaml") == ["a.yaml", "b.yaml", "c.yaml"]
     args = run_hyper.parse_args(["--model=BERT4Rec", "--dataset=ml-1m", "--params_file=h.test", "--output_file=r.txt"])
     assert (args.dataset, args.params_file, args.output_file) == ("ml-1m", "h.test", "r.txt")
     with pytest.raises(SystemExit):
         run_hyper.parse_args(["--model=SASRec"])
+
+
+def test_run_hyper_example_reports_bad_input_in_one_line(tmp_path, capsys):
+    run_hyper = load_run_hyper()
+    missing = tmp_path / "missing.test"
+    report = tmp_path / "new" / "r.txt"
+    argv = [f"--params_file={missing}", f"--output_file={report}", f"--output_dir={tmp_path / 'out'}"]
+    assert run_hyper.main(argv) == 2  # was: a traceback
+    assert capsys.readouterr().err == f"error: {missing}: search space file not found\n"
+    assert report.parent.is_dir()  # the report's folder is made before the search
+    bad = tmp_path / "bad.test"
+    bad.write_text("n_heads uniform 2,1\n")
+    assert run_hyper.main([f"--params_file={bad}", f"--output_dir={tmp_path / 'out'}"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {bad}:1: 'n_heads'")
+    (tmp_path / "file").write_text("")
+    assert run_hyper.main([f"--params_file={bad}", f"--output_file={tmp_path / 'file' / 'r.txt'}"]) == 2
+    assert capsys.readouterr().err.startswith(f"error: --output_file {tmp_path / 'file' / 'r.txt'}: cannot create")
+    assert not (tmp_path / "out").exists()
 
 
 # --- searching --------------------------------------------------------------------
@@ -255,6 +280,25 @@ def test_best_model_is_the_best_trial_saved_like_a_training_run(searched, small_
     for split in ("valid", "test"):
         assert plain[split][f"{split}_ndcg@10"] == best[split][f"{split}_ndcg@10"]
         assert plain[split][f"{split}_mrr"] == best[split][f"{split}_mrr"]
+
+
+def test_a_failed_save_keeps_the_earlier_best(tmp_path, monkeypatch):
+    def partial_save(trainer, config, data, results, output_dir, seconds):
+        (output_dir / "config.json").write_text("new")
+        if results["fail"]:
+            raise OSError("disk full")
+
+    monkeypatch.setattr(tuning, "save_run", partial_save)
+    trainer = SimpleNamespace(is_world_process_zero=lambda: True)
+    best = tmp_path / "best"
+    best.mkdir()
+    (best / "config.json").write_text("earlier")
+    with pytest.raises(OSError, match="disk full"):
+        tuning.save_best(trainer, {}, None, {"fail": True}, best, 1.0)
+    assert (best / "config.json").read_text() == "earlier"  # was: best/ deleted before the save
+    assert [p.name for p in tmp_path.iterdir()] == ["best"]
+    tuning.save_best(trainer, {}, None, {"fail": False}, best, 1.0)
+    assert (best / "config.json").read_text() == "new" and [p.name for p in tmp_path.iterdir()] == ["best"]
 
 
 def test_failed_trials_are_reported(small_log, tmp_path):

@@ -229,7 +229,10 @@ class RankingEvaluator:
             beats[:, :NUM_SPECIAL_TOKENS] = False
             beats.scatter_(1, targets[:, None], False)
             if self.exclude_history:
-                beats.scatter_(1, input_ids, False)  # the target was already taken out of the count
+                # ids outside the real items (-100 labels-style padding, out-of-vocabulary) point at column 0,
+                # already out of the count, as rank_hidden_states ignores them; the target was taken out above
+                real = (input_ids >= NUM_SPECIAL_TOKENS) & (input_ids < vocab_size)
+                beats.scatter_(1, input_ids.where(real, 0), False)
             return self._truncate(beats.sum(1))
 
         negatives = self._negatives(input_ids, targets, vocab_size, row_ids)

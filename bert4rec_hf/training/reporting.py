@@ -55,14 +55,23 @@ def write_model_card(
     results: Mapping[str, Mapping[str, float]],
     data_summary: Mapping[str, Any],
     evaluation: str,
+    trained: Mapping[str, Any],
 ) -> Path:
-    """README.md of the model folder: what was trained on what, and how well."""
+    """README.md of the model folder: what was trained on what, and how well.
+
+    ``trained`` is what training actually ran (epochs, steps): ``max_steps``,
+    ``time_budget`` or early stopping can end it long before the configured
+    ``epochs``, so the card shows both, each labelled."""
     model_keys = (
         "hidden_size", "inner_size", "n_layers", "n_heads", "hidden_dropout_prob", "attn_dropout_prob",
         "hidden_act", "max_seq_length", "mask_ratio", "loss_type",
     )  # fmt: skip
-    training_keys = ("epochs", "train_batch_size", "learning_rate", "weight_decay", "warmup_steps", "seed")
+    training_keys = (
+        "epochs", "max_steps", "time_budget", "stopping_step", "train_batch_size", "learning_rate", "weight_decay",
+        "warmup_steps", "seed",
+    )  # fmt: skip
     hyper = "\n".join(f"| {key} | {config.get(key)} |" for key in (*model_keys, *training_keys))
+    ran = "\n".join(f"| {key} | {value} |" for key, value in trained.items())
     data = "\n".join(f"- {key}: {value}" for key, value in data_summary.items())
     card = f"""{MODEL_CARD_METADATA}
 # BERT4Rec on {config.get("dataset")}
@@ -88,7 +97,15 @@ tokenizer = ItemTokenizer.from_pretrained("<this folder or repo>")
 
 {metrics_table(results)}
 
-## Hyper-parameters
+## Training run
+What training actually ran (it can stop before the configured `epochs`: `max_steps`,
+`time_budget` or early stopping after `stopping_step` evaluations without improvement).
+
+| name | value |
+|---|---|
+{ran}
+
+## Hyper-parameters (configured)
 | name | value |
 |---|---|
 {hyper}

@@ -38,6 +38,7 @@ import gc
 import logging
 import os
 import shutil
+import tempfile
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
@@ -200,6 +201,31 @@ def _cell(column: str, value: Any) -> str:
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 
+def save_best(
+    trainer: Bert4RecTrainer,
+    config: RunConfig,
+    data: PreparedData,
+    results: Mapping[str, Mapping[str, float]],
+    best_dir: Path,
+    seconds: float,
+) -> None:
+    """Saves a new best model into a temporary sibling of ``best_dir`` and swaps
+    it in only once complete: a save that fails part-way keeps the earlier best."""
+    if not trainer.is_world_process_zero():
+        return
+    staging = Path(tempfile.mkdtemp(prefix=f".{best_dir.name}-new-", dir=best_dir.parent))
+    try:
+        save_run(trainer, config, data, results, staging, seconds)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    retired = Path(tempfile.mkdtemp(prefix=f".{best_dir.name}-old-", dir=best_dir.parent))
+    if best_dir.exists():
+        best_dir.rename(retired / best_dir.name)
+    staging.rename(best_dir)
+    shutil.rmtree(retired)
+
+
 class Bert4RecTuningTrainer(Bert4RecTrainer):
     """A ``Bert4RecTrainer`` whose ``hyperparameter_search`` trials may change any
     model, data or training key of the run configuration (see the module docstring).
@@ -309,9 +335,7 @@ class Bert4RecTuningTrainer(Bert4RecTrainer):
                 seconds=time.perf_counter() - start,
             )  # fmt: skip
             if self.best_trial is None or record.score(self.metric) > self.best_trial.score(self.metric):
-                best_dir = self.tuning_dir / BEST
-                shutil.rmtree(best_dir, ignore_errors=True)
-                save_run(self, config, data, results, best_dir, train_seconds)
+                save_best(self, config, data, results, self.tuning_dir / BEST, train_seconds)
                 self.best_trial = record
         except Exception as err:
             record = TrialResult(number, params, state="failed", seconds=time.perf_counter() - start, error=f"{err}")
