@@ -15,6 +15,7 @@ needs: weights and model code (``trust_remote_code``), ``item_vocab.json``
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import logging
 import os
@@ -317,21 +318,15 @@ class Bert4RecRecommender:
                 results.extend(self._top_k(scores, k, return_scores))
         return results[0] if single else results
 
-    def check_options(
-        self,
-        k: int = 10,
-        exclude_seen: ExcludeSeen = True,
-        allow_items: Iterable[Any] | None = None,
-        deny_items: Iterable[Any] | None = None,
-        unknown: UnknownIds = "error",
-        on_empty: OnEmpty = "error",
-        batch_size: int = 256,
-    ) -> None:
-        """Raises the error ``recommend`` would raise for these options whatever
-        the histories, so a batch job can fail once, before it reads or writes
-        anything, rather than once per history."""
-        self._check_options(k, exclude_seen, unknown, on_empty, batch_size)
-        self._blocked_items(allow_items, deny_items, unknown)
+    def check_options(self, **options: Any) -> None:
+        """Raises the error ``recommend`` would raise for these keyword options
+        (its names and defaults) whatever the histories, so a batch job can fail
+        once, before it reads or writes anything, rather than once per history."""
+        bound = inspect.signature(self.recommend).bind([], **options)
+        bound.apply_defaults()
+        given = bound.arguments
+        self._check_options(given["k"], given["exclude_seen"], given["unknown"], given["on_empty"], given["batch_size"])
+        self._blocked_items(given["allow_items"], given["deny_items"], given["unknown"])
 
     def score(self, histories: Any, unknown: UnknownIds = "error") -> torch.Tensor:
         """``(B, vocab_size)`` raw scores of the next item after each history
