@@ -116,3 +116,17 @@ def test_plain_file_download_without_archive(tmp_path):
     source = DatasetSource(name="lines", url=lines.as_uri(), sha256=sha256(lines), reader_options={"format": "lines"})
     assert load_interactions(source, cache_dir=tmp_path / "c")["item_id"].to_pylist() == [5, 6, 5]
     assert (tmp_path / "c" / "lines" / "beauty.txt").read_text() == lines.read_text()
+
+
+def test_plain_file_from_a_url_that_names_no_file(tmp_path, monkeypatch):
+    requested = []
+
+    def urlopen(url, timeout):
+        requested.append(url)
+        return io.BytesIO(b"1 5\n1 6\n2 5\n")
+
+    monkeypatch.setattr("urllib.request.urlopen", urlopen)
+    source = DatasetSource(name="company", url="https://logs.example.com/?table=clicks", reader_options={"format": "lines"})
+    assert load_interactions(source, cache_dir=tmp_path)["item_id"].to_pylist() == [5, 6, 5]
+    assert load_interactions(source, cache_dir=tmp_path).num_rows == 3  # the second call reads the cache
+    assert requested == [source.url] and files_under(tmp_path) == [tmp_path / "company" / "company.data"]

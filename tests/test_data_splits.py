@@ -211,6 +211,26 @@ def test_save_and_reload(tmp_path, ml100k):
     assert [p.name for p in tmp_path.iterdir()] == ["processed"]
 
 
+def test_save_and_reload_an_empty_split(tmp_path):
+    # every test target (13, 14) is unseen in training: the test split is empty
+    processed = leave_one_out(sequences(u1=[10, 11, 12, 13], u2=[11, 12, 11, 14]), max_seq_length=3)
+    assert processed.splits["test"].num_rows == 0 and processed.splits["validation"].num_rows == 2
+    splits, _, report = load_processed(save_processed(processed, tmp_path / "p"))
+    assert report == processed.report and splits["test"].num_rows == 0
+    assert splits["test"].features == processed.splits["test"].features
+    assert splits["validation"]["labels"] == processed.splits["validation"]["labels"]
+
+
+def test_save_refuses_a_tokenizer_grown_after_the_split_and_keeps_the_old_folder(tmp_path):
+    processed = leave_one_out(sequences(u1=[10, 11, 12, 13], u2=[11, 12, 13, 14]), max_seq_length=3)
+    target = save_processed(processed, tmp_path / "p")
+    processed.tokenizer.add_items([99])
+    with pytest.raises(ValueError, match="vocabulary of 5 entries but the tokenizer now has 6"):
+        save_processed(processed, target)
+    assert [p.name for p in tmp_path.iterdir()] == ["p"]
+    assert load_processed(target).tokenizer.vocab_size == 5
+
+
 def test_save_refuses_foreign_folder_and_load_checks(tmp_path, ml100k):
     _, processed = ml100k
     foreign = tmp_path / "mine"

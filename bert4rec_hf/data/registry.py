@@ -233,8 +233,9 @@ def download_dataset(
     data_file = folder / source.file_name
     if data_file.is_file() and not force:
         return data_file
-    download_name = Path(urlparse(source.url).path).name or f"{source.name}.download"
-    downloaded = folder / download_name
+    downloaded = data_file  # without an archive the download is the data file, even if the URL names no file
+    if source.member:
+        downloaded = folder / (Path(urlparse(source.url).path).name or f"{source.name}.download")
     if force or not downloaded.is_file():
         _download(source, downloaded)
     if source.member:

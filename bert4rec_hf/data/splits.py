@@ -319,9 +319,16 @@ def save_processed(processed: LeaveOneOutSplits, save_directory: str | os.PathLi
 
     The folder is assembled beside the target and renamed into place, so an
     interrupted save leaves the previous version (or nothing), never half a folder.
-    Only an empty folder or an earlier ``save_processed`` folder is replaced.
+    Only an empty folder or an earlier ``save_processed`` folder is replaced, and
+    only by splits whose report matches the tokenizer (``load_processed`` would
+    refuse them: a tokenizer grown by ``extend_vocabulary`` after the split).
     """
     splits, tokenizer, report = processed
+    if report.vocab_size != tokenizer.vocab_size:
+        raise ValueError(
+            f"the splits were encoded with a vocabulary of {report.vocab_size} entries but the tokenizer now has "
+            f"{tokenizer.vocab_size} (grown after the split?); save the tokenizer on its own or split again"
+        )
     target = Path(save_directory)
     if target.exists():
         if not target.is_dir() or (any(target.iterdir()) and not (target / REPORT_FILE_NAME).exists()):
@@ -329,7 +336,8 @@ def save_processed(processed: LeaveOneOutSplits, save_directory: str | os.PathLi
     target.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.partial-"))
     try:
-        splits.save_to_disk(str(staging))
+        # an empty split saved with datasets' default of 0 shards does not load again
+        splits.save_to_disk(str(staging), num_shards={name: 1 for name in splits if splits[name].num_rows == 0})
         tokenizer.save_pretrained(staging)
         (staging / REPORT_FILE_NAME).write_text(json.dumps(report.to_dict(), indent=2), encoding="utf-8")
         old = None
