@@ -34,6 +34,7 @@ from bert4rec_hf import (
     load_interactions,
     read_interactions,
 )
+from bert4rec_hf.data import FORMATS
 
 logger = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ class DataArguments:
 
     dataset: str = field(default="ml-100k", metadata={"help": "a registered data set (ml-100k is bundled)"})
     data_path: str | None = field(default=None, metadata={"help": "an interaction log file instead of --dataset"})
-    data_format: str | None = field(default=None, metadata={"help": "inter, csv, tsv, parquet, movielens, lines"})
+    data_format: str | None = field(default=None, metadata={"help": f"one of {', '.join(FORMATS)} (default: from the name)"})
     min_user_interactions: int = 0
     max_seq_length: int | None = field(default=None, metadata={"help": "default: the checkpoint's, or 50"})
     train_stride: int | None = field(default=None, metadata={"help": "window step (default max_seq_length // 2)"})

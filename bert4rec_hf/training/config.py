@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from ..data.readers import FORMATS
+from ..data import FORMATS
 
 CONFIG_PACKAGE = "bert4rec_hf.configuration"
 KEYWORD_SOURCE = "keyword arguments"
