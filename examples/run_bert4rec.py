@@ -66,7 +66,7 @@ class DataArguments:
     max_seq_length: int | None = field(default=None, metadata={"help": "default: the checkpoint's, or 50"})
     train_stride: int | None = field(default=None, metadata={"help": "window step (default max_seq_length // 2)"})
     train_prefixes: bool = field(default=False, metadata={"help": "windows end at every stride-th item, short ones too"})
-    mask_ratio: float = 0.2
+    mask_ratio: float | None = field(default=None, metadata={"help": "default: the checkpoint's, or 0.2"})
     last_item_mask_ratio: float = field(default=0.5, metadata={"help": "rows masking only the last item"})
     eval_mode: str = field(default="full", metadata={"help": "full, uni100 or pop100"})
     exclude_history: bool = False
@@ -82,6 +82,14 @@ def sequence_length(requested: int | None, checkpoint: Bert4RecForMaskedItemPred
     if requested is not None and requested > limit:
         raise ValueError(f"--max_seq_length {requested} exceeds the checkpoint's max_seq_length={limit}")
     return requested or limit
+
+
+def masking_ratio(requested: float | None, checkpoint: Bert4RecForMaskedItemPrediction | None) -> float:
+    """The Cloze mask ratio: a checkpoint continues with the ratio it was trained with
+    unless one is asked for."""
+    if requested is not None:
+        return requested
+    return checkpoint.config.mask_ratio if checkpoint is not None else 0.2
 
 
 def build_evaluator(data_args: DataArguments, train_split, vocab_size: int, seed: int) -> RankingEvaluator:
@@ -116,6 +124,7 @@ def main(argv: list[str] | None = None) -> dict:
         tokenizer = ItemTokenizer.from_pretrained(model_args.model_name_or_path)
         model = Bert4RecForMaskedItemPrediction.from_pretrained(model_args.model_name_or_path)
     data_args.max_seq_length = sequence_length(data_args.max_seq_length, model)
+    data_args.mask_ratio = masking_ratio(data_args.mask_ratio, model)
     splits, tokenizer, report = leave_one_out(
         sequences,
         tokenizer=tokenizer,

@@ -44,10 +44,20 @@ def test_run_bert4rec_example_pop100_and_continuing_from_a_shorter_checkpoint(tm
     example.main([
         *common, "--output_dir", str(out), "--hidden_size", "16", "--inner_size", "32", "--n_layers", "1",
         "--max_seq_length", "20", "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no",
+        "--mask_ratio", "0.4",
     ])  # fmt: skip  # was: pop100 needs item_popularity
+    ratios = []
+
+    class RecordingCollator(example.DataCollatorForMaskedItemPrediction):
+        def __init__(self, **kwargs):
+            ratios.append(kwargs["mask_ratio"])
+            super().__init__(**kwargs)
+
+    monkeypatch.setattr(example, "DataCollatorForMaskedItemPrediction", RecordingCollator)
     # the checkpoint reads 20 positions; windows used to be cut at the default 50
     results = example.main([*common, "--output_dir", str(tmp_path / "again"), "--model_name_or_path", str(out), "--do_eval"])
     assert results["test"]["test_num_users"] == 40
+    assert ratios == [0.4]  # the checkpoint's mask ratio, not the default 0.2
     with pytest.raises(ValueError, match="exceeds the checkpoint's max_seq_length=20"):
         example.main([*common, "--output_dir", str(tmp_path / "x"), "--model_name_or_path", str(out), "--max_seq_length", "30"])
 
