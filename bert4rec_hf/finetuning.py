@@ -8,7 +8,10 @@ values (so an old history's scores over old items are unchanged) and new rows
 are initialised like a fresh model's:
 embeddings ~ normal(0, ``initializer_range``), bias 0 (``mean_resizing=False``;
 transformers' default samples around the mean of the trained embeddings, which
-here would give every new item the same average-item score).
+here would give every new item the same average-item score). Popularity
+weights of the sampled softmax (``set_sampling_weights``) describe the old
+catalog, so they are dropped: count them again on the new training data (the
+quick start's ``build_trainer`` does).
 """
 
 from __future__ import annotations
@@ -25,7 +28,8 @@ def extend_vocabulary(model: torch.nn.Module, tokenizer: ItemTokenizer, new_item
     """Adds the ids of ``new_items`` not yet in ``tokenizer`` (first-seen order,
     appended after the existing ones) and resizes ``model`` to match.
 
-    ``config.vocab_size`` follows; tied weights stay tied. Returns the number
+    ``config.vocab_size`` follows; tied weights stay tied; sampling weights are
+    cleared. Returns the number
     of items added (0 leaves model and tokenizer as they were). Raises
     ``ValueError``, leaving both unchanged, when the tokenizer and the model
     disagree in size before the call (the tokenizer then belongs to another
@@ -43,6 +47,8 @@ def extend_vocabulary(model: torch.nn.Module, tokenizer: ItemTokenizer, new_item
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         embeddings = model.get_input_embeddings()
         embeddings.padding_idx = model.config.pad_token_id
+        if getattr(model, "sampling_weights", None) is not None:
+            model.set_sampling_weights(None)  # old counts would never propose a new item as a negative
         output = model.get_output_embeddings()
         if model.config.tie_word_embeddings and output.weight is not embeddings.weight:  # never expected: resize re-ties
             raise RuntimeError("the output item matrix is no longer tied to the input embeddings after resizing")

@@ -552,6 +552,11 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
                     'sampling_distribution="popularity" needs item weights: call '
                     "model.set_sampling_weights(count_item_popularity(train_input_ids, vocab_size))"
                 )
+            if self.sampling_weights.shape != (self.config.vocab_size,):
+                raise ValueError(
+                    f"the sampling weights cover {self.sampling_weights.shape[0]} vocabulary ids but the model has "
+                    f"{self.config.vocab_size} (the vocabulary was resized): set them again with set_sampling_weights"
+                )
             proposal = self.sampling_weights[first:].to(device, torch.float32)
             proposal = proposal / proposal.sum()
             negatives = torch.multinomial(proposal, num_sampled, replacement=True)

@@ -88,6 +88,37 @@ def test_extension_keeps_old_scores_and_initialises_new_rows_like_the_originals(
     torch.testing.assert_close(reloaded.model.next_item_scores(history), new_scores)
 
 
+def test_extension_drops_the_old_catalogs_sampling_weights_so_new_items_can_be_negatives(monkeypatch):
+    model = tiny_model(seed=1, vocab_size=len(OLD_ITEMS) + 2, loss_type="SSM", sampling_distribution="popularity").train()
+    tokenizer = ItemTokenizer.fit(OLD_ITEMS)
+    model.set_sampling_weights(torch.ones(len(OLD_ITEMS) + 2))
+    extend_vocabulary(model, tokenizer, NEW_ITEMS)
+    assert model.sampling_weights is None  # stale counts of the old catalog would never draw a new item
+    hidden = torch.randn(4, 16)
+    targets = torch.tensor(tokenizer.encode(NEW_ITEMS[:4]))
+    with pytest.raises(ValueError, match="needs item weights"):
+        model.masked_item_loss(hidden, targets)
+    # counts of the new training data propose the new items too
+    counts = torch.zeros(model.config.vocab_size)
+    counts[tokenizer.encode(NEW_ITEMS)] = 1.0
+    model.set_sampling_weights(counts)
+    drawn = []
+    multinomial = torch.multinomial
+    monkeypatch.setattr(torch, "multinomial", lambda *a, **k: drawn.append(multinomial(*a, **k)) or drawn[-1])
+    loss, _ = model.masked_item_loss(hidden, targets)
+    assert torch.isfinite(loss)
+    proposed = set((drawn[0] + model.first_item_id).tolist())
+    assert proposed <= set(tokenizer.encode(NEW_ITEMS)) and len(proposed) == len(NEW_ITEMS)
+
+
+def test_sampled_softmax_refuses_weights_of_another_vocabulary_size():
+    model = tiny_model(seed=1, vocab_size=len(OLD_ITEMS) + 2, loss_type="SSM", sampling_distribution="popularity").train()
+    model.set_sampling_weights(torch.ones(len(OLD_ITEMS) + 2))
+    model.resize_token_embeddings(len(OLD_ITEMS) + 7, mean_resizing=False)  # resized without extend_vocabulary
+    with pytest.raises(ValueError, match="cover 52 vocabulary ids but the model has 57"):
+        model.masked_item_loss(torch.randn(2, 16), torch.tensor([2, 3]))
+
+
 def test_extension_refuses_a_tokenizer_of_another_checkpoint():
     model, _ = _old_model()
     other = ItemTokenizer.fit(range(10))
