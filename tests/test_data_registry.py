@@ -24,7 +24,8 @@ RATINGS = "1::10::5::300\n1::11::3::100\n2::10::4::200\n"
 
 
 def files_under(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+    """Data files in a cache folder (not the hidden records of their origin)."""
+    return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.endswith(".source")) if folder.exists() else []
 
 
 def zip_archive(folder: Path) -> Path:
@@ -116,6 +117,27 @@ def test_plain_file_download_without_archive(tmp_path):
     source = DatasetSource(name="lines", url=lines.as_uri(), sha256=sha256(lines), reader_options={"format": "lines"})
     assert load_interactions(source, cache_dir=tmp_path / "c")["item_id"].to_pylist() == [5, 6, 5]
     assert (tmp_path / "c" / "lines" / "beauty.txt").read_text() == lines.read_text()
+
+
+def test_a_data_set_registered_again_with_another_url_is_downloaded_again(tmp_path):
+    first, second = tmp_path / "v1.txt", tmp_path / "v2.txt"
+    first.write_text("1 5\n1 6\n")
+    second.write_text("1 5\n1 6\n2 7\n")
+    cache = tmp_path / "cache"
+    old = DatasetSource(name="logs", url=first.as_uri(), reader_options={"format": "lines"})
+    assert load_interactions(old, cache_dir=cache).num_rows == 2
+    new = DatasetSource(name="logs", url=second.as_uri(), reader_options={"format": "lines"})
+    assert load_interactions(new, cache_dir=cache).num_rows == 3  # was the old file's 2
+    second.unlink()  # cached now: served without a download
+    assert load_interactions(new, cache_dir=cache).num_rows == 3
+    # an archive of the same name from another URL is not reused either
+    for version, rows in (("a", RATINGS), ("b", RATINGS + "3::12::1::400\n")):
+        (tmp_path / version).mkdir()
+        with zipfile.ZipFile(tmp_path / version / "toy.zip", "w") as bundle:
+            bundle.writestr("toy/ratings.dat", rows)
+        source = DatasetSource(name="toy", url=(tmp_path / version / "toy.zip").as_uri(), member="toy/ratings.dat",
+                               reader_options={"format": "dat"})
+        assert load_interactions(source, cache_dir=cache).num_rows == rows.count("\n")
 
 
 def test_plain_file_from_a_url_that_names_no_file(tmp_path, monkeypatch):

@@ -4,7 +4,10 @@ on first use into a cache folder, verified by checksum and extracted.
 A download goes to a temporary file in the cache folder and is renamed to its
 final name only after its checksum matches; extraction works the same way. A
 file under its final name is therefore always complete and verified, and a
-failed or interrupted download leaves nothing behind.
+failed or interrupted download leaves nothing behind. Beside it a small
+``.<file>.source`` record names the URL, member and checksums it came from, so
+that a data set registered again with another URL is downloaded again instead
+of being served from the old cache.
 
 Cache folder: ``cache_dir`` argument, else ``$BERT4REC_CACHE``, else
 ``~/.cache/bert4rec_hf``.
@@ -13,6 +16,7 @@ Cache folder: ``cache_dir`` argument, else ``$BERT4REC_CACHE``, else
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -220,6 +224,30 @@ def _extract(archive: Path, member: str, destination: Path) -> None:
     _write_atomically(destination, copy)
 
 
+def _origin(source: DatasetSource) -> dict[str, str | None]:
+    return {"url": source.url, "member": source.member, "sha256": source.sha256, "md5": source.md5}
+
+
+def _origin_record(data_file: Path) -> Path:
+    return data_file.with_name(f".{data_file.name}.source")
+
+
+def _cached_elsewhere(source: DatasetSource, data_file: Path) -> bool:
+    """True when the cached file was fetched for another URL, member or checksum.
+    A file without a record (an older cache, or one put there by hand) is kept."""
+    record = _origin_record(data_file)
+    if not record.is_file():
+        return False
+    try:
+        origin = json.loads(record.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        return True
+    if origin == _origin(source):
+        return False
+    logger.info("%s: the cached %s came from %s; downloading %s", source.name, data_file, origin.get("url"), source.url)
+    return True
+
+
 def download_dataset(
     name_or_source: str | DatasetSource, cache_dir: str | os.PathLike | None = None, force: bool = False
 ) -> Path:
@@ -231,6 +259,7 @@ def download_dataset(
     folder = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     folder = folder / source.name
     data_file = folder / source.file_name
+    force = force or _cached_elsewhere(source, data_file)
     if data_file.is_file() and not force:
         return data_file
     downloaded = data_file  # without an archive the download is the data file, even if the URL names no file
@@ -240,6 +269,7 @@ def download_dataset(
         _download(source, downloaded)
     if source.member:
         _extract(downloaded, source.member, data_file)
+    _origin_record(data_file).write_text(json.dumps(_origin(source)), encoding="utf-8")
     return data_file
 
 
