@@ -179,6 +179,16 @@ def test_parquet(tmp_path):
     assert table.to_pylist() == [{"user_id": "b", "item_id": 4, "timestamp": 1.0}]
 
 
+def test_uint64_ids_beyond_int64_stay_distinct_as_text(tmp_path):
+    path = tmp_path / "log.parquet"
+    big = 2**63 + 5  # hashed ids are often unsigned 64-bit
+    items = pa.array([big, 7, big + 1], pa.uint64())
+    pq.write_table(pa.table({"user_id": pa.array([1, 1, 2], pa.uint64()), "item_id": items, "timestamp": [1, 2, 3]}), path)
+    table = read_interactions(path)
+    assert table["item_id"].to_pylist() == [str(big), "7", str(big + 1)]
+    assert table["user_id"].to_pylist() == [1, 1, 2]  # uint64 ids that fit stay integers
+
+
 # ---------------------------------------------------------------------------- bad input
 def test_null_or_blank_values_in_parquet_name_the_row(tmp_path):
     path = tmp_path / "log.parquet"

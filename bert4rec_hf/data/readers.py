@@ -320,7 +320,8 @@ def _first_empty_row(column: pa.Array) -> int | None:
 
 
 def _check_ids(path: Path, column: pa.ChunkedArray, what: str, locate: Callable[[int], str]) -> pa.Array:
-    """User/item ids: integers stay int64, anything else is a non-empty string."""
+    """User/item ids: integers stay int64 (unsigned ones beyond int64 become their
+    decimal text), anything else is a non-empty string."""
     column = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     if pa.types.is_dictionary(column.type):
         column = column.dictionary_decode()
@@ -334,7 +335,10 @@ def _check_ids(path: Path, column: pa.ChunkedArray, what: str, locate: Callable[
     if row is not None:
         raise ValueError(f"{path}, {locate(row)}: empty {what}")
     if pa.types.is_integer(column.type):
-        return column.cast(pa.int64())
+        try:
+            return column.cast(pa.int64())
+        except pa.ArrowInvalid:  # uint64 ids above 2**63 - 1: kept exactly, as text ids
+            return column.cast(pa.string())
     if pa.types.is_string(column.type):
         return column
     raise ValueError(f"{path}: {what}s must be integers or strings, got {column.type}")
