@@ -98,6 +98,7 @@ def test_separator_characters_yaml_would_swallow_stay_text():
 def test_a_run_given_only_a_data_path_is_named_after_the_file(tmp_path):
     config = load_config(config_dict={"data_path": str(tmp_path / "clicks.csv.gz")})
     assert config["dataset"] == "clicks"
+    assert config.source_of("dataset") == "the file name of data_path (keyword arguments)"
     # ml-100k's schedule (the package's default data set) does not leak into someone else's log
     assert config["epochs"] == load_config("no-such-yaml")["epochs"] != load_config("ml-100k")["epochs"]
     assert config.source_of("learning_rate").endswith("overall.yaml")

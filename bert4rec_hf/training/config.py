@@ -233,6 +233,8 @@ def load_config(
     for source, layer in user_layers:
         _merge(config, sources, layer, source, types)
     _merge(config, sources, keyword_layer, KEYWORD_SOURCE, types)
+    if name != config["dataset"]:  # named after data_path, not by any layer
+        sources["dataset"] = f"the file name of data_path ({sources['data_path']})"
     config["dataset"] = name
     resolved = RunConfig(config, sources)
     if resolved["truncate_ranks"] and str(resolved["valid_metric"]).lower() == "mrr":
