@@ -76,6 +76,21 @@ def test_sdpa_and_eager_agree_on_padded_batches():
     torch.testing.assert_close(a.logits[:, 2:], b.logits[:, 2:], atol=1e-5, rtol=1e-5)
 
 
+def test_flex_attention_evaluates_like_sdpa_and_training_reaches_its_own_checks():
+    flex = tiny_model(attn_implementation="flex_attention", attn_dropout_prob=0.2)
+    sdpa = tiny_model(attn_implementation="sdpa", attn_dropout_prob=0.2)
+    inputs, attention_mask, labels = masked_batch(sdpa.config, batch=8)
+    with torch.no_grad():  # flex attention has no CPU backward
+        a = flex(inputs, attention_mask=attention_mask, labels=labels)
+        b = sdpa(inputs, attention_mask=attention_mask, labels=labels)
+    torch.testing.assert_close(a.logits[:, 2:], b.logits[:, 2:], atol=1e-5, rtol=1e-5)
+    # training with attention dropout on CPU: transformers' own refusal (dropout), not an
+    # AttributeError from the CPU dropout path reading a BlockMask as a tensor
+    with pytest.raises(ValueError, match="does not support `dropout`"):
+        with torch.no_grad():
+            flex.train()(inputs, attention_mask=attention_mask, labels=labels)
+
+
 def test_padding_never_changes_real_positions():
     model = tiny_model()
     inputs, attention_mask, labels = masked_batch(model.config, length=8)
