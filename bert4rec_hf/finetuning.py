@@ -8,9 +8,9 @@ values (so an old history's scores over old items are unchanged) and new rows
 are initialised like a fresh model's:
 embeddings ~ normal(0, ``initializer_range``), bias 0 (``mean_resizing=False``;
 transformers' default samples around the mean of the trained embeddings, which
-here would give every new item the same average-item score). Popularity
-weights of the sampled softmax (``set_sampling_weights``) describe the old
-catalog, so they are dropped: count them again on the new training data (the
+here would give every new item the same average-item score). The resize
+drops popularity weights of the sampled softmax (``set_sampling_weights``),
+which describe the old catalog: count them again on the new training data (the
 quick start's ``build_trainer`` does).
 """
 
@@ -47,8 +47,6 @@ def extend_vocabulary(model: torch.nn.Module, tokenizer: ItemTokenizer, new_item
         model.resize_token_embeddings(len(tokenizer), mean_resizing=False)
         embeddings = model.get_input_embeddings()
         embeddings.padding_idx = model.config.pad_token_id
-        if getattr(model, "sampling_weights", None) is not None:
-            model.set_sampling_weights(None)  # old counts would never propose a new item as a negative
         output = model.get_output_embeddings()
         if model.config.tie_word_embeddings and output.weight is not embeddings.weight:  # never expected: resize re-ties
             raise RuntimeError("the output item matrix is no longer tied to the input embeddings after resizing")

@@ -446,6 +446,15 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
                 raise ValueError("sampling weights of real items must be finite, non-negative and not all zero")
         self.sampling_weights = weights
 
+    def resize_token_embeddings(self, *args, **kwargs) -> nn.Embedding:
+        """transformers' resize; popularity weights set for the old catalog are
+        dropped, as they would never propose a new item as a negative: count them
+        again on the new training data (``build_trainer`` does when they are unset)."""
+        embeddings = super().resize_token_embeddings(*args, **kwargs)
+        if self.sampling_weights is not None and self.sampling_weights.shape[0] != self.config.vocab_size:
+            self.set_sampling_weights(None)
+        return embeddings
+
     @can_return_tuple
     def forward(
         self,
@@ -552,11 +561,6 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
                 raise ValueError(
                     'sampling_distribution="popularity" needs item weights: call '
                     "model.set_sampling_weights(count_item_popularity(train_input_ids, vocab_size))"
-                )
-            if self.sampling_weights.shape != (self.config.vocab_size,):
-                raise ValueError(
-                    f"the sampling weights cover {self.sampling_weights.shape[0]} vocabulary ids but the model has "
-                    f"{self.config.vocab_size} (the vocabulary was resized): set them again with set_sampling_weights"
                 )
             proposal = self.sampling_weights[first:].to(device, torch.float32)
             proposal = proposal / proposal.sum()

@@ -104,18 +104,27 @@ def test_extension_drops_the_old_catalogs_sampling_weights_so_new_items_can_be_n
     model.set_sampling_weights(counts)
     drawn = []
     multinomial = torch.multinomial
-    monkeypatch.setattr(torch, "multinomial", lambda *a, **k: drawn.append(multinomial(*a, **k)) or drawn[-1])
+
+    def recording_multinomial(*args, **kwargs):
+        drawn.append(multinomial(*args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(torch, "multinomial", recording_multinomial)
     loss, _ = model.masked_item_loss(hidden, targets)
     assert torch.isfinite(loss)
     proposed = set((drawn[0] + model.first_item_id).tolist())
     assert proposed <= set(tokenizer.encode(NEW_ITEMS)) and len(proposed) == len(NEW_ITEMS)
 
 
-def test_sampled_softmax_refuses_weights_of_another_vocabulary_size():
+def test_any_resize_drops_sampling_weights_of_another_size_and_keeps_matching_ones():
     model = tiny_model(seed=1, vocab_size=len(OLD_ITEMS) + 2, loss_type="SSM", sampling_distribution="popularity").train()
-    model.set_sampling_weights(torch.ones(len(OLD_ITEMS) + 2))
-    model.resize_token_embeddings(len(OLD_ITEMS) + 7, mean_resizing=False)  # resized without extend_vocabulary
-    with pytest.raises(ValueError, match="cover 52 vocabulary ids but the model has 57"):
+    weights = torch.arange(1.0, len(OLD_ITEMS) + 3)
+    model.set_sampling_weights(weights)
+    model.resize_token_embeddings(len(OLD_ITEMS) + 2)  # same size: the counts still describe the catalog
+    assert torch.equal(model.sampling_weights, weights)
+    model.resize_token_embeddings(len(OLD_ITEMS) + 7, mean_resizing=False)  # without extend_vocabulary
+    assert model.sampling_weights is None
+    with pytest.raises(ValueError, match="needs item weights"):
         model.masked_item_loss(torch.randn(2, 16), torch.tensor([2, 3]))
 
 

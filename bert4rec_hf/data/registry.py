@@ -240,7 +240,7 @@ def _cached_elsewhere(source: DatasetSource, data_file: Path) -> bool:
         return False
     try:
         origin = json.loads(record.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError):
+    except ValueError:  # unreadable record (UnicodeDecodeError is one too): fetch again
         return True
     if origin == _origin(source):
         return False
