@@ -48,6 +48,12 @@ class Bert4RecConfig(PreTrainedConfig):
         num_sampled_negatives: negatives drawn (with replacement) per training batch for ``loss_type="SSM"``.
         sampling_distribution: ``"uniform"`` or ``"popularity"`` (proportional to the weights given to
             ``Bert4RecForMaskedItemPrediction.set_sampling_weights``), the proposal of the SSM negatives.
+        seen_item_bias: learn one score offset for the items in the model's own input (the history it
+            reads), added wherever items are scored. BERT4Rec's output layer scores the items it reads
+            up, as they resemble the next one; on logs where nobody consumes an item twice they never are
+            the next one, and the learned offset (negative there, positive where repeats are common)
+            says so. Off: the paper's model. Checkpoints saved without the field load with it on and
+            the offset at 0, which scores as they did.
         pad_token_id / mask_token_id: indices of the special tokens (0 and 1).
 
     Example:
@@ -86,6 +92,7 @@ class Bert4RecConfig(PreTrainedConfig):
     item_chunk_size: int = 0
     num_sampled_negatives: int = 1024
     sampling_distribution: str = "uniform"
+    seen_item_bias: bool = True
     pad_token_id: int = 0
     mask_token_id: int = 1
     tie_word_embeddings: bool = True
@@ -155,6 +162,8 @@ class Bert4RecConfig(PreTrainedConfig):
                 f"Bert4RecConfig.sampling_distribution must be one of {SAMPLING_DISTRIBUTIONS}, "
                 f"got {self.sampling_distribution!r}"
             )
+        if not isinstance(self.seen_item_bias, bool):
+            raise ValueError(f"Bert4RecConfig.seen_item_bias must be True or False, got {self.seen_item_bias!r}")
         if {self.pad_token_id, self.mask_token_id} != {0, 1}:
             raise ValueError(
                 "Bert4RecConfig.pad_token_id and mask_token_id must be 0 and 1 (real items start at 2), "

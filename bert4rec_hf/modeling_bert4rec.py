@@ -16,6 +16,7 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 from transformers import PreTrainedModel
+from transformers import initialization as init
 from transformers.activations import ACT2FN
 from transformers.masking_utils import create_bidirectional_mask
 from transformers.modeling_outputs import ModelOutput
@@ -28,48 +29,88 @@ from .configuration_bert4rec import Bert4RecConfig
 IGNORE_INDEX = -100
 
 
+def distinct_seen_items(history: torch.Tensor, first_item_id: int) -> torch.Tensor:
+    """Each row's distinct real items, sorted, with ``-1`` in place of padding,
+    [MASK], out-of-range ids and repeats: the form the seen-item offset reads
+    (a repeated item gets the offset once)."""
+    ids = history.long().sort(dim=1).values
+    repeat = torch.zeros_like(ids, dtype=torch.bool)
+    repeat[:, 1:] = ids[:, 1:] == ids[:, :-1]
+    return ids.masked_fill(repeat | (ids < first_item_id), -1).sort(dim=1).values
+
+
+def seen_columns(seen: torch.Tensor, start: int, width: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The seen items (from :func:`distinct_seen_items`) as columns of the id
+    window ``[start, start + width)``: ``(columns, inside)``, column 0 where
+    ``inside`` is False."""
+    columns = seen - start
+    inside = (seen >= 0) & (columns >= 0) & (columns < width)
+    return columns.where(inside, 0), inside
+
+
+def add_seen_offset(scores: torch.Tensor, seen: torch.Tensor, offset: torch.Tensor, start: int) -> torch.Tensor:
+    """Adds ``offset`` in place to the columns of ``scores`` (vocabulary ids
+    ``start ..``) that hold a seen item of their row."""
+    columns, inside = seen_columns(seen, start, scores.shape[1])
+    return scores.scatter_add_(1, columns, inside.to(scores.dtype) * offset.to(scores.dtype))
+
+
+def is_seen(seen: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+    """``(n, k)`` bool: whether each of the ``(n, k)`` (or shared ``(k,)``) ids is
+    a seen item of its row (``seen`` from :func:`distinct_seen_items`)."""
+    item_ids = item_ids.long().expand(seen.shape[0], -1).contiguous()
+    if not seen.shape[1]:
+        return torch.zeros_like(item_ids, dtype=torch.bool)
+    found = torch.searchsorted(seen, item_ids).clamp_(max=seen.shape[1] - 1)
+    return seen.gather(1, found).eq(item_ids)
+
+
 class ChunkedSoftmaxCrossEntropy(torch.autograd.Function):
-    """Per-row cross-entropy of ``hidden @ weight[first:].T + bias[first:]`` without
-    the ``rows x catalog`` logits.
+    """Per-row cross-entropy of ``hidden @ weight[first:].T + bias[first:]`` (plus
+    ``offset`` at each row's ``seen`` items, when given) without the ``rows x
+    catalog`` logits.
 
     Forward keeps a running log-sum-exp over item chunks; backward recomputes
-    each chunk's logits and accumulates the gradients of ``hidden``, ``weight``
-    and ``bias``, so peak memory is ``rows x chunk_size`` (plus the dense
-    weight gradient) while the loss and gradients are those of the full
+    each chunk's logits and accumulates the gradients of ``hidden``, ``weight``,
+    ``bias`` and ``offset``, so peak memory is ``rows x chunk_size`` (plus the
+    dense weight gradient) while the loss and gradients are those of the full
     softmax. Columns before ``first`` (special tokens) are left out of the
     softmax. Arithmetic is float32 (float64 for float64 inputs) whatever the
     autocast state.
     """
 
     @staticmethod
-    def forward(ctx, hidden, weight, bias, targets, first: int, chunk_size: int):
+    def forward(ctx, hidden, weight, bias, targets, first: int, chunk_size: int, seen=None, offset=None):
         dtype = torch.promote_types(hidden.dtype, torch.float32)
         with torch.autocast(device_type=hidden.device.type, enabled=False):
             h = hidden.to(dtype)
             lse = torch.full((h.shape[0],), float("-inf"), dtype=dtype, device=h.device)
             for start in range(first, weight.shape[0], chunk_size):
-                stop = min(start + chunk_size, weight.shape[0])
-                logits = torch.addmm(bias[start:stop].to(dtype), h, weight[start:stop].to(dtype).t())
+                logits = _chunk_logits(h, weight, bias, start, chunk_size, seen, offset)
                 lse = torch.logaddexp(lse, torch.logsumexp(logits, 1))
             target_logits = (h * weight[targets].to(dtype)).sum(1) + bias[targets].to(dtype)
-        ctx.save_for_backward(hidden, weight, bias, targets, lse)
+            if seen is not None:
+                target_logits = target_logits + is_seen(seen, targets[:, None])[:, 0] * offset.to(dtype)
+        ctx.save_for_backward(hidden, weight, bias, targets, lse, seen, offset)
         ctx.first, ctx.chunk_size = first, chunk_size
         return lse - target_logits
 
     @staticmethod
     def backward(ctx, grad_output):
-        hidden, weight, bias, targets, lse = ctx.saved_tensors
+        hidden, weight, bias, targets, lse, seen, offset = ctx.saved_tensors
         need_hidden, need_weight, need_bias = ctx.needs_input_grad[:3]
+        need_offset = offset is not None and ctx.needs_input_grad[7]
         dtype = lse.dtype
         h, g = hidden.to(dtype), grad_output.to(dtype)
         grad_hidden = torch.zeros_like(h) if need_hidden else None
         grad_weight = torch.zeros(weight.shape, dtype=dtype, device=h.device) if need_weight else None
         grad_bias = torch.zeros(bias.shape, dtype=dtype, device=h.device) if need_bias else None
+        grad_offset = torch.zeros((), dtype=dtype, device=h.device) if need_offset else None
         for start in range(ctx.first, weight.shape[0], ctx.chunk_size):
             stop = min(start + ctx.chunk_size, weight.shape[0])
             chunk = weight[start:stop].to(dtype)
             # d loss / d logits = g * softmax, computed in place on the recomputed logits
-            probs = torch.addmm(bias[start:stop].to(dtype), h, chunk.t())
+            probs = _chunk_logits(h, weight, bias, start, ctx.chunk_size, seen, offset)
             probs.sub_(lse[:, None]).exp_().mul_(g[:, None])
             if need_hidden:
                 grad_hidden.addmm_(probs, chunk)
@@ -77,6 +118,9 @@ class ChunkedSoftmaxCrossEntropy(torch.autograd.Function):
                 grad_weight[start:stop] = probs.t() @ h
             if need_bias:
                 grad_bias[start:stop] = probs.sum(0)
+            if need_offset:
+                columns, inside = seen_columns(seen, start, probs.shape[1])
+                grad_offset += probs.gather(1, columns).mul_(inside).sum()
         # minus g at each target column
         if need_hidden:
             grad_hidden.sub_(g[:, None] * weight[targets].to(dtype))
@@ -84,6 +128,8 @@ class ChunkedSoftmaxCrossEntropy(torch.autograd.Function):
             grad_weight.index_add_(0, targets, -g[:, None] * h)
         if need_bias:
             grad_bias.index_add_(0, targets, -g)
+        if need_offset:
+            grad_offset -= (g * is_seen(seen, targets[:, None])[:, 0]).sum()
         return (
             grad_hidden.to(hidden.dtype) if need_hidden else None,
             grad_weight.to(weight.dtype) if need_weight else None,
@@ -91,7 +137,16 @@ class ChunkedSoftmaxCrossEntropy(torch.autograd.Function):
             None,
             None,
             None,
+            None,
+            grad_offset.reshape(offset.shape).to(offset.dtype) if need_offset else None,
         )
+
+
+def _chunk_logits(h, weight, bias, start, chunk_size, seen, offset) -> torch.Tensor:
+    """Logits of vocabulary ids ``[start, start + chunk_size)`` in ``h``'s dtype."""
+    stop = min(start + chunk_size, weight.shape[0])
+    logits = torch.addmm(bias[start:stop].to(h.dtype), h, weight[start:stop].to(h.dtype).t())
+    return logits if seen is None else add_seen_offset(logits, seen, offset, start)
 
 
 @dataclass
@@ -218,7 +273,11 @@ class Bert4RecPredictionHead(nn.Module):
     """dense -> activation -> LayerNorm, then scores against the item embeddings.
 
     ``decoder`` is a Linear whose weight is tied to the input item embeddings and
-    whose bias is the per-item output bias of the paper's code.
+    whose bias is the per-item output bias of the paper's code. With
+    ``config.seen_item_bias``, ``seen_item_bias`` is one learned score offset
+    for the items the model reads in the row's own input: the Cloze targets are
+    hidden, so it learns how often a visible item comes back (on logs where
+    nobody consumes an item twice, it turns strongly negative).
     """
 
     def __init__(self, config: Bert4RecConfig):
@@ -227,20 +286,27 @@ class Bert4RecPredictionHead(nn.Module):
         self.transform_act_fn = ACT2FN[config.hidden_act]
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.decoder = nn.Linear(config.hidden_size, config.vocab_size, bias=True)
+        self.seen_item_bias = nn.Parameter(torch.zeros(1)) if config.seen_item_bias else None
 
     def transform(self, hidden_states: torch.Tensor) -> torch.Tensor:
         return self.LayerNorm(self.transform_act_fn(self.dense(hidden_states)))
 
-    def scores(self, transformed: torch.Tensor, start: int = 0, stop: int | None = None) -> torch.Tensor:
+    def scores(
+        self, transformed: torch.Tensor, start: int = 0, stop: int | None = None, seen: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Scores of vocabulary ids ``[start, stop)`` in at least float32, also
         under bf16/fp16 autocast: with 8 bits of mantissa, hundreds of items of a
-        large catalog tie with the target, and ties count against it."""
+        large catalog tie with the target, and ties count against it. ``seen``
+        (:func:`distinct_seen_items` of each row's input) adds the seen-item offset."""
         dtype = torch.promote_types(transformed.dtype, torch.float32)
         with torch.autocast(device_type=transformed.device.type, enabled=False):
             weight = self.decoder.weight[start:stop].to(dtype)
-            return torch.addmm(self.decoder.bias[start:stop].to(dtype), transformed.to(dtype), weight.t())
+            scores = torch.addmm(self.decoder.bias[start:stop].to(dtype), transformed.to(dtype), weight.t())
+            return scores if seen is None else add_seen_offset(scores, seen, self.seen_item_bias, start)
 
-    def chosen_scores(self, transformed: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+    def chosen_scores(
+        self, transformed: torch.Tensor, item_ids: torch.Tensor, seen: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """``(n, k)`` scores of chosen ids, in the precision of :meth:`scores`:
         ``(n, k)`` ids chosen per row, or ``(k,)`` ids shared by every row (one
         matrix product instead of a gathered ``(n, k, hidden)`` weight)."""
@@ -248,8 +314,12 @@ class Bert4RecPredictionHead(nn.Module):
         with torch.autocast(device_type=transformed.device.type, enabled=False):
             weight, bias = self.decoder.weight[item_ids].to(dtype), self.decoder.bias[item_ids].to(dtype)
             if item_ids.ndim == 1:
-                return torch.addmm(bias, transformed.to(dtype), weight.t())
-            return torch.einsum("nh,nkh->nk", transformed.to(dtype), weight) + bias
+                scores = torch.addmm(bias, transformed.to(dtype), weight.t())
+            else:
+                scores = torch.einsum("nh,nkh->nk", transformed.to(dtype), weight) + bias
+            if seen is None:
+                return scores
+            return scores + is_seen(seen, item_ids) * self.seen_item_bias.to(dtype)
 
 
 class Bert4RecPreTrainedModel(PreTrainedModel):
@@ -264,6 +334,13 @@ class Bert4RecPreTrainedModel(PreTrainedModel):
     _supports_attention_backend = True
     _no_split_modules = ["Bert4RecEmbeddings", "BertLayer"]
     _can_record_outputs = {"hidden_states": BertLayer, "attentions": BertSelfAttention}
+    # checkpoints from before the seen-item offset load with it at 0, which scores exactly as they did
+    _keys_to_ignore_on_load_missing = [r"head\.seen_item_bias"]
+
+    def _init_weights(self, module: nn.Module) -> None:
+        super()._init_weights(module)
+        if isinstance(module, Bert4RecPredictionHead) and module.seen_item_bias is not None:
+            init.zeros_(module.seen_item_bias)
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Also maps ``AutoModel`` in ``auto_map``: transformers writes only the
@@ -406,28 +483,45 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
     def first_item_id(self) -> int:
         return self.config.num_special_tokens
 
-    def score_hidden_states(self, hidden_states: torch.Tensor) -> torch.Tensor:
+    def seen_items(self, history: torch.Tensor | None) -> torch.Tensor | None:
+        """What the seen-item offset reads from ``(n, length)`` input ids (one row
+        per scored state; padding and [MASK] ignored); ``None`` when the model
+        has no offset or no history is given."""
+        if history is None or self.head.seen_item_bias is None:
+            return None
+        return distinct_seen_items(history, self.first_item_id)
+
+    def score_hidden_states(self, hidden_states: torch.Tensor, history: torch.Tensor | None = None) -> torch.Tensor:
         """Scores over the whole vocabulary for a ``(n, hidden)`` block of encoder
-        states; special-token columns are ``-inf`` so they are never predicted."""
-        scores = self.head.scores(self.head.transform(hidden_states))
+        states; special-token columns are ``-inf`` so they are never predicted.
+
+        ``history``: the ``(n, length)`` input ids each state was computed from.
+        A model with ``config.seen_item_bias`` adds its learned offset to the
+        items found there; without ``history`` the scores leave it out.
+        The same holds for :meth:`score_items` and :meth:`item_score_chunks`."""
+        scores = self.head.scores(self.head.transform(hidden_states), seen=self.seen_items(history))
         scores[:, : self.first_item_id] = float("-inf")
         return scores
 
-    def score_items(self, hidden_states: torch.Tensor, item_ids: torch.Tensor) -> torch.Tensor:
+    def score_items(
+        self, hidden_states: torch.Tensor, item_ids: torch.Tensor, history: torch.Tensor | None = None
+    ) -> torch.Tensor:
         """Scores of chosen items only: ``(n, hidden)`` states and ``(n, k)`` item
         ids (or ``(k,)`` ids shared by every row) give ``(n, k)`` scores, without
         scoring the rest of the catalog."""
-        return self.head.chosen_scores(self.head.transform(hidden_states), item_ids)
+        return self.head.chosen_scores(self.head.transform(hidden_states), item_ids, self.seen_items(history))
 
-    def item_score_chunks(self, hidden_states: torch.Tensor, chunk_size: int | None = None):
+    def item_score_chunks(
+        self, hidden_states: torch.Tensor, chunk_size: int | None = None, history: torch.Tensor | None = None
+    ):
         """Yields ``(start, scores)`` over the real items, ``chunk_size`` columns at a
         time: ``scores[:, j]`` is the score of vocabulary id ``start + j``. Lets a
         caller rank or take a top-k over a large catalog without a ``n x catalog``
         tensor (default chunk: ``config.item_chunk_size``, or the whole catalog)."""
         chunk_size = chunk_size or self.config.item_chunk_size or self.config.num_items
-        transformed = self.head.transform(hidden_states)
+        transformed, seen = self.head.transform(hidden_states), self.seen_items(history)
         for start in range(self.first_item_id, self.config.vocab_size, chunk_size):
-            yield start, self.head.scores(transformed, start, min(start + chunk_size, self.config.vocab_size))
+            yield start, self.head.scores(transformed, start, min(start + chunk_size, self.config.vocab_size), seen)
 
     def set_sampling_weights(self, weights: torch.Tensor | None) -> None:
         """Proposal weights of the sampled-softmax negatives (``loss_type="SSM"``
@@ -469,13 +563,16 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         hidden = outputs.last_hidden_state
         predicted = labels.ne(IGNORE_INDEX) if labels is not None else input_ids.eq(self.config.mask_token_id)
         selected = hidden[predicted]
+        history = input_ids[predicted.nonzero()[:, 0]] if self.head.seen_item_bias is not None else None
 
         loss = None
         if labels is None:
-            logits = self.score_hidden_states(selected)
+            logits = self.score_hidden_states(selected, history)
         else:
             negatives = negative_ids[predicted] if negative_ids is not None else None
-            loss, logits = self.masked_item_loss(selected, labels[predicted], negatives, num_items_in_batch)
+            loss, logits = self.masked_item_loss(
+                selected, labels[predicted], negatives, num_items_in_batch, history=history
+            )
         return MaskedItemPredictionOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
@@ -487,9 +584,12 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         negative_ids: torch.Tensor | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
         return_logits: bool | None = None,
+        history: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Loss of the ``(M, hidden)`` encoder states at the predicted positions
         against their ``(M,)`` target items; returns ``(loss, logits)``.
+        ``history``: the ``(M, length)`` input ids of each position's row, read
+        by the seen-item offset (see :meth:`score_hidden_states`).
 
         ``logits`` (``(M, vocab_size)``) are returned in evaluation mode, and in
         training only when the loss builds them anyway (unchunked CE, full BPR);
@@ -502,10 +602,11 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         if loss_type == "SSM" and not self.training:
             loss_type = "CE"
         chunked = loss_type == "CE" and self.config.item_chunk_size > 0
+        seen = self.seen_items(history)
         if loss_type == "SSM":
-            per_item = self._sampled_softmax_loss(hidden_states, targets)
+            per_item = self._sampled_softmax_loss(hidden_states, targets, seen)
         elif loss_type == "BPR" and negative_ids is not None:
-            per_item = self._sampled_bpr_loss(hidden_states, targets, negative_ids)
+            per_item = self._sampled_bpr_loss(hidden_states, targets, negative_ids, seen)
         elif chunked:
             transformed = self.head.transform(hidden_states)
             per_item = ChunkedSoftmaxCrossEntropy.apply(
@@ -515,14 +616,16 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
                 targets,
                 self.first_item_id,
                 self.config.item_chunk_size,
+                seen,
+                self.head.seen_item_bias if seen is not None else None,
             )
         else:
-            logits = self.score_hidden_states(hidden_states)
+            logits = self.score_hidden_states(hidden_states, history)
             per_item = self._full_loss(logits, targets)
             return self._reduce(per_item, num_items_in_batch), (None if return_logits is False else logits)
         if return_logits is None:
             return_logits = not self.training
-        logits = self.score_hidden_states(hidden_states) if return_logits else None
+        logits = self.score_hidden_states(hidden_states, history) if return_logits else None
         return self._reduce(per_item, num_items_in_batch), logits
 
     def _reduce(self, per_item: torch.Tensor, num_items_in_batch: torch.Tensor | int | None) -> torch.Tensor:
@@ -541,13 +644,17 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
             return pairwise.sum(1) / max(self.config.num_items - 1, 1)
         return nn.functional.cross_entropy(logits.float(), targets, reduction="none")
 
-    def _sampled_bpr_loss(self, selected: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor) -> torch.Tensor:
+    def _sampled_bpr_loss(
+        self, selected: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor, seen: torch.Tensor | None
+    ) -> torch.Tensor:
         self._check_targets(negatives.reshape(-1))
         candidates = torch.cat([targets[:, None], negatives], dim=1)
-        scores = self.head.chosen_scores(self.head.transform(selected), candidates)
+        scores = self.head.chosen_scores(self.head.transform(selected), candidates, seen)
         return -nn.functional.logsigmoid(scores[:, :1] - scores[:, 1:]).mean(1)
 
-    def _sampled_softmax_loss(self, selected: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    def _sampled_softmax_loss(
+        self, selected: torch.Tensor, targets: torch.Tensor, seen: torch.Tensor | None
+    ) -> torch.Tensor:
         """Sampled softmax with logQ correction: the positive against
         ``num_sampled_negatives`` items drawn with replacement from the proposal
         q and shared by every row; each negative's logit is lowered by
@@ -575,6 +682,10 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         positive = (transformed * weight[targets]).sum(-1) + bias[targets]
         # the logQ correction folds into the negatives' bias: one (num_sampled,) vector, not a (M, num_sampled) op
         negative = torch.addmm(bias[negatives] - log_expected.to(bias.dtype), transformed, weight[negatives].t())
+        if seen is not None:
+            offset = self.head.seen_item_bias.to(negative.dtype)
+            positive = positive + is_seen(seen, targets[:, None])[:, 0] * offset
+            negative = negative + is_seen(seen, negatives) * offset
         negative = negative.masked_fill_(negatives[None, :] == targets[:, None], float("-inf"))
         logits = torch.cat([positive[:, None], negative], dim=1).float()
         return torch.logsumexp(logits, 1) - logits[:, 0]
@@ -605,7 +716,7 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
             [attention_mask[:, -keep:] if keep else attention_mask[:, :0], torch.ones_like(masks)], dim=1
         )
         hidden = self.bert4rec(input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.score_hidden_states(hidden[:, -1])
+        return self.score_hidden_states(hidden[:, -1], input_ids)
 
 
 __all__ = [

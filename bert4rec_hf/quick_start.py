@@ -49,7 +49,7 @@ logger = logging.getLogger(__name__)
 MODEL_KEYS = (
     "hidden_size", "inner_size", "n_layers", "n_heads", "hidden_dropout_prob", "attn_dropout_prob", "hidden_act",
     "layer_norm_eps", "initializer_range", "max_seq_length", "mask_ratio", "loss_type", "num_negatives",
-    "item_chunk_size", "num_sampled_negatives", "sampling_distribution",
+    "item_chunk_size", "num_sampled_negatives", "sampling_distribution", "seen_item_bias",
 )  # fmt: skip
 CHECKPOINTS = "checkpoints"
 # What save_run writes that another run's folder also holds: a run refuses to replace them unless told to.

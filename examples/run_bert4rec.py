@@ -53,6 +53,9 @@ class ModelArguments:
     hidden_act: str = "gelu"
     loss_type: str = field(default="CE", metadata={"help": "CE or BPR"})
     num_negatives: int = field(default=1, metadata={"help": "BPR negatives per masked item"})
+    seen_item_bias: bool = field(
+        default=True, metadata={"help": "learn a score offset for the items of the model's input (off: the paper's model)"}
+    )
 
 
 @dataclass

@@ -127,8 +127,8 @@ def test_exclude_history_ignores_ids_outside_the_real_items():
     ranks = evaluator.rank(scores, input_ids, targets)
     model = SimpleNamespace(
         config=SimpleNamespace(vocab_size=scores.shape[1]),
-        score_items=lambda hidden, ids: scores[hidden[:, 0].long()].gather(1, ids.expand(hidden.shape[0], -1)),
-        item_score_chunks=lambda hidden, size: (
+        score_items=lambda hidden, ids, history: scores[hidden[:, 0].long()].gather(1, ids.expand(hidden.shape[0], -1)),
+        item_score_chunks=lambda hidden, size, history: (
             (start, scores[hidden[:, 0].long(), start : start + size].clone())
             for start in range(SPECIAL, scores.shape[1], size)
         ),

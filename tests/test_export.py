@@ -62,6 +62,7 @@ def pytorch_top_k(model, histories, exclude_history):
 @pytest.mark.parametrize("exclude_history", [True, False])
 def test_exported_onnx_gives_the_pytorch_top_k(ml100k, tmp_path, capsys, exclude_history):
     model, tokenizer, histories = ml100k
+    assert model.head.seen_item_bias.item() != 0  # the exported graph carries the learned seen-item offset
     model.save_pretrained(tmp_path / "model")
     tokenizer.save_pretrained(tmp_path / "model")
     flag = "--exclude-history" if exclude_history else "--no-exclude-history"

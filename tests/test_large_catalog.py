@@ -193,7 +193,7 @@ def test_chunked_ranking_equals_ranking_full_score_rows(mode, exclude_history, m
 
 
 def test_chunked_ranking_counts_ties_against_the_target():
-    model = tiny_model(vocab_size=VOCAB)
+    model = tiny_model(vocab_size=VOCAB, seen_item_bias=False)  # ranks states without their input
     with torch.no_grad():
         model.head.decoder.bias.zero_()
         model.head.decoder.weight.zero_()  # every item scores 0: the target ranks last
@@ -205,7 +205,7 @@ def test_chunked_ranking_counts_ties_against_the_target():
 @pytest.mark.parametrize("chunk_size", [-4, 2.5, True])
 def test_chunked_ranking_refuses_a_bad_chunk_size(chunk_size):
     """A negative chunk scanned no item at all: every target ranked first (Hit@1 = 1)."""
-    model = tiny_model(vocab_size=VOCAB)
+    model = tiny_model(vocab_size=VOCAB, seen_item_bias=False)  # ranks states without their input
     hidden, targets = _hidden_and_targets(model)
     with pytest.raises(ValueError, match="chunk_size must be a positive integer"):
         RankingEvaluator().rank_hidden_states(model, hidden, None, targets, chunk_size=chunk_size)
@@ -345,9 +345,9 @@ def test_scan_until_stops_counting_a_row_at_the_limit(monkeypatch):
     targets = _targets_at_ranks(model, hidden, [VOCAB - 3] * hidden.shape[0])  # every target scores last
     scored = []
     score_items = model.score_items
-    model.score_items = lambda rows, ids: scored.append(rows.shape[0] * ids.shape[0]) or score_items(rows, ids)
+    model.score_items = lambda rows, ids, history: scored.append(rows.shape[0] * ids.shape[0]) or score_items(rows, ids)
     with torch.no_grad():
         target_scores = score_items(hidden, targets[:, None])
-        counts = RankingEvaluator._scan_until(model, hidden, target_scores, targets[:, None], 16, limit=10)
+        counts = RankingEvaluator._scan_until(model, hidden, None, target_scores, targets[:, None], 16, limit=10)
     assert torch.equal(counts, torch.full_like(counts, 16))  # one block of 16 items settles every row
     assert sum(scored) == hidden.shape[0] * 16

@@ -79,6 +79,10 @@ def _count_at_least(scores: torch.Tensor, threshold: torch.Tensor, excluded: tor
     return width + below.sum(1, dtype=torch.int32) - counted.sum(1)
 
 
+def _rows_of(history: torch.Tensor | None, rows: slice | torch.Tensor) -> torch.Tensor | None:
+    return None if history is None else history[rows]
+
+
 def _scan_chunk_size(chunk_size: int | None) -> int:
     """Items per block of the full-ranking scan (None or 0: the default); a negative
     size would scan no item at all and silently rank every target first."""
@@ -255,7 +259,8 @@ class RankingEvaluator:
         counts the candidates scoring at least the target block by block;
         sampled modes score only the target and its negatives
         (``model.score_items``). ``model`` is a ``Bert4RecForMaskedItemPrediction``
-        (or anything with those two methods and ``config.vocab_size``);
+        (or anything with those two methods, each taking the rows' ``input_ids``
+        as a last argument, and ``config.vocab_size``);
         ``hidden_states`` are its ``(B, hidden)`` encoder states at the predicted
         positions. The scan overwrites each block ``model.item_score_chunks``
         yields. ``observer(rows, start, scores)``, if given, sees every block
@@ -272,10 +277,12 @@ class RankingEvaluator:
         chunk_size = _scan_chunk_size(chunk_size)
         vocab_size = model.config.vocab_size
         input_ids, targets = self._check_rows(input_ids, targets, vocab_size, hidden_states.device)
-        target_scores = model.score_items(hidden_states, targets[:, None])
+        if input_ids is None and getattr(model.config, "seen_item_bias", False):
+            raise ValueError("the model scores the items of its input (seen_item_bias): ranking needs input_ids")
+        target_scores = model.score_items(hidden_states, targets[:, None], input_ids)
         if self.sampler is not None:
             negatives = self._negatives(input_ids, targets, vocab_size, row_ids)
-            negative_scores = model.score_items(hidden_states, negatives.clamp(min=0))
+            negative_scores = model.score_items(hidden_states, negatives.clamp(min=0), input_ids)
             return self._truncate(self._count_sampled(negative_scores, target_scores, negatives))
 
         # ids taken out of the count where they score at least the target: the target itself and, with
@@ -288,14 +295,16 @@ class RankingEvaluator:
             keep = first & (history >= NUM_SPECIAL_TOKENS) & (history != targets[:, None])
             excluded = torch.cat([excluded, torch.where(keep, history, torch.full_like(history, -1))], dim=1)
         if self.rank_limit is None or observer is not None or vocab_size - NUM_SPECIAL_TOKENS <= chunk_size:
-            return self._truncate(self._scan(model, hidden_states, target_scores, excluded, chunk_size, observer))
+            return self._truncate(
+                self._scan(model, hidden_states, input_ids, target_scores, excluded, chunk_size, observer)
+            )
         # users whose probe already counts rank_limit items are settled; only the others scan the catalog
-        counts = self._probe(model, hidden_states, target_scores, excluded, chunk_size)
+        counts = self._probe(model, hidden_states, input_ids, target_scores, excluded, chunk_size)
         open_rows = counts.lt(self.rank_limit).nonzero()[:, 0]
         if open_rows.numel():
             counts[open_rows] = self._scan_until(
-                model, hidden_states[open_rows], target_scores[open_rows], excluded[open_rows], chunk_size,
-                self.rank_limit,
+                model, hidden_states[open_rows], _rows_of(input_ids, open_rows), target_scores[open_rows],
+                excluded[open_rows], chunk_size, self.rank_limit,
             )  # fmt: skip
         return self._truncate(counts)
 
@@ -306,6 +315,7 @@ class RankingEvaluator:
     def _scan(
         model: Any,
         hidden_states: torch.Tensor,
+        history: torch.Tensor | None,
         target_scores: torch.Tensor,
         excluded: torch.Tensor,
         chunk_size: int,
@@ -315,7 +325,7 @@ class RankingEvaluator:
         counts = torch.zeros(target_scores.shape[0], dtype=torch.long, device=hidden_states.device)
         for first_row in range(0, target_scores.shape[0], SCAN_ROWS):
             rows = slice(first_row, first_row + SCAN_ROWS)
-            for start, scores in model.item_score_chunks(hidden_states[rows], chunk_size):
+            for start, scores in model.item_score_chunks(hidden_states[rows], chunk_size, _rows_of(history, rows)):
                 if observer is not None:
                     observer(rows, start, scores)
                 local = _window_columns(excluded[rows], start, scores.shape[1])
@@ -326,6 +336,7 @@ class RankingEvaluator:
     def _scan_until(
         model: Any,
         hidden_states: torch.Tensor,
+        history: torch.Tensor | None,
         target_scores: torch.Tensor,
         excluded: torch.Tensor,
         chunk_size: int,
@@ -342,7 +353,7 @@ class RankingEvaluator:
             ids = torch.arange(start, stop, device=hidden_states.device)
             for rows in counting.split(SCAN_ROWS):
                 local = _window_columns(excluded[rows], start, ids.shape[0])
-                scores = model.score_items(hidden_states[rows], ids)
+                scores = model.score_items(hidden_states[rows], ids, _rows_of(history, rows))
                 counts[rows] += _count_at_least(scores, target_scores[rows], local)
             counting = counting[counts[counting] < limit]
             start = stop
@@ -350,7 +361,12 @@ class RankingEvaluator:
 
     @staticmethod
     def _probe(
-        model: Any, hidden_states: torch.Tensor, target_scores: torch.Tensor, excluded: torch.Tensor, width: int
+        model: Any,
+        hidden_states: torch.Tensor,
+        history: torch.Tensor | None,
+        target_scores: torch.Tensor,
+        excluded: torch.Tensor,
+        width: int,
     ) -> torch.Tensor:
         """Counts over a probe of ``width`` items per block of ``SCAN_ROWS`` rows:
         the items that score highest for the block's mean state. A lower bound
@@ -366,7 +382,8 @@ class RankingEvaluator:
             position[probe] = torch.arange(probe.shape[0], device=position.device)
             ids = excluded[rows]
             local = torch.where(ids >= 0, position[ids.clamp(min=0)], -1)
-            counts[rows] = _count_at_least(model.score_items(hidden, probe), target_scores[rows], local)
+            scores = model.score_items(hidden, probe, _rows_of(history, rows))
+            counts[rows] = _count_at_least(scores, target_scores[rows], local)
             position[probe] = -1
         return counts
 

@@ -64,7 +64,7 @@ def write_model_card(
     ``epochs``, so the card shows both, each labelled."""
     model_keys = (
         "hidden_size", "inner_size", "n_layers", "n_heads", "hidden_dropout_prob", "attn_dropout_prob",
-        "hidden_act", "max_seq_length", "mask_ratio", "loss_type",
+        "hidden_act", "max_seq_length", "mask_ratio", "loss_type", "seen_item_bias",
     )  # fmt: skip
     training_keys = (
         "epochs", "max_steps", "time_budget", "stopping_step", "train_batch_size", "learning_rate", "weight_decay",

@@ -109,8 +109,9 @@ class Bert4RecTrainer(Trainer):
                 inputs["input_ids"], labelled, attention_mask=inputs.get("attention_mask")
             )
             targets = labels[labelled]
+            history = inputs["input_ids"][labelled.nonzero()[:, 0]]
             if prediction_loss_only:
-                return self._masked_item_loss(unwrapped, selected, targets, inputs, labelled), None, None
+                return self._masked_item_loss(unwrapped, selected, targets, inputs, labelled, history), None, None
             fused = self.eval_loss and self.evaluator.sampler is None and unwrapped.config.loss_type != "BPR"
             normalizer = _SoftmaxNormalizer(selected.shape[0], selected.device) if fused else None
             ranks, rank_targets = self.evaluator.rank_labelled_hidden_states(
@@ -123,16 +124,17 @@ class Bert4RecTrainer(Trainer):
             )
             loss = None
             if fused:
-                loss = (normalizer.log_sum_exp() - unwrapped.score_items(selected, targets[:, None])[:, 0]).mean()
+                target_scores = unwrapped.score_items(selected, targets[:, None], history)[:, 0]
+                loss = (normalizer.log_sum_exp() - target_scores).mean()
             elif self.eval_loss:
-                loss = self._masked_item_loss(unwrapped, selected, targets, inputs, labelled)
+                loss = self._masked_item_loss(unwrapped, selected, targets, inputs, labelled, history)
         return (loss.detach() if loss is not None else None), ranks, rank_targets
 
     @staticmethod
-    def _masked_item_loss(model, selected, targets, inputs, labelled) -> torch.Tensor:
+    def _masked_item_loss(model, selected, targets, inputs, labelled, history) -> torch.Tensor:
         negatives = inputs.get("negative_ids")
         negatives = negatives[labelled] if negatives is not None else None
-        loss, _ = model.masked_item_loss(selected, targets, negatives, return_logits=False)
+        loss, _ = model.masked_item_loss(selected, targets, negatives, return_logits=False, history=history)
         return loss.detach()
 
 
