@@ -90,7 +90,12 @@ def synthetic_histories(rows: int, length: int, num_items: int, generator: torch
 
 def measure(args: argparse.Namespace, batch: int, length: int, device: torch.device, peak: float) -> dict:
     torch.manual_seed(args.seed)
-    config = Bert4RecConfig(vocab_size=args.num_items + 2, max_seq_length=length, mask_ratio=args.mask_ratio)
+    config = Bert4RecConfig(
+        vocab_size=args.num_items + 2,
+        max_seq_length=length,
+        mask_ratio=args.mask_ratio,
+        seen_item_bias=not args.no_seen_item_bias,
+    )
     model = Bert4RecForMaskedItemPrediction(config).to(device)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     generator = torch.Generator().manual_seed(args.seed)
@@ -183,6 +188,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seq-lengths", type=int, nargs="+", default=[50, 200])
     parser.add_argument("--num-items", type=int, default=BEAUTY_ITEMS, help="catalog size (default: Beauty's)")
     parser.add_argument("--mask-ratio", type=float, default=0.2)
+    parser.add_argument(
+        "--no-seen-item-bias", action="store_true", help="the paper's model, without the learned seen-item offset"
+    )
     parser.add_argument("--steps", type=int, default=5, help="timed steps per measurement")
     parser.add_argument("--warmup", type=int, default=1, help="untimed steps first")
     parser.add_argument("--distinct-batches", type=int, default=2, help="pre-collated batches cycled through")
