@@ -8,9 +8,7 @@ import pytest
 
 from bert4rec_hf.data import detect_format, read_interactions
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
-ML100K = SHARED_DATA / "ml-100k" / "ml-100k.inter"
-BEAUTY = SHARED_DATA / "beauty" / "beauty.txt"
+from .helpers import ML100K, shared_data
 
 
 def write(path: Path, text: str) -> Path:
@@ -36,7 +34,7 @@ def test_ml100k_atomic_file_counts_and_types():
 
 
 def test_beauty_lines_file_counts_and_synthetic_timestamps():
-    table = read_interactions(BEAUTY)
+    table = read_interactions(shared_data("beauty/beauty.txt"))
     assert table.column_names == ["user_id", "item_id", "timestamp"]
     assert (table.num_rows, distinct(table, "user_id"), distinct(table, "item_id")) == (353_962, 40_226, 54_542)
     assert table.schema.field("user_id").type == pa.int64()
@@ -51,9 +49,9 @@ def test_rating_threshold_keeps_ratings_at_or_above():
 
 
 def test_gzip_is_read_transparently(tmp_path):
-    packed = tmp_path / "ml.inter.gz"
-    packed.write_bytes(gzip.compress(ML100K.read_bytes()))
-    assert read_interactions(packed).equals(read_interactions(ML100K))
+    plain = tmp_path / "ml.inter"
+    plain.write_bytes(gzip.decompress(ML100K.read_bytes()))
+    assert read_interactions(ML100K).equals(read_interactions(plain))
 
 
 # ---------------------------------------------------------------------------- formats

@@ -19,7 +19,6 @@ from bert4rec_hf.data import (
     read_interactions,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 RATINGS = "1::10::5::300\n1::11::3::100\n2::10::4::200\n"
 
 
@@ -40,7 +39,7 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def test_embedded_ml100k_works_offline_and_matches_the_shared_file():
+def test_embedded_ml100k_works_offline_and_matches_the_published_file(tmp_path):
     embedded = resources.files("bert4rec_hf.data").joinpath("datasets", "ml-100k.inter.gz")
     assert hashlib.sha256(gzip.decompress(embedded.read_bytes())).hexdigest() == (
         "4edb74e2a81178c2ba9ff381495f754f996c4aea351b1272ca36b43da0935eff"
@@ -48,7 +47,9 @@ def test_embedded_ml100k_works_offline_and_matches_the_shared_file():
     assert resources.files("bert4rec_hf.data").joinpath("datasets", "MOVIELENS_LICENSE.txt").is_file()
     table = load_interactions("ml-100k", extra_columns=["rating"])
     assert (table.num_rows, len(pc.unique(table["user_id"])), len(pc.unique(table["item_id"]))) == (100_000, 943, 1_682)
-    assert table.equals(read_interactions(SHARED_DATA / "ml-100k" / "ml-100k.inter", extra_columns=["rating"]))
+    plain = tmp_path / "ml-100k.inter"
+    plain.write_bytes(gzip.decompress(embedded.read_bytes()))
+    assert table.equals(read_interactions(plain, extra_columns=["rating"]))
     assert read_interactions("ml-100k").num_rows == 100_000  # a registered name works as a path
 
 

@@ -1,4 +1,3 @@
-from pathlib import Path
 
 import datasets
 import numpy as np
@@ -7,7 +6,7 @@ import pytest
 
 from bert4rec_hf.data import build_sequences, read_interactions
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from .helpers import ML100K, shared_data
 
 
 def log(rows):
@@ -56,14 +55,14 @@ def test_k_core_is_iterated_until_stable():
 
 
 def test_real_beauty_counts():
-    sequences = build_sequences(read_interactions(SHARED_DATA / "beauty" / "beauty.txt"))
+    sequences = build_sequences(read_interactions(shared_data("beauty/beauty.txt")))
     items = pa.chunked_array([sequences.data.table["item_ids"].combine_chunks().flatten()])
     assert sequences.num_rows == 40_226 and len(items.unique()) == 54_542 and len(items) == 353_962
     assert sequences[0]["item_ids"][:3] == [1, 2, 3]  # file order kept without timestamps
 
 
 def test_real_ml100k_k_core_matches_a_reference_loop():
-    table = read_interactions(SHARED_DATA / "ml-100k" / "ml-100k.inter")
+    table = read_interactions(ML100K)
     fast = as_dict(build_sequences(table, min_user_interactions=30, min_item_interactions=30))
     rows = table.to_pylist()
     while True:  # slow reference: recount and filter until nothing changes

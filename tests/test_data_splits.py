@@ -1,5 +1,4 @@
 import json
-from pathlib import Path
 
 import datasets
 import numpy as np
@@ -17,7 +16,7 @@ from bert4rec_hf.data import (
     sliding_windows,
 )
 
-SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
+from .helpers import ML100K
 
 
 def sequences(**users) -> datasets.Dataset:
@@ -26,7 +25,7 @@ def sequences(**users) -> datasets.Dataset:
 
 @pytest.fixture(scope="module")
 def ml100k():
-    seqs = build_sequences(read_interactions(SHARED_DATA / "ml-100k" / "ml-100k.inter"))
+    seqs = build_sequences(read_interactions(ML100K))
     return seqs, leave_one_out(seqs, max_seq_length=20, stride=7)
 
 

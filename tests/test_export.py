@@ -22,7 +22,7 @@ from bert4rec_hf import (
 from bert4rec_hf.cli import main
 from bert4rec_hf.export import EMPTY_SLOT_ID, Bert4RecTopK, random_histories
 
-from .helpers import SHARED_DATA, tiny_model
+from .helpers import ML100K, tiny_model
 
 K = 10
 MAX_SEQ_LENGTH = 30
@@ -32,7 +32,7 @@ MAX_SEQ_LENGTH = 30
 def ml100k():
     """A model over the ml-100k catalog (briefly trained, so scores are not near-ties)
     and left-padded histories of 120 real users."""
-    sequences = build_sequences(read_interactions(SHARED_DATA / "ml-100k" / "ml-100k.inter"))
+    sequences = build_sequences(read_interactions(ML100K))
     tokenizer = ItemTokenizer.fit(np.concatenate([np.asarray(s) for s in sequences["item_ids"]]))
     rows = [tokenizer.encode(items[-(MAX_SEQ_LENGTH - 1) :]) for items in sequences["item_ids"][::8][:120]]
     histories = torch.zeros(len(rows), MAX_SEQ_LENGTH - 1, dtype=torch.long)

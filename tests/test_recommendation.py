@@ -27,7 +27,7 @@ from bert4rec_hf.cli import main
 from bert4rec_hf.data import left_pad
 from bert4rec_hf.recommendation import Bert4RecRecommender, Recommendation, recommend
 
-from .helpers import SHARED_DATA, tiny_config, tiny_model
+from .helpers import ML100K, tiny_config, tiny_model
 
 MAX_LEN = 20
 
@@ -40,7 +40,7 @@ def ml100k():
     """A tiny BERT4Rec trained for 60 steps on ml-100k (enough for history-dependent,
     tie-free scores: seed 2 leaves every user's top 12 at least 3e-6 apart, where
     seed 0 ties two items to the last bit), its leave-one-out splits and a recommender."""
-    table = read_interactions(SHARED_DATA / "ml-100k" / "ml-100k.inter")
+    table = read_interactions(ML100K)
     processed = leave_one_out(build_sequences(table), max_seq_length=MAX_LEN, fit_on="all")
     torch.manual_seed(2)
     model = Bert4RecForMaskedItemPrediction(tiny_config(vocab_size=len(processed.tokenizer), max_seq_length=MAX_LEN))

@@ -22,7 +22,7 @@ from bert4rec_hf.training import tuning
 from bert4rec_hf.training.hyper_space import HyperSpaceError, parse_hyper_space, read_hyper_space
 from bert4rec_hf.training.tuning import Bert4RecTuningTrainer
 
-from .helpers import SHARED_DATA
+from .helpers import ML100K
 
 REPO = Path(__file__).resolve().parents[1]
 SMALL = {
@@ -198,7 +198,7 @@ def test_run_hyper_example_reports_bad_input_in_one_line(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def small_log(tmp_path_factory):
-    table = read_interactions(SHARED_DATA / "ml-100k" / "ml-100k.inter")
+    table = read_interactions(ML100K)
     users = pc.unique(table["user_id"]).to_pylist()[:40]
     small = table.filter(pc.is_in(table["user_id"], value_set=pa.array(users)))
     path = tmp_path_factory.mktemp("log") / "slice.csv"
