@@ -41,6 +41,7 @@ from .recommendation import local_folder
 from .tokenization_bert4rec import ItemTokenizer
 from .training.config import ConfigError, RunConfig, load_config
 from .training.reporting import metrics_table, plot_training_history, write_json, write_model_card, write_yaml
+from .training.threads import apply_thread_policy
 from .training.time_budget import TimeBudgetCallback
 from .training.trainer import Bert4RecTrainer
 
@@ -200,6 +201,9 @@ def build_trainer(
     callbacks = [EarlyStoppingCallback(early_stopping_patience=config["stopping_step"])]
     if config["time_budget"] is not None:
         callbacks.append(TimeBudgetCallback(config["time_budget"]))
+    thread_policy = apply_thread_policy(config["torch_threads"])
+    if thread_policy is not None:
+        callbacks.append(thread_policy)
     return Bert4RecTrainer(
         model=model,
         args=build_training_arguments(config, output_dir),

@@ -38,6 +38,7 @@ _NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "eval_steps": (int,),
     "time_budget": (float, int),
     "output_dir": (str,),
+    "torch_threads": (int,),
 }
 _CHOICES: dict[str, tuple[Any, ...]] = {
     "data_format": (None, *FORMATS),
@@ -138,6 +139,8 @@ def _check(key: str, value: Any, types: Mapping[str, tuple[type, ...]], source: 
         raise ConfigError(f"{source}: '{key}' must be {names}, got {value!r}")
     if key in _CHOICES and value not in _CHOICES[key]:
         raise ConfigError(f"{source}: '{key}' must be one of {list(_CHOICES[key])}, got {value!r}")
+    if key == "torch_threads" and value < 1:
+        raise ConfigError(f"{source}: 'torch_threads' must be a positive number of threads or null (adapt), got {value!r}")
     if key == "topk" and (not value or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in value)):
         raise ConfigError(f"{source}: 'topk' must be a non-empty list of positive integers, got {value!r}")
     if isinstance(value, float) and float in allowed:

@@ -89,7 +89,7 @@ TRAINING_ARGUMENTS = {
 # Keys known to leave prepare_data() unchanged; any other tuned key gets its own prepared data.
 NOT_DATA_KEYS = (set(MODEL_KEYS) - {"max_seq_length"}) | set(TRAINING_ARGUMENTS) | {
     "last_item_mask_ratio", "mask_replace_prob", "random_replace_prob", "stopping_step", "eval_steps", "bf16", "fp16",
-    "dataloader_num_workers", "report_to", "save_total_limit",
+    "dataloader_num_workers", "report_to", "save_total_limit", "torch_threads",
 }  # fmt: skip
 
 
