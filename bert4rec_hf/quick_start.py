@@ -39,11 +39,19 @@ from .evaluation import RankingEvaluator, count_item_popularity, ranking_metrics
 from .modeling_bert4rec import Bert4RecForMaskedItemPrediction
 from .recommendation import local_folder
 from .tokenization_bert4rec import ItemTokenizer
-from .training.config import ConfigError, RunConfig, load_config
-from .training.reporting import metrics_table, plot_training_history, write_json, write_model_card, write_yaml
+from .training.config import ConfigError, RunConfig, load_config, parse_yaml, read_yaml
+from .training.reporting import (
+    metrics_table,
+    plot_training_history,
+    write_atomically,
+    write_json,
+    write_model_card,
+    write_yaml,
+    yaml_text,
+)
 from .training.threads import apply_thread_policy
 from .training.time_budget import TimeBudgetCallback
-from .training.trainer import Bert4RecTrainer
+from .training.trainer import STAGING, Bert4RecTrainer, last_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +61,11 @@ MODEL_KEYS = (
     "item_chunk_size", "num_sampled_negatives", "sampling_distribution", "seen_item_bias",
 )  # fmt: skip
 CHECKPOINTS = "checkpoints"
+# Beside the checkpoints: the configuration they were trained with, so a resume can refuse another one.
+RESUME_CONFIG = "run_config.yaml"
+# Keys a resumed run may change: they touch neither the data, the model nor the arithmetic.
+RESUME_MAY_DIFFER = ("output_dir", "report_to", "torch_threads")
+STAGED_MODEL = ".partial-model"  # the model folder's files while they are written
 # What save_run writes that another run's folder also holds: a run refuses to replace them unless told to.
 RUN_FILES = (
     "config.json", "model.safetensors", "item_vocab.json", "README.md", "metrics.json", "run_config.yaml",
@@ -145,7 +158,9 @@ def build_training_arguments(config: Mapping[str, Any], output_dir: str | os.Pat
     """Trainer defaults a user can trust: AdamW, linear decay with warm-up, weight
     decay off LayerNorm and biases (the Trainer's rule), gradient clipping,
     evaluation and checkpoints each epoch (or every ``eval_steps``), best model
-    by the validation metric restored at the end."""
+    by the validation metric restored at the end. At least two checkpoints are
+    kept (the best and the newest), and callbacks' states are restored on a
+    resume: a run killed while it evaluates or saves its model resumes at its end."""
     strategy = "steps" if config.get("eval_steps") else "epoch"
     return TrainingArguments(
         output_dir=str(Path(output_dir) / CHECKPOINTS),
@@ -167,7 +182,8 @@ def build_training_arguments(config: Mapping[str, Any], output_dir: str | os.Pat
         load_best_model_at_end=True,
         metric_for_best_model=config["valid_metric"],
         greater_is_better=True,
-        save_total_limit=config["save_total_limit"],
+        save_total_limit=max(config["save_total_limit"], 2),
+        restore_callback_states_from_checkpoint=True,
         seed=config["seed"],
         bf16=config["bf16"],
         fp16=config["fp16"],
@@ -197,6 +213,8 @@ def build_trainer(
         mask_replace_prob=config["mask_replace_prob"],
         random_replace_prob=config["random_replace_prob"],
         num_negatives=config["num_negatives"] if config["loss_type"] == "BPR" else 0,
+        # masks drawn per batch number: a resumed run masks as the uninterrupted one (workers use torch's RNG)
+        seed=config["seed"] if not config["dataloader_num_workers"] else None,
     )
     callbacks = [EarlyStoppingCallback(early_stopping_patience=config["stopping_step"])]
     if config["time_budget"] is not None:
@@ -240,6 +258,8 @@ def save_run(
     output_dir = Path(output_dir)
     if not trainer.is_world_process_zero():
         return output_dir
+    final_dir, output_dir = output_dir, output_dir / STAGED_MODEL
+    shutil.rmtree(output_dir, ignore_errors=True)
     trainer.model.save_pretrained(output_dir)  # not trainer.save_model: it adds a pickled training_args.bin
     data.processed.tokenizer.save_pretrained(output_dir)
     evaluation = trainer.evaluator.describe()
@@ -260,8 +280,11 @@ def save_run(
     )
     write_yaml(output_dir / "run_config.yaml", config)
     plot_training_history(trainer.state.log_history, output_dir / "training_curves.png", config["valid_metric"])
-    remove_checkpoints(output_dir / CHECKPOINTS)
-    return output_dir
+    for staged in sorted(output_dir.iterdir()):  # each file is whole, old or new, at any moment
+        os.replace(staged, final_dir / staged.name)
+    output_dir.rmdir()
+    remove_checkpoints(final_dir / CHECKPOINTS)
+    return final_dir
 
 
 def check_valid_metric(config: Mapping[str, Any]) -> None:
@@ -276,13 +299,48 @@ def check_valid_metric(config: Mapping[str, Any]) -> None:
 
 def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, names: Sequence[str] = RUN_FILES) -> None:
     """Refuses, before any training, a folder that already holds another run's
-    files (``names``): they would be replaced only at the end, past saving."""
-    taken = [] if overwrite else [name for name in names if (Path(output_dir) / name).exists()]
+    files (``names``; they would be replaced only at the end, past saving) or
+    an unfinished run's checkpoints (a resume would continue it)."""
+    if overwrite:
+        return
+    taken = [name for name in names if (Path(output_dir) / name).exists()]
     if taken:
         raise FileExistsError(
             f"{output_dir} already holds {', '.join(taken)}; choose another output folder "
             "or pass overwrite=True (--overwrite) to replace them"
         )
+    unfinished = last_checkpoint(Path(output_dir) / CHECKPOINTS)
+    if unfinished:
+        raise FileExistsError(
+            f"{output_dir} holds an unfinished run ({unfinished}); pass resume=True (--resume) to continue it, "
+            "or overwrite=True (--overwrite) to start again"
+        )
+
+
+def check_resumable(output_dir: str | os.PathLike, config: Mapping[str, Any]) -> str:
+    """The checkpoint a resumed run continues from; refuses a folder with nothing
+    to resume, and a configuration that differs from the one the checkpoints
+    were trained with (naming the keys)."""
+    folder = Path(output_dir) / CHECKPOINTS
+    checkpoint = last_checkpoint(folder)
+    if checkpoint is None:
+        raise FileNotFoundError(
+            f"nothing to resume in {output_dir}: {folder} holds no complete checkpoint; train without --resume"
+        )
+    saved_file = folder / RESUME_CONFIG
+    if not saved_file.is_file():
+        raise FileNotFoundError(f"cannot resume {checkpoint}: {saved_file}, the configuration it was trained with, is missing")
+    saved, given = read_yaml(saved_file), parse_yaml(yaml_text(config))
+    differing = sorted(
+        key for key in set(saved) | set(given) if key not in RESUME_MAY_DIFFER and saved.get(key) != given.get(key)
+    )
+    if differing:
+        changes = ", ".join(f"{key}: {saved.get(key)!r} -> {given.get(key)!r}" for key in differing)
+        raise ConfigError(
+            f"cannot resume {checkpoint} with another configuration ({changes}); "
+            "give the run's own settings, or start again with --overwrite"
+        )
+    return checkpoint
 
 
 def remove_checkpoints(folder: str | os.PathLike) -> None:
@@ -292,7 +350,14 @@ def remove_checkpoints(folder: str | os.PathLike) -> None:
     folder = Path(folder)
     for checkpoint in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
         if checkpoint.is_dir():
-            shutil.rmtree(checkpoint, ignore_errors=True)
+            discarded = folder / f".discarded-{checkpoint.name}"  # renamed first: never half-deleted under its name
+            os.replace(checkpoint, discarded)
+            shutil.rmtree(discarded, ignore_errors=True)
+    for leftover in (folder / RESUME_CONFIG, folder / STAGING):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
     with contextlib.suppress(OSError):
         folder.rmdir()
 
@@ -303,21 +368,32 @@ def run_bert4rec(
     config_dict: Mapping[str, Any] | None = None,
     output_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
+    resume: bool = False,
 ) -> dict[str, Any]:
     """Trains and evaluates BERT4Rec; returns ``{"valid": {...}, "test": {...},
     "output_dir": ...}`` and prints the metrics as a table. A folder holding
-    another run's model is refused unless ``overwrite``."""
+    another run's model, or an unfinished run, is refused unless ``overwrite``.
+    ``resume``: continue the unfinished run in ``output_dir`` from its newest
+    checkpoint, with the same configuration (with a fixed ``torch_threads``,
+    to the same final weights as a run never interrupted)."""
     config = load_config(dataset, config_file_list, config_dict)
     output_dir = Path(output_dir or config.get("output_dir") or Path("outputs") / config["dataset"])
     check_valid_metric(config)
-    check_output_dir(output_dir, overwrite)
+    checkpoint = check_resumable(output_dir, config) if resume else None
+    if not resume:
+        check_output_dir(output_dir, overwrite)
     data = prepare_data(config)
     trainer = build_trainer(config, data, output_dir)
     main_process = trainer.is_world_process_zero()
     if main_process:
         print(f"Data: {data.summary} ({data.seconds:.1f} s)")
+        if checkpoint:
+            print(f"Resuming from {checkpoint}")
+        else:
+            remove_checkpoints(output_dir / CHECKPOINTS)  # an overwritten run's
+            write_atomically(output_dir / CHECKPOINTS / RESUME_CONFIG, yaml_text(config))
     start = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
     results = evaluate_splits(trainer, data.processed)
     save_run(trainer, config, data, results, output_dir, seconds)

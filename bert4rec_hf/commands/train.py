@@ -12,7 +12,12 @@ def _train(args: argparse.Namespace) -> int:
     from ..training.config import parse_overrides
 
     overrides = parse_overrides(args.overrides)
-    run_bert4rec(args.dataset, args.config_files, overrides, output_dir=args.output_dir, overwrite=args.overwrite)
+    if args.resume and args.overwrite:
+        raise ValueError("--resume continues the run in the output folder and --overwrite starts it again: give one")
+    run_bert4rec(
+        args.dataset, args.config_files, overrides, output_dir=args.output_dir, overwrite=args.overwrite,
+        resume=args.resume,
+    )  # fmt: skip
     return 0
 
 
@@ -22,5 +27,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--output-dir", help="model folder to write (default: outputs/<dataset>)")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the model files of an earlier run in the output folder"
+    )
+    parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue the unfinished run in the output folder from its newest checkpoint (same settings)",
     )
     parser.set_defaults(handler=_train)

@@ -3,10 +3,11 @@
 Both collators LEFT-pad: a row is right-aligned in a fixed ``(B, max_seq_length)``
 tensor, so the last column always holds the most recent item and the learned
 position embeddings mean "distance from now" for every history length. Longer
-histories keep their most recent items. Randomness comes from ``generator`` or,
-when it is None, torch's global RNG, which ``transformers.set_seed`` seeds (with
-``dataloader_num_workers > 0`` leave ``generator`` None: each worker would copy
-the same generator state and draw the same masks).
+histories keep their most recent items. The masking's randomness comes from
+``seed`` (each batch its own stream, seeded by ``seed`` and the batch's number),
+else ``generator``, else torch's global RNG, which ``transformers.set_seed`` seeds
+(with ``dataloader_num_workers > 0`` use the global RNG: each worker would copy
+the same collator state and draw the same masks).
 """
 
 from __future__ import annotations
@@ -81,6 +82,12 @@ class DataCollatorForMaskedItemPrediction:
     Returns ``input_ids``, ``attention_mask`` (1 on items and [MASK], 0 on
     padding), ``labels`` (the original item where masked, -100 elsewhere) and
     possibly ``negative_ids``, all ``torch.long`` of width ``max_seq_length``.
+
+    ``seed``: batch ``n`` (counted by ``batches_made``) is masked from a stream of
+    its own, seeded with ``(seed, n)``. Masks then depend on the batch's number
+    only, not on what else drew random numbers before (dropout, a data loader
+    fetching one batch ahead), so a run resumed at batch ``n`` (set
+    ``batches_made = n``) masks exactly as the uninterrupted run did.
     """
 
     max_seq_length: int = 50
@@ -91,9 +98,15 @@ class DataCollatorForMaskedItemPrediction:
     random_replace_prob: float = 0.0
     num_negatives: int = 0
     generator: torch.Generator | None = None
+    seed: int | None = None
 
     def __post_init__(self) -> None:
         _check_length(self.max_seq_length, 1)
+        if self.seed is not None and (isinstance(self.seed, bool) or not isinstance(self.seed, (int, np.integer))):
+            raise ValueError(f"seed must be an integer or None, got {self.seed!r}")
+        if self.seed is not None and self.generator is not None:
+            raise ValueError("give the collator a seed or a generator, not both")
+        self.batches_made = 0
         _check_probability("mask_ratio", self.mask_ratio, low_open=True, high_open=True)
         _check_probability("last_item_mask_ratio", self.last_item_mask_ratio)
         _check_probability("mask_replace_prob", self.mask_replace_prob)
@@ -117,13 +130,20 @@ class DataCollatorForMaskedItemPrediction:
         if self.generator is not None and not isinstance(self.generator, torch.Generator):
             raise ValueError(f"generator must be a torch.Generator or None, got {type(self.generator).__name__}")
 
+    def _batch_generator(self, number: int) -> torch.Generator:
+        """The random stream of batch ``number``: ``(seed, number)`` mixed by numpy's SeedSequence."""
+        words = np.random.SeedSequence([int(self.seed) & 0xFFFFFFFFFFFFFFFF, number]).generate_state(2)
+        return torch.Generator().manual_seed(int(words[0]) << 32 | int(words[1]))
+
     def _rand(self, *shape: int) -> torch.Tensor:
-        return torch.rand(shape, generator=self.generator)
+        return torch.rand(shape, generator=self._generator)
 
     def _randint(self, low: int, high: int, shape: tuple[int, ...]) -> torch.Tensor:
-        return torch.randint(low, high, shape, generator=self.generator)
+        return torch.randint(low, high, shape, generator=self._generator)
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+        self._generator = self.generator if self.seed is None else self._batch_generator(self.batches_made)
+        self.batches_made += 1
         items = left_pad(_histories(features), self.max_seq_length)
         real = items.ne(PAD_TOKEN_ID)
         empty_rows = ~real.any(dim=1)

@@ -149,7 +149,22 @@ def write_json(path: str | os.PathLike, data: Any) -> Path:
     return path
 
 
+def yaml_text(data: Mapping[str, Any]) -> str:
+    return yaml.safe_dump(dict(data), sort_keys=True)
+
+
 def write_yaml(path: str | os.PathLike, data: Mapping[str, Any]) -> Path:
     path = Path(path)
-    path.write_text(yaml.safe_dump(dict(data), sort_keys=True), encoding="utf-8")
+    path.write_text(yaml_text(data), encoding="utf-8")
+    return path
+
+
+def write_atomically(path: str | os.PathLike, text: str) -> Path:
+    """Writes ``text`` beside ``path`` and renames it there: a kill leaves the old
+    file or the new one, never half of it (parent folders are created)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(text, encoding="utf-8")
+    os.replace(partial, path)
     return path

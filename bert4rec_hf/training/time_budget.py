@@ -7,12 +7,13 @@ import time
 from functools import partial
 
 from transformers import TrainerCallback
+from transformers.trainer_callback import ExportableState
 from transformers.utils import logging
 
 logger = logging.get_logger(__name__)
 
 
-class TimeBudgetCallback(TrainerCallback):
+class TimeBudgetCallback(TrainerCallback, ExportableState):
     """Ends training after ``seconds`` of wall time, with the learning-rate decay
     fitted to the steps that fit in that time.
 
@@ -31,6 +32,8 @@ class TimeBudgetCallback(TrainerCallback):
     The clock starts when training starts (data preparation is not counted).
     ``stopped_at`` is the step at which the budget ended training (None when
     training reached ``max_steps`` or stopped for another reason).
+    Its bookkeeping travels in checkpoints: a resumed run counts the seconds
+    the killed part had spent (``spent``) and keeps its fitted schedule end.
     """
 
     def __init__(self, seconds: float, calibration_steps: int = 50):
@@ -43,19 +46,38 @@ class TimeBudgetCallback(TrainerCallback):
         self.horizon: int | None = None
         self.stopped_at: int | None = None
         self.step_seconds: float | None = None
-        self._start = 0.0
+        self._start: float | None = None
         self._evaluation_start: float | None = None
         self._overhead = 0.0
         self._evaluations = 0
+        self.spent = 0.0  # seconds of this run before a resume
 
     def elapsed(self) -> float:
-        return time.perf_counter() - self._start
+        """Seconds of training so far (those before a resume included)."""
+        return time.perf_counter() - self._start if self._start is not None else self.spent
+
+    def state(self) -> dict:
+        """What a checkpoint keeps of the budget (``ExportableState``)."""
+        return {
+            "args": {"seconds": self.seconds, "calibration_steps": self.calibration_steps},
+            "attributes": {
+                "spent": self.elapsed(),
+                "horizon": self.horizon,
+                "step_seconds": self.step_seconds,
+                "_overhead": self._overhead,
+                "_evaluations": self._evaluations,
+            },
+        }
 
     def on_train_begin(self, args, state, control, **kwargs):
-        self._start = time.perf_counter()
-        self._evaluation_start, self._overhead, self._evaluations = None, 0.0, 0
-        self.horizon = state.max_steps
+        self._start = time.perf_counter() - self.spent
+        self._evaluation_start = None
         self.stopped_at = None
+        if self.spent and self.horizon:  # resumed: the schedule's end fitted before the kill
+            _retarget_schedule(kwargs.get("lr_scheduler"), self.horizon)
+        else:
+            self._overhead, self._evaluations = 0.0, 0
+            self.horizon = state.max_steps
 
     def on_step_end(self, args, state, control, **kwargs):
         if state.global_step == self.calibration_steps:

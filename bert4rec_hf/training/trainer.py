@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import datasets
@@ -11,12 +14,16 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 from torch import nn
-from transformers import Trainer
+from transformers import Trainer, TrainerState
+from transformers.trainer import TRAINER_STATE_NAME
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, rotate_checkpoints
 from transformers.utils import logging
 
 from ..evaluation.evaluator import IGNORE_INDEX, RankingEvaluator
 
 logger = logging.get_logger(__name__)
+
+STAGING = ".partial-checkpoint"  # a checkpoint being written, beside the complete ones
 
 
 class Bert4RecTrainer(Trainer):
@@ -31,6 +38,11 @@ class Bert4RecTrainer(Trainer):
     ``compute_metrics`` defaults to the current ``evaluator``'s, and
     ``metric_for_best_model="ndcg@10"`` works with ``load_best_model_at_end``.
     ``predict()`` returns these ranks as ``predictions``.
+
+    Checkpoints are written to a staging folder and renamed into place, so a
+    kill at any moment leaves complete ``checkpoint-<step>`` folders only;
+    ``train(resume_from_checkpoint=True)`` continues from the newest complete
+    one (see :meth:`train`).
 
     Args:
         evaluator: how targets are ranked (default ``RankingEvaluator()``: full
@@ -55,10 +67,82 @@ class Bert4RecTrainer(Trainer):
         self.evaluator = evaluator if evaluator is not None else RankingEvaluator()
         self.eval_data_collator = eval_data_collator
         self.eval_loss = eval_loss
+        self._staging = False
         if kwargs.get("compute_metrics") is None:
             kwargs["compute_metrics"] = self._evaluator_metrics
         super().__init__(*args, **kwargs)
         logger.info(f"Ranking evaluation: {self.evaluator.describe()}")
+
+    def train(self, resume_from_checkpoint: str | bool | None = None, trial: Any = None, **kwargs: Any):
+        """``Trainer.train``, resumable to the bit on CPU.
+
+        ``resume_from_checkpoint=True`` takes the newest complete checkpoint in
+        ``args.output_dir`` (an error names the folder when there is none). The
+        Trainer restores weights, optimizer, scheduler, RNG states and the
+        callbacks' states; here the masking collator (``batches_made``, see
+        ``DataCollatorForMaskedItemPrediction.seed``) continues at the batch the
+        checkpoint stopped at. A checkpoint saved when training had ended (its
+        last step, early stopping, the time budget) is not trained further: its
+        state and best model are restored, ready for evaluation and saving.
+        """
+        if resume_from_checkpoint is True:
+            resume_from_checkpoint = last_checkpoint(self.args.output_dir)
+            if resume_from_checkpoint is None:
+                raise FileNotFoundError(f"nothing to resume in {self.args.output_dir}: it holds no complete checkpoint")
+        state = None
+        if resume_from_checkpoint:
+            state = TrainerState.load_from_json(os.path.join(resume_from_checkpoint, TRAINER_STATE_NAME))
+        if hasattr(self.data_collator, "batches_made"):
+            steps = state.global_step if state is not None else 0
+            self.data_collator.batches_made = steps * self.args.gradient_accumulation_steps
+        if state is not None and _training_ended(state):
+            return self._restore_ended_training(resume_from_checkpoint, state)
+        return super().train(resume_from_checkpoint=resume_from_checkpoint or None, trial=trial, **kwargs)
+
+    def _restore_ended_training(self, checkpoint: str, state: TrainerState) -> TrainOutput:
+        """The end of a run whose training had finished before it was killed."""
+        logger.info(f"{checkpoint}: training had ended at step {state.global_step}; restoring it without training")
+        self.state = state
+        self._load_from_checkpoint(checkpoint)
+        if self.args.load_best_model_at_end and state.best_model_checkpoint and os.path.isdir(state.best_model_checkpoint):
+            self._load_best_model()
+        return TrainOutput(state.global_step, float("nan"), {})
+
+    def _get_output_dir(self, trial: Any) -> str:
+        run_dir = super()._get_output_dir(trial)
+        return os.path.join(run_dir, STAGING) if self._staging else run_dir
+
+    def _save_checkpoint(self, model: nn.Module, trial: Any) -> None:
+        """The Trainer's checkpoint, written into a staging folder and renamed to
+        ``checkpoint-<step>`` once complete: a kill mid-write leaves the earlier
+        checkpoints as they were and nothing under a name a resume trusts.
+        (Rotation then deletes older checkpoints in place; a half-deleted one is
+        never the newest nor the best, the two a resume reads.)"""
+        run_dir = self._get_output_dir(trial)
+        staging_root = Path(run_dir) / STAGING
+        name = f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+        if self.args.should_save:
+            shutil.rmtree(staging_root, ignore_errors=True)
+        self.accelerator.wait_for_everyone()
+        self._staging = True
+        try:
+            super()._save_checkpoint(model, trial)
+        finally:
+            self._staging = False
+        staged, final = staging_root / name, Path(run_dir) / name
+        if self.state.best_model_checkpoint == str(staged):
+            self.state.best_model_checkpoint = str(final)
+        self.accelerator.wait_for_everyone()  # every process has written its RNG state
+        if self.args.should_save:
+            self.state.save_to_json(str(staged / TRAINER_STATE_NAME))  # with the final best-checkpoint path
+            if final.exists():  # the same step saved again (a time budget's last save)
+                discarded = Path(run_dir) / f".discarded-{name}"
+                os.replace(final, discarded)
+                shutil.rmtree(discarded, ignore_errors=True)
+            os.replace(staged, final)
+            shutil.rmtree(staging_root, ignore_errors=True)
+            rotate_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint, use_mtime=True)
+        self.accelerator.wait_for_everyone()
 
     def _evaluator_metrics(self, eval_pred: Any, compute_result: bool | None = None) -> dict[str, float]:
         """The metrics of whichever evaluator is set now, so a ``trainer.evaluator``
@@ -138,6 +222,29 @@ class Bert4RecTrainer(Trainer):
         return loss.detach()
 
 
+def last_checkpoint(folder: str | os.PathLike) -> str | None:
+    """The newest complete ``checkpoint-<step>`` folder in ``folder`` (None when
+    there is none): staging folders never carry that name, and a folder without
+    its trainer state (left by an older version killed mid-write) is passed over."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        return None
+    steps = []
+    for path in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = path.name.removeprefix(f"{PREFIX_CHECKPOINT_DIR}-")
+        if step.isdigit() and (path / TRAINER_STATE_NAME).is_file():
+            steps.append((int(step), path))
+    return str(max(steps)[1]) if steps else None
+
+
+def _training_ended(state: TrainerState) -> bool:
+    """Whether a checkpoint was saved as training ended (its last step, or a
+    callback had stopped it: early stopping, a time budget)."""
+    control = state.stateful_callbacks.get("TrainerControl") or {}
+    stopped = (control.get("args") or {}).get("should_training_stop", False)
+    return bool(stopped) or (state.max_steps > 0 and state.global_step >= state.max_steps)
+
+
 def _history_lengths(dataset: Any) -> np.ndarray | None:
     """Lengths of the ``input_ids`` lists of a ``datasets.Dataset``; ``None`` for other datasets."""
     if not isinstance(dataset, datasets.Dataset) or "input_ids" not in dataset.column_names:
@@ -175,4 +282,4 @@ class _SoftmaxNormalizer:
         return self.maximum + self.total.log()
 
 
-__all__ = ["Bert4RecTrainer"]
+__all__ = ["Bert4RecTrainer", "last_checkpoint"]

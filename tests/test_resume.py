@@ -1,0 +1,176 @@
+"""A killed training run resumes to the same weights and metrics as one never interrupted.
+
+Each run is a real ``bert4rec train`` subprocess; the killed ones SIGKILL
+themselves at a chosen moment (a random step, half-way through writing a
+checkpoint, while writing the final model folder) through a small driver that
+wraps the command line.
+"""
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from bert4rec_hf import DataCollatorForMaskedItemPrediction, run_bert4rec
+from bert4rec_hf.quick_start import CHECKPOINTS, check_resumable
+from bert4rec_hf.training.config import ConfigError, load_config, parse_overrides
+from bert4rec_hf.training.time_budget import TimeBudgetCallback
+from bert4rec_hf.training.trainer import last_checkpoint
+
+from .helpers import write_ml100k_slice
+
+MAX_STEPS, EVAL_STEPS = 30, 5
+DRIVER = """
+import os, signal, sys
+from transformers import Trainer
+from bert4rec_hf import quick_start
+from bert4rec_hf.cli import main
+where, _, step = os.environ["KILL_AT"].partition(":")
+die = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
+if where == "step":  # right after an optimizer step, mid-epoch, between checkpoints
+    original_step_end = Trainer._maybe_log_save_evaluate
+    def step_end(self, *args, **kwargs):
+        if self.state.global_step == int(step):
+            die()
+        return original_step_end(self, *args, **kwargs)
+    Trainer._maybe_log_save_evaluate = step_end
+elif where == "checkpoint":  # weights and optimizer written, RNG and trainer state not yet
+    original_rng = Trainer._save_rng_state
+    def save_rng(self, output_dir):
+        if self.state.global_step == int(step):
+            die()
+        return original_rng(self, output_dir)
+    Trainer._save_rng_state = save_rng
+elif where == "model_folder":  # training over, the model folder half written
+    quick_start.write_model_card = die
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.fixture(scope="module")
+def run_args(tmp_path_factory):
+    log = write_ml100k_slice(tmp_path_factory.mktemp("log") / "slice.csv", 60)
+    settings = {
+        "data_path": str(log), "max_steps": MAX_STEPS, "eval_steps": EVAL_STEPS, "train_batch_size": 16,
+        "hidden_size": 16, "inner_size": 32, "max_seq_length": 20, "train_stride": 5, "stopping_step": 100,
+        "torch_threads": 1, "eval_loss": False,
+    }  # fmt: skip
+    return ["--set", *(f"{key}={value}" for key, value in settings.items())]
+
+
+def train(args, output_dir, *extra, kill_at=None, driver=None):
+    command = [sys.executable, "-m", "bert4rec_hf.cli", "train", *args, "--output-dir", str(output_dir), *extra]
+    env = dict(os.environ)
+    if kill_at is not None:
+        command[1:3] = [str(driver)]
+        env["KILL_AT"] = kill_at
+    return subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def reference(run_args, tmp_path_factory):
+    output_dir = tmp_path_factory.mktemp("runs") / "uninterrupted"
+    finished = train(run_args, output_dir)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    return output_dir
+
+
+def ranking_metrics(output_dir: Path) -> dict:
+    metrics = json.loads((output_dir / "metrics.json").read_text())
+    timing = ("runtime", "per_second", "preparation_time")
+    return {
+        split: {key: value for key, value in metrics[split].items() if not any(word in key for word in timing)}
+        for split in ("valid", "test")
+    } | {"global_steps": metrics["global_steps"], "best": metrics["best_checkpoint_metric"]}
+
+
+@pytest.mark.parametrize(
+    "kill_at",
+    [f"step:{random.Random(7).randint(EVAL_STEPS + 1, MAX_STEPS - 1)}", "checkpoint:15", "model_folder"],
+)
+def test_a_killed_run_resumes_to_the_uninterrupted_weights_and_metrics(run_args, reference, tmp_path, kill_at):
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    output_dir = tmp_path / "killed"
+    killed = train(run_args, output_dir, kill_at=kill_at, driver=driver)
+    assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
+    assert not (output_dir / "metrics.json").exists()
+
+    resumed = train(run_args, output_dir, "--resume")
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert "Resuming from" in resumed.stdout
+    expected, got = load_file(reference / "model.safetensors"), load_file(output_dir / "model.safetensors")
+    assert expected.keys() == got.keys()
+    assert all(torch.equal(expected[name], got[name]) for name in expected)
+    assert ranking_metrics(output_dir) == ranking_metrics(reference)
+    assert not (output_dir / CHECKPOINTS).exists()
+    assert not [path.name for path in output_dir.iterdir() if path.name.startswith(".")]
+
+
+def test_resume_refuses_an_empty_folder_and_another_configuration(run_args, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nothing to resume"):
+        run_bert4rec(config_dict={"max_steps": 2}, output_dir=tmp_path / "empty", resume=True)
+
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    output_dir = tmp_path / "killed"
+    assert train(run_args, output_dir, kill_at="step:12", driver=driver).returncode == -signal.SIGKILL
+    refused = train(run_args, output_dir)  # starting again by mistake is refused, naming the way out
+    assert refused.returncode == 1 and "--resume" in refused.stderr
+    changed = load_config(config_dict={**parse_overrides(run_args[1:]), "learning_rate": 0.01, "max_steps": 99})
+    with pytest.raises(ConfigError, match=r"learning_rate: 0\.001 -> 0\.01.*max_steps: 30 -> 99"):
+        check_resumable(output_dir, changed)
+    changed_too = train([*run_args, "torch_threads=2", "learning_rate=0.01"], output_dir, "--resume")
+    assert changed_too.returncode == 1 and "(learning_rate: 0.001 -> 0.01)" in changed_too.stderr  # threads may change
+    both = train(run_args, output_dir, "--resume", "--overwrite")
+    assert both.returncode == 1 and "give one" in both.stderr
+
+
+def test_only_complete_checkpoints_are_resumed_from(tmp_path):
+    for step, complete in ((5, True), (10, True), (15, False)):
+        folder = tmp_path / f"checkpoint-{step}"
+        folder.mkdir()
+        if complete:
+            (folder / "trainer_state.json").write_text("{}")
+    (tmp_path / ".partial-checkpoint" / "checkpoint-20").mkdir(parents=True)
+    assert last_checkpoint(tmp_path) == str(tmp_path / "checkpoint-10")
+    assert last_checkpoint(tmp_path / "missing") is None
+
+
+def test_seeded_masking_depends_on_the_batch_number_only():
+    rows = [{"input_ids": list(range(2, 40))} for _ in range(8)]
+    collator = DataCollatorForMaskedItemPrediction(max_seq_length=30, mask_ratio=0.3, seed=5)
+    first = [collator(rows)["labels"] for _ in range(3)]
+    torch.manual_seed(123)  # the global RNG plays no part
+    collator.batches_made = 1
+    assert torch.equal(collator(rows)["labels"], first[1])
+    assert not torch.equal(first[0], first[1])
+    other_seed = DataCollatorForMaskedItemPrediction(max_seq_length=30, mask_ratio=0.3, seed=6)
+    assert not torch.equal(other_seed(rows)["labels"], first[0])
+    with pytest.raises(ValueError, match="seed or a generator"):
+        DataCollatorForMaskedItemPrediction(seed=1, generator=torch.Generator())
+
+
+def test_time_budget_state_carries_the_seconds_spent_and_the_schedule_end():
+    budget = TimeBudgetCallback(100)
+    budget.spent, budget.horizon = 40.0, 321  # as restored from a checkpoint
+    state = budget.state()
+    restored = TimeBudgetCallback(**state["args"])
+    for name, value in state["attributes"].items():
+        setattr(restored, name, value)
+
+    class Args:
+        pass
+
+    class State:
+        max_steps = 1_000
+
+    restored.on_train_begin(Args(), State(), None)
+    assert restored.horizon == 321 and 40.0 <= restored.elapsed() < 41.0
