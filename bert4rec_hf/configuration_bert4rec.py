@@ -12,6 +12,11 @@ from typing import Any, ClassVar
 
 from transformers import PreTrainedConfig
 
+# The vocabulary's special ids (real items start at NUM_SPECIAL_TOKENS) and the label of unscored positions.
+PAD_TOKEN_ID, MASK_TOKEN_ID = 0, 1
+NUM_SPECIAL_TOKENS = 2
+IGNORE_INDEX = -100
+
 HIDDEN_ACTIVATIONS = ("gelu", "relu", "swish", "tanh", "sigmoid")
 LOSS_TYPES = ("CE", "BPR", "SSM")
 SAMPLING_DISTRIBUTIONS = ("uniform", "popularity")
@@ -93,8 +98,8 @@ class Bert4RecConfig(PreTrainedConfig):
     num_sampled_negatives: int = 1024
     sampling_distribution: str = "uniform"
     seen_item_bias: bool = True
-    pad_token_id: int = 0
-    mask_token_id: int = 1
+    pad_token_id: int = PAD_TOKEN_ID
+    mask_token_id: int = MASK_TOKEN_ID
     tie_word_embeddings: bool = True
     is_decoder: bool = False
     add_cross_attention: bool = False
@@ -111,9 +116,17 @@ class Bert4RecConfig(PreTrainedConfig):
         (loaded[0] if isinstance(loaded, tuple) else loaded).validate()
         return loaded
 
+    @classmethod
+    def run_settings(cls) -> tuple[str, ...]:
+        """The fields a run configuration sets (``configuration/model/bert4rec.yaml``):
+        every field of this class but the vocabulary's and the fixed ones."""
+        fixed = {"vocab_size", "pad_token_id", "mask_token_id", "tie_word_embeddings", "is_decoder", "add_cross_attention"}
+        fields = Bert4RecConfig.__annotations__.items()
+        return tuple(name for name, kind in fields if name not in fixed and not str(kind).startswith("ClassVar"))
+
     @property
     def num_special_tokens(self) -> int:
-        return 2
+        return NUM_SPECIAL_TOKENS
 
     @property
     def num_items(self) -> int:
@@ -164,7 +177,7 @@ class Bert4RecConfig(PreTrainedConfig):
             )
         if not isinstance(self.seen_item_bias, bool):
             raise ValueError(f"Bert4RecConfig.seen_item_bias must be True or False, got {self.seen_item_bias!r}")
-        if {self.pad_token_id, self.mask_token_id} != {0, 1}:
+        if (self.pad_token_id, self.mask_token_id) != (PAD_TOKEN_ID, MASK_TOKEN_ID):
             raise ValueError(
                 "Bert4RecConfig.pad_token_id and mask_token_id must be 0 and 1 (real items start at 2), "
                 f"got pad_token_id={self.pad_token_id!r}, mask_token_id={self.mask_token_id!r}"
@@ -173,4 +186,4 @@ class Bert4RecConfig(PreTrainedConfig):
             raise ValueError("Bert4RecConfig.is_decoder must be False: BERT4Rec attends in both directions")
 
 
-__all__ = ["Bert4RecConfig"]
+__all__ = ["IGNORE_INDEX", "MASK_TOKEN_ID", "NUM_SPECIAL_TOKENS", "PAD_TOKEN_ID", "Bert4RecConfig"]

@@ -24,9 +24,7 @@ from transformers.models.bert.modeling_bert import BertEncoder, BertLayer, BertS
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
-from .configuration_bert4rec import Bert4RecConfig
-
-IGNORE_INDEX = -100
+from .configuration_bert4rec import IGNORE_INDEX, Bert4RecConfig
 
 
 def distinct_seen_items(history: torch.Tensor, first_item_id: int) -> torch.Tensor:

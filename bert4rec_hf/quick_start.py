@@ -55,11 +55,24 @@ from .training.trainer import STAGING, Bert4RecTrainer, last_checkpoint
 
 logger = logging.getLogger(__name__)
 
-MODEL_KEYS = (
-    "hidden_size", "inner_size", "n_layers", "n_heads", "hidden_dropout_prob", "attn_dropout_prob", "hidden_act",
-    "layer_norm_eps", "initializer_range", "max_seq_length", "mask_ratio", "loss_type", "num_negatives",
-    "item_chunk_size", "num_sampled_negatives", "sampling_distribution", "seen_item_bias",
-)  # fmt: skip
+MODEL_KEYS = Bert4RecConfig.run_settings()
+# Run-configuration keys that are TrainingArguments fields, and the field each sets (training and tuning share it).
+TRAINING_ARGUMENTS = {
+    "learning_rate": "learning_rate",
+    "weight_decay": "weight_decay",
+    "warmup_steps": "warmup_steps",
+    "lr_scheduler_type": "lr_scheduler_type",
+    "max_grad_norm": "max_grad_norm",
+    "epochs": "num_train_epochs",
+    "max_steps": "max_steps",
+    "train_batch_size": "per_device_train_batch_size",
+    "eval_batch_size": "per_device_eval_batch_size",
+    "seed": "seed",
+    "bf16": "bf16",
+    "fp16": "fp16",
+    "dataloader_num_workers": "dataloader_num_workers",
+    "report_to": "report_to",
+}
 CHECKPOINTS = "checkpoints"
 # Beside the checkpoints: the configuration they were trained with, so a resume can refuse another one.
 RESUME_CONFIG = "run_config.yaml"
@@ -164,15 +177,7 @@ def build_training_arguments(config: Mapping[str, Any], output_dir: str | os.Pat
     strategy = "steps" if config.get("eval_steps") else "epoch"
     return TrainingArguments(
         output_dir=str(Path(output_dir) / CHECKPOINTS),
-        per_device_train_batch_size=config["train_batch_size"],
-        per_device_eval_batch_size=config["eval_batch_size"],
-        learning_rate=config["learning_rate"],
-        weight_decay=config["weight_decay"],
-        warmup_steps=config["warmup_steps"],
-        lr_scheduler_type=config["lr_scheduler_type"],
-        max_grad_norm=config["max_grad_norm"],
-        num_train_epochs=config["epochs"],
-        max_steps=config["max_steps"],
+        **{field: config[key] for key, field in TRAINING_ARGUMENTS.items()},
         eval_strategy=strategy,
         save_strategy=strategy,
         logging_strategy=strategy,
@@ -184,11 +189,6 @@ def build_training_arguments(config: Mapping[str, Any], output_dir: str | os.Pat
         greater_is_better=True,
         save_total_limit=max(config["save_total_limit"], 2),
         restore_callback_states_from_checkpoint=True,
-        seed=config["seed"],
-        bf16=config["bf16"],
-        fp16=config["fp16"],
-        dataloader_num_workers=config["dataloader_num_workers"],
-        report_to=config["report_to"],
         use_cpu=not torch.cuda.is_available(),
         ddp_find_unused_parameters=False,
     )

@@ -17,10 +17,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
+from .configuration_bert4rec import MASK_TOKEN_ID, NUM_SPECIAL_TOKENS, PAD_TOKEN_ID
+
 VOCAB_FILE_NAME = "item_vocab.json"
 PAD_TOKEN, MASK_TOKEN = "[PAD]", "[MASK]"
-PAD_TOKEN_ID, MASK_TOKEN_ID = 0, 1
-NUM_SPECIAL_TOKENS = 2
 VOCAB_FORMAT_VERSION = 1
 
 UnknownPolicy = Literal["error", "skip", "mask"]

@@ -132,3 +132,16 @@ def test_truncated_ranks_refuse_the_uncut_mrr_as_validation_metric(tmp_path):
     with pytest.raises(ConfigError, match=r"keyword arguments: valid_metric 'mrr' .*truncate_ranks is true \(.*fast_eval.yaml\)"):
         load_config("ml-100k", [path], {"valid_metric": "mrr"})
     assert load_config("ml-100k", [path], {"valid_metric": "mrr@10"})["valid_metric"] == "mrr@10"
+
+
+def test_model_settings_are_the_config_class_fields_and_the_model_yaml_keys():
+    from bert4rec_hf import Bert4RecConfig
+    from bert4rec_hf.quick_start import MODEL_KEYS, build_training_arguments
+    from bert4rec_hf.training.config import config_dir, read_yaml
+
+    assert set(MODEL_KEYS) == set(read_yaml(config_dir() / "model" / "bert4rec.yaml"))
+    assert "vocab_size" not in MODEL_KEYS and "attribute_map" not in MODEL_KEYS
+    assert set(MODEL_KEYS) <= set(Bert4RecConfig().to_dict())
+    config = load_config("ml-100k", config_dict={"train_batch_size": 7, "epochs": 3, "report_to": "none"})
+    arguments = build_training_arguments(config, "unused")
+    assert (arguments.per_device_train_batch_size, arguments.num_train_epochs, arguments.seed) == (7, 3, 2020)

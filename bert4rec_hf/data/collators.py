@@ -20,9 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..tokenization_bert4rec import MASK_TOKEN_ID, NUM_SPECIAL_TOKENS, PAD_TOKEN_ID
-
-IGNORE_INDEX = -100
+from ..configuration_bert4rec import IGNORE_INDEX, MASK_TOKEN_ID, NUM_SPECIAL_TOKENS, PAD_TOKEN_ID
 
 
 def left_pad(histories: Sequence[Any], length: int) -> torch.Tensor:

@@ -27,11 +27,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..tokenization_bert4rec import NUM_SPECIAL_TOKENS
+from ..configuration_bert4rec import IGNORE_INDEX, NUM_SPECIAL_TOKENS
 from .metrics import DEFAULT_KS, check_ks, ranking_metrics
 from .sampling import sample_negatives
 
-IGNORE_INDEX = -100
 DEFAULT_NUM_NEGATIVES = 100
 # the full-ranking scan's block: rows x items of float32 scores that stay in a CPU's cache (2 MiB)
 SCAN_ROWS = 256

@@ -39,7 +39,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 
-from ..tokenization_bert4rec import NUM_SPECIAL_TOKENS
+from ..configuration_bert4rec import NUM_SPECIAL_TOKENS
 
 # splitmix64 constants as signed int64 (torch has no uint64 arithmetic on all devices).
 _GOLDEN = 0x9E3779B97F4A7C15 - (1 << 64)

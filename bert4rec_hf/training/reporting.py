@@ -10,6 +10,8 @@ from typing import Any
 
 import yaml
 
+from ..configuration_bert4rec import Bert4RecConfig
+
 METRIC_ORDER = ("hit", "ndcg", "mrr", "precision")
 # Hub metadata at the top of every model card this package writes.
 MODEL_CARD_METADATA = """---
@@ -62,10 +64,7 @@ def write_model_card(
     ``trained`` is what training actually ran (epochs, steps): ``max_steps``,
     ``time_budget`` or early stopping can end it long before the configured
     ``epochs``, so the card shows both, each labelled."""
-    model_keys = (
-        "hidden_size", "inner_size", "n_layers", "n_heads", "hidden_dropout_prob", "attn_dropout_prob",
-        "hidden_act", "max_seq_length", "mask_ratio", "loss_type", "seen_item_bias",
-    )  # fmt: skip
+    model_keys = Bert4RecConfig.run_settings()
     training_keys = (
         "epochs", "max_steps", "time_budget", "stopping_step", "train_batch_size", "learning_rate", "weight_decay",
         "warmup_steps", "seed",

@@ -19,7 +19,8 @@ from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, rotate_checkpoints
 from transformers.utils import logging
 
-from ..evaluation.evaluator import IGNORE_INDEX, RankingEvaluator
+from ..configuration_bert4rec import IGNORE_INDEX
+from ..evaluation.evaluator import RankingEvaluator
 
 logger = logging.get_logger(__name__)
 

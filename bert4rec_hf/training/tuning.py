@@ -51,6 +51,7 @@ from transformers import EarlyStoppingCallback, set_seed
 from ..quick_start import (
     CHECKPOINTS,
     MODEL_KEYS,
+    TRAINING_ARGUMENTS,
     PreparedData,
     build_model,
     build_trainer,
@@ -73,23 +74,10 @@ SEARCH_FILES = (BEST, "trials.csv", "trials.json")
 DEFAULT_TRIALS = 20
 SAMPLERS = ("auto", "grid", "tpe", "random")
 
-# Run-configuration keys that map onto TrainingArguments fields: what hp_space(trial) returns.
-TRAINING_ARGUMENTS = {
-    "learning_rate": "learning_rate",
-    "weight_decay": "weight_decay",
-    "warmup_steps": "warmup_steps",
-    "lr_scheduler_type": "lr_scheduler_type",
-    "max_grad_norm": "max_grad_norm",
-    "epochs": "num_train_epochs",
-    "max_steps": "max_steps",
-    "train_batch_size": "per_device_train_batch_size",
-    "eval_batch_size": "per_device_eval_batch_size",
-    "seed": "seed",
-}
 # Keys known to leave prepare_data() unchanged; any other tuned key gets its own prepared data.
 NOT_DATA_KEYS = (set(MODEL_KEYS) - {"max_seq_length"}) | set(TRAINING_ARGUMENTS) | {
-    "last_item_mask_ratio", "mask_replace_prob", "random_replace_prob", "stopping_step", "eval_steps", "bf16", "fp16",
-    "dataloader_num_workers", "report_to", "save_total_limit", "torch_threads",
+    "last_item_mask_ratio", "mask_replace_prob", "random_replace_prob", "stopping_step", "eval_steps",
+    "save_total_limit", "torch_threads",
 }  # fmt: skip
 
 
