@@ -34,6 +34,7 @@ from .data import (
     leave_one_out,
     load_interactions,
     read_interactions,
+    training_histories,
 )
 from .evaluation import RankingEvaluator, count_item_popularity, ranking_metrics
 from .modeling_bert4rec import Bert4RecForMaskedItemPrediction
@@ -156,7 +157,7 @@ def build_model(config: Mapping[str, Any], vocab_size: int) -> Bert4RecForMasked
 def build_evaluator(config: Mapping[str, Any], processed: LeaveOneOutSplits) -> RankingEvaluator:
     popularity = None
     if config["eval_mode"].startswith("pop"):
-        popularity = count_item_popularity(processed.splits["train"]["input_ids"], processed.tokenizer.vocab_size)
+        popularity = count_item_popularity(training_histories(processed), processed.tokenizer.vocab_size)
     return RankingEvaluator(
         mode=config["eval_mode"],
         ks=config["topk"],
@@ -203,7 +204,7 @@ def build_trainer(
     model = model if model is not None else build_model(config, processed.tokenizer.vocab_size)
     if config["loss_type"] == "SSM" and config["sampling_distribution"] == "popularity" and model.sampling_weights is None:
         model.set_sampling_weights(
-            count_item_popularity(processed.splits["train"]["input_ids"], processed.tokenizer.vocab_size)
+            count_item_popularity(training_histories(processed), processed.tokenizer.vocab_size)
         )
     train_collator = DataCollatorForMaskedItemPrediction(
         max_seq_length=config["max_seq_length"],
@@ -228,7 +229,7 @@ def build_trainer(
         train_dataset=processed.splits["train"],
         eval_dataset=processed.splits["validation"],
         data_collator=train_collator,
-        eval_data_collator=DataCollatorForNextItemPrediction(max_seq_length=config["max_seq_length"]),
+        eval_data_collator=DataCollatorForNextItemPrediction(max_seq_length=config["max_seq_length"], whole_history=True),
         evaluator=build_evaluator(config, processed),
         eval_loss=config["eval_loss"],
         callbacks=callbacks,

@@ -34,7 +34,7 @@ from bert4rec_hf import (
     load_interactions,
     read_interactions,
 )
-from bert4rec_hf.data import FORMATS
+from bert4rec_hf.data import FORMATS, training_histories
 
 logger = logging.getLogger(__name__)
 
@@ -95,11 +95,12 @@ def masking_ratio(requested: float | None, checkpoint: Bert4RecForMaskedItemPred
     return checkpoint.config.mask_ratio if checkpoint is not None else 0.2
 
 
-def build_evaluator(data_args: DataArguments, train_split, vocab_size: int, seed: int) -> RankingEvaluator:
-    """The ranking protocol; ``pop100`` draws its negatives by training popularity, counted here."""
+def build_evaluator(data_args: DataArguments, processed, vocab_size: int, seed: int) -> RankingEvaluator:
+    """The ranking protocol; ``pop100`` draws its negatives by training popularity, counted here
+    once per training interaction (not over the overlapping training windows)."""
     popularity = None
     if data_args.eval_mode.startswith("pop"):
-        popularity = count_item_popularity(train_split["input_ids"], vocab_size)
+        popularity = count_item_popularity(training_histories(processed), vocab_size)
     return RankingEvaluator(
         mode=data_args.eval_mode, exclude_history=data_args.exclude_history, item_popularity=popularity, seed=seed
     )
@@ -128,7 +129,7 @@ def main(argv: list[str] | None = None) -> dict:
         model = Bert4RecForMaskedItemPrediction.from_pretrained(model_args.model_name_or_path)
     data_args.max_seq_length = sequence_length(data_args.max_seq_length, model)
     data_args.mask_ratio = masking_ratio(data_args.mask_ratio, model)
-    splits, tokenizer, report = leave_one_out(
+    processed = leave_one_out(
         sequences,
         tokenizer=tokenizer,
         max_seq_length=data_args.max_seq_length,
@@ -136,6 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
         prefixes=data_args.train_prefixes,
         fit_on="all",
     )
+    splits, tokenizer, report = processed
     logger.info("splits: %s", {name: len(split) for name, split in splits.items()})
 
     # Model: set the seed first so that two runs with the same seed agree
@@ -164,8 +166,8 @@ def main(argv: list[str] | None = None) -> dict:
             last_item_mask_ratio=data_args.last_item_mask_ratio,
             num_negatives=model_args.num_negatives if model_args.loss_type == "BPR" else 0,
         ),
-        eval_data_collator=DataCollatorForNextItemPrediction(max_seq_length=data_args.max_seq_length),
-        evaluator=build_evaluator(data_args, splits["train"], len(tokenizer), training_args.seed),
+        eval_data_collator=DataCollatorForNextItemPrediction(max_seq_length=data_args.max_seq_length, whole_history=True),
+        evaluator=build_evaluator(data_args, processed, len(tokenizer), training_args.seed),
         processing_class=tokenizer,  # every save writes item_vocab.json beside the weights
         callbacks=callbacks,
     )

@@ -19,7 +19,15 @@ from .registry import (
     register_dataset,
 )
 from .sequences import build_sequences
-from .splits import LeaveOneOutSplits, SplitReport, leave_one_out, load_processed, save_processed, sliding_windows
+from .splits import (
+    LeaveOneOutSplits,
+    SplitReport,
+    leave_one_out,
+    load_processed,
+    save_processed,
+    sliding_windows,
+    training_histories,
+)
 
 __all__ = [
     "DATASETS",
@@ -42,4 +50,5 @@ __all__ = [
     "register_dataset",
     "save_processed",
     "sliding_windows",
+    "training_histories",
 ]

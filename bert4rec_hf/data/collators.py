@@ -197,18 +197,27 @@ class DataCollatorForNextItemPrediction:
     With ``labels`` in the features (validation/test rows), ``labels`` is
     ``(B, L)``: -100 everywhere but the last column, which holds the target.
     Without them (inference) there is no ``labels`` key.
+
+    ``whole_history=True`` adds ``history_ids``: each row's whole history,
+    left-padded to the longest in the batch. The model reads only the last
+    ``max_seq_length - 1`` items, but the candidates a user may not get (sampled
+    negatives, ``exclude_history``) are everything they interacted with.
     """
 
     max_seq_length: int = 50
+    whole_history: bool = False
 
     def __post_init__(self) -> None:
         _check_length(self.max_seq_length, 2)
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
-        history = left_pad(_histories(features), self.max_seq_length - 1)
+        histories = _histories(features)
+        history = left_pad(histories, self.max_seq_length - 1)
         mask_column = torch.full((history.shape[0], 1), MASK_TOKEN_ID, dtype=torch.long)
         input_ids = torch.cat([history, mask_column], dim=1)
         batch = {"input_ids": input_ids, "attention_mask": input_ids.ne(PAD_TOKEN_ID).long()}
+        if self.whole_history:
+            batch["history_ids"] = left_pad(histories, max(map(len, histories), default=1))
         with_labels = [feature.get("labels") is not None for feature in features]
         if any(with_labels):
             if not all(with_labels):

@@ -89,6 +89,21 @@ class LeaveOneOutSplits(NamedTuple):
     report: SplitReport
 
 
+def training_histories(processed: LeaveOneOutSplits) -> pa.ChunkedArray:
+    """Each user's training interactions, each once: the history before the first
+    held-out item (the validation rows' histories; the test rows' when training
+    ran through the validation item). Training windows overlap (with stride 1 an
+    interaction is in up to ``max_seq_length`` of them), so statistics such as
+    item popularity are counted here, not over the windows."""
+    split = "test" if processed.report.train_on_validation_item else "validation"
+    if processed.report.max_history_length is not None:
+        raise ValueError(
+            f"the {split} rows keep only the last {processed.report.max_history_length} items "
+            "(max_history_length): they do not hold each user's training history"
+        )
+    return processed.splits[split].with_format("arrow")["input_ids"]
+
+
 # ---------------------------------------------------------------------------- ragged-array helpers
 def sliding_windows(
     lengths: np.ndarray, max_length: int, stride: int, prefixes: bool = False

@@ -107,8 +107,10 @@ class RankingEvaluator:
             the candidates (off by default, as in RecBole's sequential
             evaluation). The target always stays, even when it is also in the
             history (repeat consumption). Sampled modes always draw negatives
-            outside the history. "History" is what the model sees: the items
-            of ``input_ids``.
+            outside the history. "History" is the ``history`` given to the
+            ranking methods (the user's whole history: the Trainer passes it,
+            see ``DataCollatorForNextItemPrediction(whole_history=True)``), else
+            the items of ``input_ids`` (the model's input window).
         num_negatives: negatives per target in sampled modes (default 100).
         item_popularity: ``(vocab_size,)`` training interaction counts indexed by
             vocabulary id (see ``count_item_popularity``); needed by ``pop``.
@@ -204,6 +206,7 @@ class RankingEvaluator:
         input_ids: torch.Tensor | None,
         targets: torch.Tensor,
         row_ids: torch.Tensor | None = None,
+        history: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """0-based rank of each target: the number of candidates other than the
         target scoring greater than or equal to it (ties count against it).
@@ -215,6 +218,9 @@ class RankingEvaluator:
             targets: ``(B,)`` target item ids.
             row_ids: optional ``(B,)`` stable row ids for the negative sampler
                 (default: a hash of the row's history and target).
+            history: ``(B, H)`` each user's whole history (left-padded; any H),
+                the items negatives are never drawn from and ``exclude_history``
+                removes; default ``input_ids``.
 
         Returns:
             ``(B,)`` int64 ranks on the device of ``scores``.
@@ -225,6 +231,7 @@ class RankingEvaluator:
             )
         vocab_size = scores.shape[1]
         input_ids, targets = self._check_rows(input_ids, targets, vocab_size, scores.device)
+        seen = self._history(history, input_ids, targets)
         target_scores = scores.gather(1, targets[:, None])
 
         if self.sampler is None:
@@ -234,11 +241,11 @@ class RankingEvaluator:
             if self.exclude_history:
                 # ids outside the real items (-100 labels-style padding, out-of-vocabulary) point at column 0,
                 # already out of the count, as rank_hidden_states ignores them; the target was taken out above
-                real = (input_ids >= NUM_SPECIAL_TOKENS) & (input_ids < vocab_size)
-                beats.scatter_(1, input_ids.where(real, 0), False)
+                real = (seen >= NUM_SPECIAL_TOKENS) & (seen < vocab_size)
+                beats.scatter_(1, seen.where(real, 0), False)
             return self._truncate(beats.sum(1))
 
-        negatives = self._negatives(input_ids, targets, vocab_size, row_ids)
+        negatives = self._negatives(seen, targets, vocab_size, row_ids)
         return self._truncate(self._count_sampled(scores.gather(1, negatives.clamp(min=0)), target_scores, negatives))
 
     def rank_hidden_states(
@@ -250,6 +257,7 @@ class RankingEvaluator:
         row_ids: torch.Tensor | None = None,
         chunk_size: int | None = None,
         observer: Callable[[slice, int, torch.Tensor], None] | None = None,
+        history: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """The ranks of :meth:`rank` without a ``(B, vocab_size)`` score matrix:
         full mode scans the catalog in blocks of ``SCAN_ROWS`` rows x
@@ -278,9 +286,10 @@ class RankingEvaluator:
         input_ids, targets = self._check_rows(input_ids, targets, vocab_size, hidden_states.device)
         if input_ids is None and getattr(model.config, "seen_item_bias", False):
             raise ValueError("the model scores the items of its input (seen_item_bias): ranking needs input_ids")
+        seen = self._history(history, input_ids, targets)
         target_scores = model.score_items(hidden_states, targets[:, None], input_ids)
         if self.sampler is not None:
-            negatives = self._negatives(input_ids, targets, vocab_size, row_ids)
+            negatives = self._negatives(seen, targets, vocab_size, row_ids)
             negative_scores = model.score_items(hidden_states, negatives.clamp(min=0), input_ids)
             return self._truncate(self._count_sampled(negative_scores, target_scores, negatives))
 
@@ -288,11 +297,11 @@ class RankingEvaluator:
         # history exclusion, each distinct real history item other than the target
         excluded = targets[:, None]
         if self.exclude_history:
-            history = input_ids.sort(dim=1).values
-            first = torch.ones_like(history, dtype=torch.bool)
-            first[:, 1:] = history[:, 1:] != history[:, :-1]
-            keep = first & (history >= NUM_SPECIAL_TOKENS) & (history != targets[:, None])
-            excluded = torch.cat([excluded, torch.where(keep, history, torch.full_like(history, -1))], dim=1)
+            items = seen.sort(dim=1).values
+            first = torch.ones_like(items, dtype=torch.bool)
+            first[:, 1:] = items[:, 1:] != items[:, :-1]
+            keep = first & (items >= NUM_SPECIAL_TOKENS) & (items < vocab_size) & (items != targets[:, None])
+            excluded = torch.cat([excluded, torch.where(keep, items, torch.full_like(items, -1))], dim=1)
         if self.rank_limit is None or observer is not None or vocab_size - NUM_SPECIAL_TOKENS <= chunk_size:
             return self._truncate(
                 self._scan(model, hidden_states, input_ids, target_scores, excluded, chunk_size, observer)
@@ -403,6 +412,18 @@ class RankingEvaluator:
                 raise ValueError(f"expected input_ids (B, L) with B={targets.shape[0]}, got {tuple(input_ids.shape)}")
         return input_ids, targets
 
+    def _history(
+        self, history: torch.Tensor | None, input_ids: torch.Tensor | None, targets: torch.Tensor
+    ) -> torch.Tensor | None:
+        """What the user had before the target: ``history`` (the whole one) when
+        given, else the model's input window."""
+        if history is None:
+            return input_ids
+        history = history.to(targets.device).long()
+        if history.ndim != 2 or history.shape[0] != targets.shape[0]:
+            raise ValueError(f"expected history (B, H) with B={targets.shape[0]}, got {tuple(history.shape)}")
+        return history
+
     def _negatives(
         self, input_ids: torch.Tensor, targets: torch.Tensor, vocab_size: int, row_ids: torch.Tensor | None
     ) -> torch.Tensor:
@@ -431,6 +452,7 @@ class RankingEvaluator:
         labels: torch.Tensor,
         input_ids: torch.Tensor | None = None,
         compact: bool = True,
+        history: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Ranks the model's ``(M, vocab_size)`` logits, whose rows are the
         positions with ``labels != -100`` in row-major order.
@@ -447,9 +469,10 @@ class RankingEvaluator:
                 f"got {logits.shape[0]} rows of logits for {int(labelled.sum())} labelled positions; the model must "
                 "score exactly the positions where labels != -100, in row-major order"
             )
-        rows = labelled.nonzero()[:, 0]
-        history = input_ids.to(logits.device)[rows.to(logits.device)] if input_ids is not None else None
-        ranks = self.rank(logits, history, labels[labelled].to(logits.device))
+        rows = labelled.nonzero()[:, 0].to(logits.device)
+        window = _rows_of(input_ids.to(logits.device), rows) if input_ids is not None else None
+        whole = _rows_of(history.to(logits.device), rows) if history is not None else None
+        ranks = self.rank(logits, window, labels[labelled].to(logits.device), history=whole)
         return self._layout(ranks, labels, compact)
 
     def rank_labelled_hidden_states(
@@ -461,21 +484,23 @@ class RankingEvaluator:
         chunk_size: int | None = None,
         compact: bool = True,
         observer: Callable[[slice, int, torch.Tensor], None] | None = None,
+        history: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """:meth:`rank_labelled` from the ``(M, hidden)`` encoder states at the
         labelled positions, through :meth:`rank_hidden_states` (no ``M x
-        vocab_size`` scores)."""
+        vocab_size`` scores). ``history``: ``(B, H)`` each batch row's whole history."""
         labelled = labels.ne(IGNORE_INDEX)
         if hidden_states.shape[0] != int(labelled.sum()):
             raise ValueError(
                 f"got {hidden_states.shape[0]} hidden states for {int(labelled.sum())} labelled positions"
             )
         device = hidden_states.device
-        rows = labelled.nonzero()[:, 0]
-        history = input_ids.to(device)[rows.to(device)] if input_ids is not None else None
+        rows = labelled.nonzero()[:, 0].to(device)
+        window = _rows_of(input_ids.to(device), rows) if input_ids is not None else None
+        whole = _rows_of(history.to(device), rows) if history is not None else None
         targets = labels[labelled].to(device)
         ranks = self.rank_hidden_states(
-            model, hidden_states, history, targets, chunk_size=chunk_size, observer=observer
+            model, hidden_states, window, targets, chunk_size=chunk_size, observer=observer, history=whole
         )
         return self._layout(ranks, labels, compact)
 

@@ -184,6 +184,7 @@ class Bert4RecTrainer(Trainer):
         is accumulated from the same blocks, so the loss costs no second pass.
         """
         inputs = self._prepare_inputs(inputs)
+        whole_history = inputs.pop("history_ids", None)  # the user's whole history: not a model input
         labels = inputs.get("labels")
         if labels is None:
             return super().prediction_step(model, inputs, prediction_loss_only, ignore_keys=ignore_keys)
@@ -206,6 +207,7 @@ class Bert4RecTrainer(Trainer):
                 inputs.get("input_ids"),
                 chunk_size=getattr(unwrapped.config, "item_chunk_size", 0) or None,
                 observer=normalizer,
+                history=whole_history,
             )
             loss = None
             if fused:
