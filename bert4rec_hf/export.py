@@ -27,8 +27,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from .model_folder import local_folder
 from .modeling_bert4rec import Bert4RecForMaskedItemPrediction
-from .recommendation import local_folder
 
 EXPORT_FORMATS = ("onnx",)
 INPUT_NAMES = ["input_ids"]

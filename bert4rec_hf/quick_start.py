@@ -37,19 +37,11 @@ from .data import (
     training_histories,
 )
 from .evaluation import RankingEvaluator, count_item_popularity, ranking_metrics
+from .model_folder import local_folder, metrics_table, write_model_card
 from .modeling_bert4rec import Bert4RecForMaskedItemPrediction
-from .recommendation import local_folder
 from .tokenization_bert4rec import ItemTokenizer
 from .training.config import ConfigError, RunConfig, load_config, parse_yaml, read_yaml
-from .training.reporting import (
-    metrics_table,
-    plot_training_history,
-    write_atomically,
-    write_json,
-    write_model_card,
-    write_yaml,
-    yaml_text,
-)
+from .training.reporting import plot_training_history, write_atomically, write_json, write_yaml, yaml_text
 from .training.threads import apply_thread_policy
 from .training.time_budget import TimeBudgetCallback
 from .training.trainer import STAGING, Bert4RecTrainer, last_checkpoint

@@ -30,8 +30,8 @@ import numpy as np
 import torch
 
 from .data.collators import DataCollatorForNextItemPrediction, left_pad
-from .tokenization_bert4rec import MASK_TOKEN_ID, NUM_SPECIAL_TOKENS, VOCAB_FILE_NAME, ItemTokenizer
-from .training.reporting import MODEL_CARD_METADATA
+from .model_folder import default_model_card, local_folder, resolve_device
+from .tokenization_bert4rec import MASK_TOKEN_ID, NUM_SPECIAL_TOKENS, ItemTokenizer
 
 logger = logging.getLogger(__name__)
 
@@ -84,32 +84,8 @@ def _as_history(value: Any, where: str) -> list[Any]:
     return history
 
 
-def resolve_device(device: str | torch.device | None) -> torch.device:
-    """``device`` checked by placing an empty tensor there, so a misspelt name or
-    a missing GPU fails at once with a one-line ``ValueError`` rather than as a
-    torch traceback after the model has loaded; ``None``: CUDA when available."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    try:
-        return torch.empty(0, device=device).device
-    except (RuntimeError, AssertionError) as err:
-        reason = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise ValueError(f"device {str(device)!r} cannot be used: {reason}") from None
 
 
-def local_folder(path: str | os.PathLike) -> str:
-    """``path`` with ``~`` expanded when it reads as a local folder, else as
-    given (a Hub repository). A Hub id is ``name`` or ``owner/name``, so a
-    leading ``/ . ~``, a second ``/`` or a Windows separator marks a local path;
-    one that does not exist raises "no such folder" rather than reaching the
-    Hub client, whose error is about malformed repository names."""
-    text = os.fspath(path)
-    if not (text.startswith(("/", ".", "~")) or text.count("/") > 1 or (os.sep != "/" and os.sep in text)):
-        return text
-    folder = os.path.expanduser(text)
-    if not os.path.isdir(folder):
-        raise FileNotFoundError(f"no such folder: {text}")
-    return folder
 
 
 def normalise_histories(histories: Any) -> tuple[list[list[Any]], bool]:
@@ -439,44 +415,6 @@ def recommend(
     return Bert4RecRecommender(model, tokenizer).recommend(histories, k=k, **kwargs)
 
 
-def default_model_card(config: Any, tokenizer: ItemTokenizer) -> str:
-    """A model card for a folder without one: what it holds and how to query it,
-    with and without this package."""
-    return f"""{MODEL_CARD_METADATA}
-# BERT4Rec sequential recommender
-
-A [BERT4Rec](https://arxiv.org/abs/1904.06690) model ({tokenizer.num_items} items, hidden size
-{config.hidden_size}, {config.n_layers} layers, histories of up to {config.max_seq_length - 1} items)
-saved with [bert4rec-hf](https://pypi.org/project/bert4rec-hf/). The folder holds the weights
-(`model.safetensors`), the model code (`trust_remote_code=True`) and the item vocabulary
-(`{VOCAB_FILE_NAME}`: plain JSON, index `i + 2` is `items[i]`; 0 is padding, 1 is `[MASK]`).
-
-## With bert4rec-hf
-
-```python
-from bert4rec_hf import Bert4RecRecommender
-recommender = Bert4RecRecommender.from_pretrained("<this folder or repo>")
-print(recommender.recommend(["<item id>", "<item id>"], k=10))
-```
-
-## Without it
-
-```python
-import json, torch
-from huggingface_hub import hf_hub_download
-from transformers import AutoModelForMaskedLM
-
-repo = "<this folder or repo>"
-model = AutoModelForMaskedLM.from_pretrained(repo, trust_remote_code=True).eval()
-with open(hf_hub_download(repo, "{VOCAB_FILE_NAME}")) as handle:  # a local folder: open(f"{{repo}}/{VOCAB_FILE_NAME}")
-    items = json.load(handle)["items"]
-index = {{item: i + 2 for i, item in enumerate(items)}}
-history = torch.tensor([[index[item] for item in ["<item id>", "<item id>"]]])
-scores = model.next_item_scores(history)          # (1, vocab_size); padding and [MASK] are -inf
-scores[0, history[0]] = float("-inf")             # do not recommend what was seen
-print([items[i - 2] for i in scores.topk(10).indices[0].tolist()])
-```
-"""
 
 
 __all__ = [

@@ -10,8 +10,8 @@ from pathlib import Path
 
 def _export(args: argparse.Namespace) -> int:
     from ..export import export_model, random_histories, verify_onnx
+    from ..model_folder import local_folder
     from ..modeling_bert4rec import Bert4RecForMaskedItemPrediction
-    from ..recommendation import local_folder
 
     model_dir = local_folder(args.model_dir)
     output_dir = Path(args.output or Path(model_dir) / args.format)

@@ -8,7 +8,7 @@ import json
 
 def _info(args: argparse.Namespace) -> int:
     from ..configuration_bert4rec import Bert4RecConfig
-    from ..recommendation import local_folder
+    from ..model_folder import local_folder
     from ..tokenization_bert4rec import ItemTokenizer
 
     model_dir = local_folder(args.model_dir)
