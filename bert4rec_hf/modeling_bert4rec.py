@@ -24,7 +24,26 @@ from transformers.models.bert.modeling_bert import BertEncoder, BertLayer, BertS
 from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
-from .configuration_bert4rec import IGNORE_INDEX, Bert4RecConfig
+from .configuration_bert4rec import IGNORE_INDEX, MASK_TOKEN_ID, PAD_TOKEN_ID, Bert4RecConfig
+
+
+def append_mask(
+    input_ids: torch.Tensor, max_seq_length: int, attention_mask: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The next-item query, the one place it is built (``next_item_scores`` and
+    the evaluation collator, which the recommender uses, call it): each left-padded history's
+    last ``max_seq_length - 1`` columns, then a [MASK] column, and the attention
+    mask (derived from padding when not given; 1 at [MASK])."""
+    if attention_mask is None:
+        attention_mask = input_ids.ne(PAD_TOKEN_ID)
+    keep = max_seq_length - 1
+    masks = torch.full_like(input_ids[:, :1], MASK_TOKEN_ID)
+    input_ids = torch.cat([input_ids[:, -keep:] if keep else input_ids[:, :0], masks], dim=1)
+    attention_mask = torch.cat(
+        [attention_mask[:, -keep:] if keep else attention_mask[:, :0], torch.ones_like(masks, dtype=attention_mask.dtype)],
+        dim=1,
+    )
+    return input_ids, attention_mask
 
 
 def distinct_seen_items(history: torch.Tensor, first_item_id: int) -> torch.Tensor:
@@ -705,14 +724,7 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         ``max_seq_length``) and scored. Returns ``(batch, vocab_size)`` with
         ``-inf`` for special tokens.
         """
-        if attention_mask is None:
-            attention_mask = input_ids.ne(self.config.pad_token_id)
-        keep = self.config.max_seq_length - 1
-        masks = torch.full_like(input_ids[:, :1], self.config.mask_token_id)
-        input_ids = torch.cat([input_ids[:, -keep:] if keep else input_ids[:, :0], masks], dim=1)
-        attention_mask = torch.cat(
-            [attention_mask[:, -keep:] if keep else attention_mask[:, :0], torch.ones_like(masks)], dim=1
-        )
+        input_ids, attention_mask = append_mask(input_ids, self.config.max_seq_length, attention_mask)
         hidden = self.bert4rec(input_ids, attention_mask=attention_mask).last_hidden_state
         return self.score_hidden_states(hidden[:, -1], input_ids)
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 
 from ..configuration_bert4rec import IGNORE_INDEX, MASK_TOKEN_ID, NUM_SPECIAL_TOKENS, PAD_TOKEN_ID
+from ..modeling_bert4rec import append_mask
 
 
 def left_pad(histories: Sequence[Any], length: int) -> torch.Tensor:
@@ -212,10 +213,8 @@ class DataCollatorForNextItemPrediction:
 
     def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
         histories = _histories(features)
-        history = left_pad(histories, self.max_seq_length - 1)
-        mask_column = torch.full((history.shape[0], 1), MASK_TOKEN_ID, dtype=torch.long)
-        input_ids = torch.cat([history, mask_column], dim=1)
-        batch = {"input_ids": input_ids, "attention_mask": input_ids.ne(PAD_TOKEN_ID).long()}
+        input_ids, attention_mask = append_mask(left_pad(histories, self.max_seq_length - 1), self.max_seq_length)
+        batch = {"input_ids": input_ids, "attention_mask": attention_mask.long()}
         if self.whole_history:
             batch["history_ids"] = left_pad(histories, max(map(len, histories), default=1))
         with_labels = [feature.get("labels") is not None for feature in features]
