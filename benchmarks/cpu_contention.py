@@ -37,9 +37,9 @@ def worker(steps: int, warmup: int, torch_threads: str) -> dict:
     import torch
 
     from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedItemPrediction, DataCollatorForMaskedItemPrediction
-    from bert4rec_hf.training.threads import ThreadPolicyCallback, apply_thread_policy
+    from bert4rec_hf.training.threads import apply_thread_policy
 
-    apply_thread_policy(None if torch_threads == "auto" else int(torch_threads))
+    controller = apply_thread_policy(None if torch_threads == "auto" else int(torch_threads))
     torch.manual_seed(0)
     num_items, batch_size, length = 1_682, 64, 50
     model = Bert4RecForMaskedItemPrediction(Bert4RecConfig(vocab_size=num_items + 2, max_seq_length=length)).train()
@@ -47,7 +47,8 @@ def worker(steps: int, warmup: int, torch_threads: str) -> dict:
     collator = DataCollatorForMaskedItemPrediction(max_seq_length=length, mask_ratio=0.2, vocab_size=num_items + 2)
     rows = [{"input_ids": torch.randint(2, num_items + 2, (length,)).tolist()} for _ in range(batch_size * 8)]
     batches = [collator(rows[i : i + batch_size]) for i in range(0, len(rows), batch_size)]
-    controller = ThreadPolicyCallback() if torch_threads == "auto" else None
+    if controller is not None:
+        controller.on_train_begin(None, None, None)  # as the Trainer does: all threads to start
 
     def step(index: int) -> None:
         loss = model(**batches[index % len(batches)]).loss

@@ -209,6 +209,7 @@ def build_trainer(
         # masks drawn per batch number: a resumed run masks as the uninterrupted one (workers use torch's RNG)
         seed=config["seed"] if not config["dataloader_num_workers"] else None,
     )
+    evaluator = build_evaluator(config, processed)
     callbacks = [EarlyStoppingCallback(early_stopping_patience=config["stopping_step"])]
     if config["time_budget"] is not None:
         callbacks.append(TimeBudgetCallback(config["time_budget"]))
@@ -221,8 +222,11 @@ def build_trainer(
         train_dataset=processed.splits["train"],
         eval_dataset=processed.splits["validation"],
         data_collator=train_collator,
-        eval_data_collator=DataCollatorForNextItemPrediction(max_seq_length=config["max_seq_length"], whole_history=True),
-        evaluator=build_evaluator(config, processed),
+        # the whole history only where ranks read it (sampled negatives, exclude_history): full ranking skips the copy
+        eval_data_collator=DataCollatorForNextItemPrediction(
+            max_seq_length=config["max_seq_length"], whole_history=evaluator.needs_input_ids
+        ),
+        evaluator=evaluator,
         eval_loss=config["eval_loss"],
         callbacks=callbacks,
     )

@@ -154,6 +154,7 @@ def main(argv: list[str] | None = None) -> dict:
     callbacks = []
     if training_args.load_best_model_at_end and training_args.metric_for_best_model:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=data_args.early_stopping_patience))
+    evaluator = build_evaluator(data_args, processed, len(tokenizer), training_args.seed)
     trainer = Bert4RecTrainer(
         model=model,
         args=training_args,
@@ -166,8 +167,10 @@ def main(argv: list[str] | None = None) -> dict:
             last_item_mask_ratio=data_args.last_item_mask_ratio,
             num_negatives=model_args.num_negatives if model_args.loss_type == "BPR" else 0,
         ),
-        eval_data_collator=DataCollatorForNextItemPrediction(max_seq_length=data_args.max_seq_length, whole_history=True),
-        evaluator=build_evaluator(data_args, processed, len(tokenizer), training_args.seed),
+        eval_data_collator=DataCollatorForNextItemPrediction(
+            max_seq_length=data_args.max_seq_length, whole_history=evaluator.needs_input_ids
+        ),
+        evaluator=evaluator,
         processing_class=tokenizer,  # every save writes item_vocab.json beside the weights
         callbacks=callbacks,
     )

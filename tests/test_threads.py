@@ -56,7 +56,9 @@ def test_a_fixed_count_is_set_and_nothing_adapts(no_thread_environment):
 
 def test_idle_machine_stays_at_all_threads_and_probes_rarely(monkeypatch):
     machine = SimulatedMachine(monkeypatch, {1: 90.0, 2: 60.0})
-    used = machine.train(ThreadPolicyCallback(max_threads=2), 2_000)
+    policy = ThreadPolicyCallback(max_threads=2)
+    policy.on_train_begin(None, None, None)
+    used = machine.train(policy, 2_000)
     assert used[-1] == 2
     assert used.count(1) / len(used) < 0.02  # probes cost under 2% of the steps
 
@@ -64,6 +66,7 @@ def test_idle_machine_stays_at_all_threads_and_probes_rarely(monkeypatch):
 def test_a_competitor_moves_training_to_fewer_threads_and_its_departure_moves_it_back(monkeypatch):
     machine = SimulatedMachine(monkeypatch, {1: 90.0, 2: 60.0})
     policy = ThreadPolicyCallback(max_threads=2)
+    policy.on_train_begin(None, None, None)
     machine.train(policy, 1_000)
     machine.step_ms = {1: 95.0, 2: 260.0}  # another busy process arrives: spinning threads wait for each other
     busy = machine.train(policy, 600)

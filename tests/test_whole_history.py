@@ -106,3 +106,16 @@ def test_popularity_counts_each_training_interaction_once():
     assert over_windows.sum() > 20 * counted.sum()  # what the windows counted before: up to 50 times each
     through_validation = leave_one_out(sequences, max_seq_length=50, fit_on="all", train_on_validation_item=True)
     assert count_item_popularity(training_histories(through_validation), vocab_size).sum() == 100_000 - 943
+    truncated = leave_one_out(sequences, max_seq_length=50, fit_on="all", max_history_length=10)
+    with pytest.raises(ValueError, match="max_history_length"):
+        training_histories(truncated)
+
+
+@pytest.mark.parametrize(("mode", "exclude", "whole"), [("full", False, False), ("full", True, True), ("pop100", False, True)])
+def test_runs_copy_the_whole_history_only_where_ranks_read_it(tmp_path, mode, exclude, whole):
+    from bert4rec_hf.quick_start import build_trainer, load_config, prepare_data
+
+    config = load_config("ml-100k", config_dict={"eval_mode": mode, "exclude_history": exclude, "torch_threads": 1})
+    trainer = build_trainer(config, prepare_data(config), tmp_path)
+    assert trainer.eval_data_collator.whole_history is whole
+    assert ("history_ids" in trainer.eval_data_collator([{"input_ids": [2, 3], "labels": 4}])) is whole

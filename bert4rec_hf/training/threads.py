@@ -3,7 +3,7 @@
 Measured on a 2-core machine (``benchmarks/cpu_contention.py``): torch's
 default of one OpenMP thread per core trains fastest when the machine is idle,
 but its threads spin while they wait for each other, so one other busy
-process slows each step 3-4x; one thread is 40% slower idle and barely slowed
+process slows each step 3-4x; one thread is 15-40% slower idle and barely slowed
 by a competitor. No fixed count is right on both, and a laptop's or a shared
 server's load comes and goes during a long run. So by default
 (``torch_threads: null``) the run measures: :class:`ThreadPolicyCallback` times
@@ -88,7 +88,6 @@ class ThreadPolicyCallback(TrainerCallback):
         self._since_probe = 0
         self._reference: float | None = None  # median step time at the last decision
         self._last: float | None = None
-        torch.set_num_threads(self.threads)
 
     def on_train_begin(self, args, state, control, **kwargs):
         torch.set_num_threads(self.threads)
