@@ -3,7 +3,7 @@
 The exported graph is :class:`Bert4RecTopK`: it appends [MASK] to each
 left-padded history (as ``next_item_scores`` does), scores the catalog, never
 recommends padding or [MASK], optionally drops the items already in the
-history, and returns the ``k`` best vocabulary ids with their scores. A slot
+history (``candidates.py``: the rule the recommender and the evaluator use), and returns the ``k`` best vocabulary ids with their scores. A slot
 with no candidate left (the history excluded all but fewer than ``k`` items)
 holds id ``EMPTY_SLOT_ID`` (-1) and score ``-inf``: never a vocabulary id, so
 ``items[i - 2]`` cannot turn it into a real item by mistake. A serving process
@@ -27,6 +27,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .candidates import exclude, excluded_items
 from .model_folder import local_folder
 from .modeling_bert4rec import Bert4RecForMaskedItemPrediction
 
@@ -61,7 +62,7 @@ class Bert4RecTopK(nn.Module):
     def forward(self, input_ids: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         scores = self.model.next_item_scores(input_ids)  # specials are already -inf
         if self.exclude_history:
-            scores = scores.scatter(1, input_ids, float("-inf"))
+            scores = exclude(scores, excluded_items(input_ids, self.model.config.vocab_size))
         top = scores.topk(self.k, dim=1)
         # which -inf column topk picks is arbitrary (and differs between PyTorch and onnxruntime)
         empty = top.values == float("-inf")

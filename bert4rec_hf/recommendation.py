@@ -4,9 +4,10 @@
 turns histories of raw item ids into raw item ids and scores, best first, by
 the path evaluation takes: ``DataCollatorForNextItemPrediction`` builds the
 batch (the last ``max_seq_length - 1`` items, left-padded, then [MASK]), the
-model's forward pass scores the [MASK] position, excluded candidates get
-``-inf``, and ``topk`` picks the best. ``RankingEvaluator(exclude_history=True)``
-ranks a target against the same candidates as ``exclude_seen="window"``.
+model's forward pass scores the [MASK] position, excluded candidates
+(``candidates.py``, the rule the evaluator uses) get ``-inf``, and ``topk``
+picks the best. ``RankingEvaluator(exclude_history=...)`` ranks a target
+against the same candidates as ``recommend(exclude_history=...)``.
 
 A saved recommender folder (``save_pretrained``) is what a Hub repository
 needs: weights and model code (``trust_remote_code``), ``item_vocab.json``
@@ -20,6 +21,7 @@ import itertools
 import logging
 import os
 import tempfile
+import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -29,6 +31,7 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
+from .candidates import blocked_items, exclude, excluded_items
 from .data.collators import DataCollatorForNextItemPrediction, left_pad
 from .model_folder import default_model_card, local_folder, resolve_device
 from .tokenization_bert4rec import MASK_TOKEN_ID, NUM_SPECIAL_TOKENS, ItemTokenizer
@@ -36,7 +39,7 @@ from .tokenization_bert4rec import MASK_TOKEN_ID, NUM_SPECIAL_TOKENS, ItemTokeni
 logger = logging.getLogger(__name__)
 
 MODEL_CARD_NAME = "README.md"
-ExcludeSeen = bool | Literal["window"]
+ExcludeHistory = bool | Literal["window"]
 UnknownIds = Literal["error", "ignore"]
 OnEmpty = Literal["error", "popular"]
 
@@ -232,13 +235,14 @@ class Bert4RecRecommender:
         self,
         histories: Any,
         k: int = 10,
-        exclude_seen: ExcludeSeen = True,
+        exclude_history: ExcludeHistory = True,
         allow_items: Iterable[Any] | None = None,
         deny_items: Iterable[Any] | None = None,
         unknown: UnknownIds = "error",
         on_empty: OnEmpty = "error",
         return_scores: bool = True,
         batch_size: int = 256,
+        exclude_seen: ExcludeHistory | None = None,
     ) -> Recommendation | list[Any] | list[Recommendation] | list[list[Any]]:
         """Top-``k`` next items for one history or a batch of histories.
 
@@ -248,10 +252,12 @@ class Bert4RecRecommender:
                 items (one position holds the [MASK] it predicts).
             k: items per history, ``1 <= k <=`` catalog size. A history gets
                 fewer when fewer candidates remain (exclusions, ``allow_items``).
-            exclude_seen: ``True``: never recommend an item of the given
+            exclude_history: ``True``: never recommend an item of the given
                 history, all of it; ``"window"``: exclude only the items the
-                model reads (``RankingEvaluator(exclude_history=True)``);
-                ``False``: keep them (repeat consumption).
+                model reads (its last ``max_seq_length - 1``); ``False``: keep
+                them (repeat consumption). The evaluator's option of the same
+                name excludes the same items.
+            exclude_seen: the former name of ``exclude_history`` (deprecated).
             allow_items / deny_items: raw ids every history's candidates are
                 restricted to / never include.
             unknown: raw ids outside the vocabulary (in histories and lists):
@@ -268,7 +274,8 @@ class Bert4RecRecommender:
             For one history a ``Recommendation`` (or a list of item ids), for
             a batch a list of them, in input order.
         """
-        self._check_options(k, exclude_seen, unknown, on_empty, batch_size)
+        exclude_history = _renamed_exclude_seen(exclude_history, exclude_seen)
+        self._check_options(k, exclude_history, unknown, on_empty, batch_size)
         rows, single = normalise_histories(histories)
         encoded = self.encode_histories(rows, unknown=unknown)
         empty = [i for i, history in enumerate(encoded) if len(history) == 0]
@@ -280,17 +287,17 @@ class Bert4RecRecommender:
                 "answer them with the model's context-free ranking"
             )
         blocked = self._blocked_items(allow_items, deny_items, unknown)
+        window = self.model.config.max_seq_length - 1 if exclude_history == "window" else None
         results: list[Any] = []
         with self._eval_mode():
             for start in range(0, len(encoded), batch_size):
                 chunk = encoded[start : start + batch_size]
                 batch = self.collator([{"input_ids": history} for history in chunk])
-                scores = self._forward(batch)
-                if exclude_seen == "window":
-                    self._mask_seen(scores, batch["input_ids"])  # what the model reads, as the evaluator does
-                elif exclude_seen:
-                    self._mask_seen(scores, chunk)  # the whole given history
-                scores.masked_fill_(blocked.to(scores.device), float("-inf"))
+                excluded = None
+                if exclude_history:
+                    history = left_pad(chunk, max(1, max(map(len, chunk))))
+                    excluded = excluded_items(history, len(self.tokenizer), window=window)
+                scores = exclude(self._forward(batch), excluded, blocked)
                 results.extend(self._top_k(scores, k, return_scores))
         return results[0] if single else results
 
@@ -301,7 +308,8 @@ class Bert4RecRecommender:
         bound = inspect.signature(self.recommend).bind([], **options)
         bound.apply_defaults()
         given = bound.arguments
-        self._check_options(given["k"], given["exclude_seen"], given["unknown"], given["on_empty"], given["batch_size"])
+        exclude_history = _renamed_exclude_seen(given["exclude_history"], given["exclude_seen"])
+        self._check_options(given["k"], exclude_history, given["unknown"], given["on_empty"], given["batch_size"])
         self._blocked_items(given["allow_items"], given["deny_items"], given["unknown"])
 
     def score(self, histories: Any, unknown: UnknownIds = "error") -> torch.Tensor:
@@ -355,13 +363,13 @@ class Bert4RecRecommender:
         return np.split(ids, np.cumsum(lengths)[:-1])
 
     # ------------------------------------------------------------------ helpers
-    def _check_options(self, k: Any, exclude_seen: Any, unknown: Any, on_empty: Any, batch_size: Any) -> None:
+    def _check_options(self, k: Any, exclude_history: Any, unknown: Any, on_empty: Any, batch_size: Any) -> None:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
         if k > self.num_items:
             raise ValueError(f"k={k} exceeds the catalog of {self.num_items} items")
-        if exclude_seen not in (True, False, "window"):
-            raise ValueError(f"exclude_seen must be True, False or 'window', got {exclude_seen!r}")
+        if exclude_history not in (True, False, "window"):
+            raise ValueError(f"exclude_history must be True, False or 'window', got {exclude_history!r}")
         if unknown not in ("error", "ignore"):
             raise ValueError(f"unknown must be 'error' or 'ignore', got {unknown!r}")
         if on_empty not in ("error", "popular"):
@@ -376,24 +384,10 @@ class Bert4RecRecommender:
         return ids
 
     def _blocked_items(self, allow_items: Any, deny_items: Any, unknown: UnknownIds) -> torch.Tensor:
-        """``(vocab_size,)`` True for candidates no history may get: the special
-        tokens, items outside ``allow_items``, items in ``deny_items``."""
-        blocked = torch.zeros(len(self.tokenizer), dtype=torch.bool)
-        if allow_items is not None:
-            blocked[:] = True
-            blocked[torch.from_numpy(self._item_list(allow_items, "allow_items", unknown))] = False
-        if deny_items is not None:
-            blocked[torch.from_numpy(self._item_list(deny_items, "deny_items", unknown))] = True
-        blocked[:NUM_SPECIAL_TOKENS] = True
-        return blocked
-
-    @staticmethod
-    def _mask_seen(scores: torch.Tensor, seen: Sequence[np.ndarray] | torch.Tensor) -> None:
-        """Sets the scores of each row's seen items to -inf (padding and [MASK]
-        columns are -inf already)."""
-        if not torch.is_tensor(seen):
-            seen = left_pad(seen, max(1, max(map(len, seen))))
-        scores.scatter_(1, seen.to(scores.device), float("-inf"))
+        """``(vocab_size,)`` True for candidates no history may get (``candidates.blocked_items``)."""
+        allowed = None if allow_items is None else torch.from_numpy(self._item_list(allow_items, "allow_items", unknown))
+        denied = None if deny_items is None else torch.from_numpy(self._item_list(deny_items, "deny_items", unknown))
+        return blocked_items(len(self.tokenizer), allowed, denied)
 
     def _top_k(self, scores: torch.Tensor, k: int, return_scores: bool) -> list[Any]:
         values, indices = scores.topk(k, dim=1)
@@ -406,6 +400,18 @@ class Bert4RecRecommender:
             return item_rows
         score_rows = np.split(values[valid].astype(float), offsets)
         return [Recommendation(row, s.tolist()) for row, s in zip(item_rows, score_rows, strict=True)]
+
+
+def _renamed_exclude_seen(exclude_history: Any, exclude_seen: Any) -> Any:
+    """``exclude_seen`` is the former name of ``exclude_history``: it still works, with a warning."""
+    if exclude_seen is None:
+        return exclude_history
+    warnings.warn(
+        "recommend(exclude_seen=...) is deprecated; use exclude_history=... (the name the evaluator uses)",
+        FutureWarning,
+        stacklevel=3,
+    )
+    return exclude_seen
 
 
 def recommend(

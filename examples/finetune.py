@@ -117,7 +117,7 @@ def new_item_hits(recommender: Bert4RecRecommender, histories: list, targets: li
     rows = [i for i, target in enumerate(targets) if target in new_items]
     if not rows:
         return 0, float("nan")
-    recs = recommender.recommend([histories[i] for i in rows], k=k, exclude_seen=False, return_scores=False)
+    recs = recommender.recommend([histories[i] for i in rows], k=k, exclude_history=False, return_scores=False)
     return len(rows), float(np.mean([targets[i] in items for i, items in zip(rows, recs, strict=True)]))
 
 

@@ -12,6 +12,7 @@ import torch
 
 from bert4rec_hf.evaluation import RankingEvaluator, count_item_popularity, ranking_metrics, sample_negatives, sampling
 from bert4rec_hf.evaluation.sampling import mix64, row_identity
+from bert4rec_hf.scoring_bert4rec import ItemScorer
 
 SPECIAL = 2
 
@@ -125,15 +126,12 @@ def test_exclude_history_ignores_ids_outside_the_real_items():
     input_ids[1::3, 0] = scores.shape[1] + 4
     evaluator = RankingEvaluator(exclude_history=True)
     ranks = evaluator.rank(scores, input_ids, targets)
+    # one-hot states against the score matrix as item embeddings: each scorer score is exactly scores[row, item]
     model = SimpleNamespace(
         config=SimpleNamespace(vocab_size=scores.shape[1]),
-        score_items=lambda hidden, ids, history: scores[hidden[:, 0].long()].gather(1, ids.expand(hidden.shape[0], -1)),
-        item_score_chunks=lambda hidden, size, history: (
-            (start, scores[hidden[:, 0].long(), start : start + size].clone())
-            for start in range(SPECIAL, scores.shape[1], size)
-        ),
+        item_scorer=lambda hidden, history: ItemScorer(hidden, scores.t().nan_to_num(neginf=0.0), torch.zeros(scores.shape[1])),
     )
-    hidden = torch.arange(scores.shape[0], dtype=torch.float32)[:, None]
+    hidden = torch.eye(scores.shape[0])
     assert torch.equal(ranks, evaluator.rank_hidden_states(model, hidden, input_ids, targets, chunk_size=7))
     for row in range(scores.shape[0]):
         history = {int(i) for i in input_ids[row] if SPECIAL <= i < scores.shape[1]}

@@ -12,7 +12,8 @@ from transformers import TrainingArguments
 from bert4rec_hf import Bert4RecForMaskedItemPrediction, RankingEvaluator
 from bert4rec_hf.evaluation import count_item_popularity
 from bert4rec_hf.evaluation import evaluator as evaluator_module
-from bert4rec_hf.modeling_bert4rec import ChunkedSoftmaxCrossEntropy
+from bert4rec_hf.losses_bert4rec import ChunkedSoftmaxCrossEntropy
+from bert4rec_hf.scoring_bert4rec import ItemScorer
 from bert4rec_hf.training import Bert4RecTrainer
 
 from .helpers import masked_batch, tiny_config, tiny_model
@@ -53,11 +54,11 @@ def test_chunked_ce_function_gradcheck_in_double():
     weight = torch.randn(13, 4, dtype=torch.float64, generator=generator, requires_grad=True)
     bias = torch.randn(13, dtype=torch.float64, generator=generator, requires_grad=True)
     targets = torch.tensor([2, 12, 5, 5, 7])
-    loss = ChunkedSoftmaxCrossEntropy.apply(hidden, weight, bias, targets, 2, 4)
+    loss = ChunkedSoftmaxCrossEntropy.apply(hidden, weight, bias, targets, 4)
     reference = torch.nn.functional.cross_entropy(hidden @ weight[2:].T + bias[2:], targets - 2, reduction="none")
     torch.testing.assert_close(loss, reference)
     assert torch.autograd.gradcheck(
-        lambda h, w, b: ChunkedSoftmaxCrossEntropy.apply(h, w, b, targets, 2, 4), (hidden, weight, bias)
+        lambda h, w, b: ChunkedSoftmaxCrossEntropy.apply(h, w, b, targets, 4), (hidden, weight, bias)
     )
 
 
@@ -122,7 +123,7 @@ def test_sampled_softmax_follows_its_formula():
         else:
             q = torch.cat([torch.zeros(2), weights[2:] / weights[2:].sum()])
             negatives = torch.multinomial(q[2:], 6, replacement=True) + 2
-        scores = model.score_hidden_states(hidden).detach()
+        scores = model.item_scorer(hidden).all().detach()
         terms = []
         for row, target in enumerate(targets.tolist()):
             pairs = zip(negatives.tolist(), scores[row, negatives].tolist(), strict=True)
@@ -142,7 +143,7 @@ def test_sampled_softmax_approaches_the_full_softmax_with_many_samples(distribut
     sampled, _ = model.masked_item_loss(hidden, targets)
     model.eval()  # SSM evaluates the exact cross-entropy it estimates
     exact, logits = model.masked_item_loss(hidden, targets)
-    reference = torch.nn.functional.cross_entropy(model.score_hidden_states(hidden), targets)
+    reference = torch.nn.functional.cross_entropy(model.item_scorer(hidden).all(), targets)
     torch.testing.assert_close(exact, reference)
     assert logits is not None
     assert abs(sampled.item() - exact.item()) < 5e-3 * exact.item()
@@ -186,7 +187,7 @@ def test_chunked_ranking_equals_ranking_full_score_rows(mode, exclude_history, m
     )
     with torch.no_grad():
         hidden = model.base_model(inputs, attention_mask=attention_mask).last_hidden_state[labels.ne(-100)]
-        expected = evaluator.rank_labelled(model.score_hidden_states(hidden), labels, inputs)
+        expected = evaluator.rank_labelled(model.item_scorer(hidden).all(), labels, inputs)
         for chunk_size in (7, 64, 1000):
             got = evaluator.rank_labelled_hidden_states(model, hidden, labels, inputs, chunk_size=chunk_size)
             assert torch.equal(got[0], expected[0]) and torch.equal(got[1], expected[1])
@@ -225,7 +226,7 @@ def _collate(features):
     return {"input_ids": input_ids, "attention_mask": input_ids.ne(0).long(), "labels": labels}
 
 
-def test_trainer_evaluates_a_chunked_model_like_an_unchunked_one(tmp_path):
+def test_trainer_evaluates_a_chunked_model_like_an_unchunked_one(tmp_path, monkeypatch):
     generator = torch.Generator().manual_seed(0)
     histories = [torch.randint(2, VOCAB, (int(n),), generator=generator).tolist() for n in torch.randint(1, 10, (21,))]
     targets = torch.randint(2, VOCAB, (21,), generator=generator).tolist()
@@ -244,8 +245,8 @@ def test_trainer_evaluates_a_chunked_model_like_an_unchunked_one(tmp_path):
             eval_dataset=dataset,
             evaluator=RankingEvaluator(ks=(1, 5, 10), exclude_history=True),
         )
-        if chunk_size:  # the chunked path never asks the model for score rows
-            model.score_hidden_states = None
+        if chunk_size:  # the chunked path never asks for whole score rows
+            monkeypatch.setattr(ItemScorer, "all", None)
         results.append(trainer.evaluate())
     assert results[1]["eval_num_users"] == 21
     for key, value in results[0].items():
@@ -271,7 +272,7 @@ def _targets_at_ranks(model, hidden, ranks):
     row's descending order (so the truncated scan meets low, borderline and
     high ranks)."""
     with torch.no_grad():
-        order = model.score_hidden_states(hidden)[:, 2:].argsort(dim=1, descending=True) + 2
+        order = model.item_scorer(hidden).all()[:, 2:].argsort(dim=1, descending=True) + 2
     return order.gather(1, torch.as_tensor(ranks)[:, None])[:, 0]
 
 
@@ -300,7 +301,7 @@ def test_truncated_ranking_is_exact_below_the_limit(exclude_history, monkeypatch
     assert torch.equal(got, expected.clamp(max=10))
     assert scanned and scanned[0] < 40  # users settled by the probe skip the catalog scan
     with torch.no_grad():  # the score-row path truncates the same way
-        assert torch.equal(truncated.rank(model.score_hidden_states(hidden), inputs, targets), got)
+        assert torch.equal(truncated.rank(model.item_scorer(hidden).all(), inputs, targets), got)
 
 
 def test_truncated_ranks_leave_every_at_k_metric_unchanged(tmp_path):
@@ -333,8 +334,8 @@ def test_shared_item_ids_score_like_per_row_ids():
     hidden, _ = _hidden_and_targets(model)
     ids = torch.tensor([5, 2, 202, 17, 5])
     with torch.no_grad():
-        shared = model.score_items(hidden, ids)
-        per_row = model.score_items(hidden, ids.expand(hidden.shape[0], -1))
+        shared = model.item_scorer(hidden).chosen(ids)
+        per_row = model.item_scorer(hidden).chosen(ids.expand(hidden.shape[0], -1))
     torch.testing.assert_close(shared, per_row)
 
 
@@ -344,10 +345,13 @@ def test_scan_until_stops_counting_a_row_at_the_limit(monkeypatch):
     hidden, _ = _hidden_and_targets(model)
     targets = _targets_at_ranks(model, hidden, [VOCAB - 3] * hidden.shape[0])  # every target scores last
     scored = []
-    score_items = model.score_items
-    model.score_items = lambda rows, ids, history: scored.append(rows.shape[0] * ids.shape[0]) or score_items(rows, ids)
+    score_range = ItemScorer.range
+    monkeypatch.setattr(
+        ItemScorer, "range", lambda self, *ids: scored.append(self.num_rows * (ids[1] - ids[0])) or score_range(self, *ids)
+    )
     with torch.no_grad():
-        target_scores = score_items(hidden, targets[:, None])
-        counts = RankingEvaluator._scan_until(model, hidden, None, target_scores, targets[:, None], 16, limit=10)
+        scorer = model.item_scorer(hidden)
+        target_scores = scorer.targets(targets)[:, None]
+        counts = RankingEvaluator._scan_until(scorer, target_scores, targets[:, None], 16, limit=10)
     assert torch.equal(counts, torch.full_like(counts, 16))  # one block of 16 items settles every row
     assert sum(scored) == hidden.shape[0] * 16

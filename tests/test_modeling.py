@@ -3,7 +3,6 @@ import torch
 from transformers import Trainer, TrainingArguments, set_seed
 
 from bert4rec_hf import Bert4RecForMaskedItemPrediction, Bert4RecModel
-from bert4rec_hf.modeling_bert4rec import Bert4RecSelfAttention, ItemDropout
 
 from .helpers import MaskedRows, masked_batch, tiny_config, tiny_model
 
@@ -234,11 +233,11 @@ def test_score_items_and_chunks_agree_with_full_score_rows():
     inputs, attention_mask, labels = masked_batch(model.config)
     with torch.no_grad():
         hidden = model.base_model(inputs, attention_mask=attention_mask).last_hidden_state[labels.ne(-100)]
-        full = model.score_hidden_states(hidden)
+        full = model.item_scorer(hidden).all()
         ids = torch.randint(2, model.config.vocab_size, (hidden.shape[0], 5))
-        torch.testing.assert_close(model.score_items(hidden, ids), full.gather(1, ids))
+        torch.testing.assert_close(model.item_scorer(hidden).chosen(ids), full.gather(1, ids))
         for chunk_size in (7, 50, 1000):
-            chunks = list(model.item_score_chunks(hidden, chunk_size))
+            chunks = list(model.item_scorer(hidden).chunks(chunk_size))
             assert [start for start, _ in chunks] == list(range(2, model.config.vocab_size, chunk_size))
             torch.testing.assert_close(torch.cat([scores for _, scores in chunks], dim=1), full[:, 2:])
 
@@ -252,9 +251,9 @@ def test_scores_stay_float32_under_bf16_autocast():
     hidden = torch.randn(8, model.config.hidden_size)
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
         transformed = model.head.transform(hidden)
-        scores = model.score_hidden_states(hidden)
-        chosen = model.score_items(hidden, torch.arange(2, 5002).expand(8, -1))
-        chunks = torch.cat([scores for _, scores in model.item_score_chunks(hidden, 999)], dim=1)
+        scores = model.item_scorer(hidden).all()
+        chosen = model.item_scorer(hidden).chosen(torch.arange(2, 5002).expand(8, -1))
+        chunks = torch.cat([scores for _, scores in model.item_scorer(hidden).chunks(999)], dim=1)
         low_precision = transformed.bfloat16() @ model.head.decoder.weight.bfloat16().t()
     assert scores.dtype == chosen.dtype == chunks.dtype == torch.float32
     torch.testing.assert_close(chosen, scores[:, 2:])
@@ -285,89 +284,6 @@ def test_sampling_weights_are_not_saved(tmp_path):
     assert loaded.sampling_weights is None and loaded.config.sampling_distribution == "popularity"
     with pytest.raises(ValueError, match="not all zero"):
         model.set_sampling_weights(torch.zeros(52))
-
-
-@pytest.mark.parametrize("p", [0.2, 0.5])
-def test_item_dropout_keeps_one_minus_p_and_preserves_the_mean(p):
-    dropout = ItemDropout(p).train()
-    torch.manual_seed(0)
-    out = dropout(torch.ones(400_000))
-    kept = out != 0
-    assert abs(kept.float().mean().item() - (1 - p)) < 0.003
-    assert torch.allclose(out[kept], torch.full_like(out[kept], 1 / (1 - p)))
-    assert abs(out.mean().item() - 1.0) < 0.01
-    # gradients flow through kept entries only, scaled like nn.Dropout's
-    x = torch.randn(1000, requires_grad=True)
-    y = dropout(x)
-    y.sum().backward()
-    assert torch.equal(x.grad != 0, y != 0)
-
-
-def test_item_dropout_is_the_identity_in_eval_mode_and_seeded_in_training():
-    dropout = ItemDropout(0.5)
-    x = torch.randn(64, 50, 8)
-    assert torch.equal(dropout.eval()(x), x)
-    dropout.train()
-    torch.manual_seed(3)
-    first = dropout(x)
-    torch.manual_seed(3)
-    assert torch.equal(first, dropout(x))
-    assert not torch.equal(first, dropout(x))
-
-
-def test_every_dropout_of_the_model_is_an_item_dropout():
-    model = tiny_model(hidden_dropout_prob=0.3, attn_dropout_prob=0.2)
-    dropouts = [m for m in model.modules() if isinstance(m, torch.nn.Dropout)]
-    assert dropouts and all(isinstance(m, ItemDropout) for m in dropouts)
-    assert sorted({m.p for m in dropouts}) == [0.2, 0.3]
-
-
-class _KeepAll(ItemDropout):
-    """A dropout that keeps every entry while ``p > 0`` still selects the training path."""
-
-    def forward(self, hidden_states: torch.Tensor) -> torch.Tensor:
-        return hidden_states
-
-
-@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
-def test_cpu_training_attention_equals_transformers_attention_without_dropout(attn_implementation):
-    """With every dropout keeping all entries, the CPU training path (own scores, mask
-    and softmax) gives transformers' evaluation outputs, for boolean (sdpa) and
-    additive (eager) masks, padded rows included."""
-    model = tiny_model(hidden_dropout_prob=0.3, attn_dropout_prob=0.2, attn_implementation=attn_implementation)
-    for parent in list(model.modules()):
-        for name, child in parent.named_children():
-            if isinstance(child, ItemDropout):
-                setattr(parent, name, _KeepAll(child.p))
-    inputs, attention_mask, _ = masked_batch(model.config)
-    reference = model.bert4rec(inputs, attention_mask=attention_mask).last_hidden_state
-    model.train()
-    trained_path = model.bert4rec(inputs, attention_mask=attention_mask).last_hidden_state
-    real = attention_mask.bool()
-    assert torch.allclose(trained_path[real], reference[real], atol=1e-5)
-
-
-def test_cpu_training_attention_dropout_is_unbiased_and_ignores_padding():
-    model = tiny_model(attn_dropout_prob=0.5)
-    attention = model.bert4rec.encoder.layer[0].attention.self
-    assert isinstance(attention, Bert4RecSelfAttention) and isinstance(attention.dropout, ItemDropout)
-    hidden = torch.randn(4, 10, model.config.hidden_size)
-    mask = torch.ones(4, 1, 10, 10, dtype=torch.bool)
-    mask[:2, ..., :3] = False  # three padded keys in the first two rows
-    expected = attention(hidden, mask)[0]
-    attention.train()
-    torch.manual_seed(0)
-    mean = torch.stack([attention(hidden, mask)[0] for _ in range(3000)]).mean(0)
-    assert torch.allclose(mean, expected, atol=0.03)
-    # padded keys get no attention: changing them leaves every output unchanged
-    changed = hidden.clone()
-    changed[:2, :3] = torch.randn(2, 3, model.config.hidden_size)
-    torch.manual_seed(1)
-    first = attention(hidden, mask)[0]
-    torch.manual_seed(1)
-    assert torch.allclose(attention(changed, mask)[0][:2, 3:], first[:2, 3:], atol=1e-6)
-    first.sum().backward()
-    assert attention.query.weight.grad is not None and attention.query.weight.grad.abs().sum() > 0
 
 
 def test_checkpoint_reload_misses_only_the_tied_decoder_which_the_trainer_reties(tmp_path):
@@ -409,37 +325,6 @@ def test_untied_output_matrix_is_saved_and_restored(tmp_path):
     torch.testing.assert_close(reloaded.logits, expected.logits)
     result = tiny_model(seed=1, tie_word_embeddings=False).load_state_dict(state, strict=False)
     assert not result.missing_keys and not result.unexpected_keys
-
-
-@pytest.mark.parametrize("attn_implementation", ["sdpa", "eager"])
-def test_hidden_states_at_positions_equal_the_full_encoder(attn_implementation):
-    model = tiny_model(attn_implementation=attn_implementation, vocab_size=80)
-    inputs, attention_mask, labels = masked_batch(model.config, batch=9, seed=3)
-    positions = labels.ne(-100)
-    positions[0] = False  # a row with nothing to score
-    positions[1, -1] = positions[1, -2] = True  # and one with several positions
-    computed_rows = []
-    last_layer = model.base_model.encoder.layer[-1]
-    handle = last_layer.intermediate.register_forward_hook(lambda _, args, out: computed_rows.append(tuple(args[0].shape)))
-    with torch.no_grad():
-        expected = model.base_model(inputs, attention_mask=attention_mask).last_hidden_state[positions]
-        computed_rows.clear()
-        got = model.base_model.hidden_states_at(inputs, positions, attention_mask=attention_mask)
-    handle.remove()
-    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-6)
-    # the last feed-forward ran on the chosen positions only
-    assert computed_rows == [(int(positions.sum()), model.config.hidden_size)]
-
-
-def test_hidden_states_at_takes_the_full_forward_when_training():
-    model = tiny_model(hidden_dropout_prob=0.3, attn_dropout_prob=0.3).train()
-    inputs, attention_mask, labels = masked_batch(model.config, seed=4)
-    positions = labels.ne(-100)
-    torch.manual_seed(5)
-    expected = model.base_model(inputs, attention_mask=attention_mask).last_hidden_state[positions]
-    torch.manual_seed(5)
-    got = model.base_model.hidden_states_at(inputs, positions, attention_mask=attention_mask)
-    torch.testing.assert_close(got, expected)
 
 
 @pytest.mark.parametrize(

@@ -71,12 +71,12 @@ def _test_users(processed):
 
 
 # ---------------------------------------------------------------------------- the evaluator's ranking
-@pytest.mark.parametrize("exclude_seen", [False, "window", True])
-def test_top10_equals_the_evaluators_top10_for_every_test_user(ml100k, exclude_seen):
+@pytest.mark.parametrize("exclude_history", [False, "window", True])
+def test_top10_equals_the_evaluators_top10_for_every_test_user(ml100k, exclude_history):
     model, processed, recommender = ml100k
     test, histories, raw_histories = _test_users(processed)
     assert len(raw_histories) == 943
-    recs = recommender.recommend(raw_histories, k=10, exclude_seen=exclude_seen, return_scores=False)
+    recs = recommender.recommend(raw_histories, k=10, exclude_history=exclude_history, return_scores=False)
     rec_ids = torch.tensor(processed.tokenizer.encode(recs))
     assert rec_ids.shape == (943, 10)
 
@@ -86,20 +86,19 @@ def test_top10_equals_the_evaluators_top10_for_every_test_user(ml100k, exclude_s
         logits = model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
     top = logits.topk(11).values
     assert (top[:, :-1] - top[:, 1:]).min() > 1e-6, "near-tied scores: batch rounding could reorder them"
-    evaluator = RankingEvaluator(exclude_history=bool(exclude_seen))
-    # "window": the evaluator's history is what the model reads; True: the whole history
-    seen = left_pad(histories, max(map(len, histories))) if exclude_seen is True else batch["input_ids"]
-    if exclude_seen is True:
-        assert seen.shape[1] > batch["input_ids"].shape[1]  # some users have more than the window
+    # the same option of the evaluator excludes the same items: "window" what the model reads, True all
+    evaluator = RankingEvaluator(exclude_history=exclude_history)
+    whole = left_pad(histories, max(map(len, histories)))
+    assert whole.shape[1] > batch["input_ids"].shape[1]  # some users have more than the window
     for position in range(10):
         # item j of the list has exactly j candidates scoring >= it: the lists agree item by item
-        ranks = evaluator.rank(logits, seen, rec_ids[:, position])
+        ranks = evaluator.rank(logits, batch["input_ids"], rec_ids[:, position], history=whole)
         assert ranks.tolist() == [position] * 943, position
     # the users' histories differ, so their top-10 lists do too
     assert len({tuple(row) for row in rec_ids.tolist()}) > 5
 
 
-@pytest.mark.parametrize("exclude_history", [False, True])
+@pytest.mark.parametrize("exclude_history", [False, "window"])
 def test_hit_rate_of_recommend_equals_the_trainers_hit_at_10(ml100k, tmp_path, exclude_history):
     model, processed, recommender = ml100k
     test, _, raw_histories = _test_users(processed)
@@ -113,7 +112,7 @@ def test_hit_rate_of_recommend_equals_the_trainers_hit_at_10(ml100k, tmp_path, e
     )
     metrics = trainer.evaluate(test, metric_key_prefix="test")
     recs = recommender.recommend(
-        raw_histories, k=10, exclude_seen="window" if exclude_history else False, return_scores=False
+        raw_histories, k=10, exclude_history=exclude_history, return_scores=False
     )
     targets = processed.tokenizer.decode(test["labels"])
     # ml-100k has no repeated user-item pairs, so a target is never among the excluded history items
@@ -135,7 +134,7 @@ def test_one_history_and_batches_give_the_same_answer(ml100k):
     assert recommender.recommend(raw[:12], k=7, batch_size=256, return_scores=False)[5] == single.items
     assert recommend(recommender.model, processed.tokenizer, raw[5], k=7).items == single.items
     # raw scores: the same ranking before exclusion
-    kept = recommender.recommend(raw[5], k=7, exclude_seen=False)
+    kept = recommender.recommend(raw[5], k=7, exclude_history=False)
     scores = recommender.score(raw[5])
     assert scores.shape == (1, len(processed.tokenizer)) and torch.isinf(scores[0, :2]).all()
     assert processed.tokenizer.decode(scores.topk(7).indices[0]) == kept.items
@@ -155,7 +154,7 @@ def test_exclusion_covers_the_whole_history_and_never_specials(ml100k):
     assert set(everything.items) <= set(processed.tokenizer.items)  # no [PAD] / [MASK]
     assert np.isfinite(everything.scores).all()
     # window exclusion drops only the items the model reads; old items may come back
-    window = recommender.recommend(history, k=k, exclude_seen="window")
+    window = recommender.recommend(history, k=k, exclude_history="window")
     assert not set(window.items) & set(history[-(MAX_LEN - 1) :])
     assert set(window.items) & set(history[: -(MAX_LEN - 1)])
     # more than the candidates left: fewer items, never a seen one or a special token
@@ -227,8 +226,17 @@ def test_bad_k_and_options(ml100k):
             recommender.recommend(["50"], k=k)
     with pytest.raises(ValueError, match=f"k=5000 exceeds the catalog of {recommender.num_items} items"):
         recommender.recommend(["50"], k=5000)
-    with pytest.raises(ValueError, match="exclude_seen"):
-        recommender.recommend(["50"], exclude_seen="all")
+    with pytest.raises(ValueError, match="exclude_history must be True, False or 'window', got 'all'"):
+        recommender.recommend(["50"], exclude_history="all")
+    with pytest.warns(FutureWarning, match="exclude_seen"), pytest.raises(ValueError, match="exclude_history"):
+        recommender.check_options(exclude_seen="all")
+
+
+def test_the_former_exclude_seen_name_still_works_with_a_warning(ml100k):
+    _, _, recommender = ml100k
+    expected = recommender.recommend(["50", "172"], k=5, exclude_history=False)
+    with pytest.warns(FutureWarning, match="exclude_seen.*deprecated.*exclude_history"):
+        assert recommender.recommend(["50", "172"], k=5, exclude_seen=False) == expected
     with pytest.raises(ValueError, match="unknown must be"):
         recommender.recommend(["50"], unknown="skip")
     with pytest.raises(ValueError, match="batch_size"):
@@ -352,6 +360,16 @@ def test_cli_recommends_for_one_history(saved_folder, ml100k, capsys):
     assert table[0].split() == ["rank", "item", "score"] and len(table) == 4
     assert main(["recommend", str(saved_folder), "--history", "50", "-k", "0"]) == 1
     assert "k must be a positive integer" in capsys.readouterr().err
+
+
+def test_cli_exclude_history_and_its_former_name(saved_folder, ml100k, capsys):
+    argv = ["recommend", str(saved_folder), "--history", "50 172 133", "-k", "4", "--json"]
+    assert main([*argv, "--exclude-history", "none"]) == 0
+    kept = json.loads(capsys.readouterr().out)["items"]
+    assert kept == ml100k[2].recommend(["50", "172", "133"], k=4, exclude_history=False).items
+    assert main([*argv, "--exclude-seen", "none"]) == 0
+    captured = capsys.readouterr()
+    assert json.loads(captured.out)["items"] == kept and "--exclude-seen is deprecated" in captured.err
 
 
 def test_cli_jsonl_keeps_good_lines_and_names_bad_ones(saved_folder, ml100k, tmp_path, capsys):

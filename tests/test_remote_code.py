@@ -1,13 +1,28 @@
 """A saved folder must load where bert4rec_hf is not importable (trust_remote_code)."""
 
+import ast
 import json
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import torch
 
+import bert4rec_hf
+
 from .helpers import tiny_model
+
+
+def _relative_imports(module: str, seen: set[str] | None = None) -> set[str]:
+    """The package's files a module imports relatively, recursively (``from .x import y``)."""
+    seen = set() if seen is None else seen
+    tree = ast.parse((Path(bert4rec_hf.__file__).parent / module).read_text())
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.level == 1 and node.module and f"{node.module}.py" not in seen:
+            seen.add(f"{node.module}.py")
+            _relative_imports(f"{node.module}.py", seen)
+    return seen
 
 
 def test_saved_folder_loads_without_the_package(tmp_path):
@@ -19,7 +34,10 @@ def test_saved_folder_loads_without_the_package(tmp_path):
         "AutoModel": "modeling_bert4rec.Bert4RecModel",
         "AutoModelForMaskedLM": "modeling_bert4rec.Bert4RecForMaskedItemPrediction",
     }
-    assert {p.name for p in tmp_path.iterdir()} >= {"modeling_bert4rec.py", "configuration_bert4rec.py"}
+    needed = _relative_imports("modeling_bert4rec.py")
+    # the model's code is the paper's model, its scorer and losses, and the configuration: nothing of training
+    assert needed == {"configuration_bert4rec.py", "losses_bert4rec.py", "scoring_bert4rec.py"}
+    assert {p.name for p in tmp_path.iterdir()} >= {"modeling_bert4rec.py", *needed}
     histories = torch.randint(2, 52, (4, 9), generator=torch.Generator().manual_seed(0))
     expected = model.next_item_scores(histories)
     torch.save(histories, tmp_path / "histories.pt")

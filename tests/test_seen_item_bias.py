@@ -7,7 +7,7 @@ import torch
 from safetensors.torch import load_file
 
 from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedItemPrediction, RankingEvaluator
-from bert4rec_hf.modeling_bert4rec import distinct_seen_items
+from bert4rec_hf.scoring_bert4rec import distinct_items
 
 from .helpers import masked_batch, tiny_config, tiny_model
 
@@ -37,9 +37,9 @@ def test_the_offset_is_on_by_default_and_validated():
         Bert4RecConfig(seen_item_bias="yes")
 
 
-def test_distinct_seen_items_drop_specials_repeats_and_out_of_range_ids():
-    history = torch.tensor([[0, 0, 5, 3, 5, 1], [7, 7, 7, 2, 0, 1]])
-    assert distinct_seen_items(history, 2).tolist() == [[-1, -1, -1, -1, 3, 5], [-1, -1, -1, -1, 2, 7]]
+def test_distinct_items_drop_specials_repeats_and_negative_ids():
+    history = torch.tensor([[0, 0, 5, 3, 5, 1], [7, 7, 7, 2, -100, 1]])
+    assert distinct_items(history).tolist() == [[0, 0, 0, 0, 3, 5], [0, 0, 0, 0, 2, 7]]
 
 
 def test_the_offset_lands_once_on_each_distinct_item_of_the_row():
@@ -47,7 +47,7 @@ def test_the_offset_lands_once_on_each_distinct_item_of_the_row():
     hidden = torch.randn(2, model.config.hidden_size)
     history = torch.tensor([[0, 0, 5, 3, 5, 1], [9, 9, 2, 51, 0, 1]])
     with torch.no_grad():
-        delta = model.score_hidden_states(hidden, history) - model.score_hidden_states(hidden)
+        delta = model.item_scorer(hidden, history).all() - model.item_scorer(hidden).all()
     expected = torch.zeros(2, model.config.vocab_size - 2)
     expected[0, [5 - 2, 3 - 2]] = OFFSET
     expected[1, [9 - 2, 2 - 2, 51 - 2]] = OFFSET
@@ -58,13 +58,13 @@ def test_chosen_items_and_chunks_agree_with_the_full_scores():
     model = offset_model()
     hidden, history, _ = states_and_history(model)
     with torch.no_grad():
-        full = model.score_hidden_states(hidden, history)
+        full = model.item_scorer(hidden, history).all()
         ids = torch.cat([history.clamp(min=2)[:, :4], torch.randint(2, model.config.vocab_size, (len(hidden), 4))], 1)
-        torch.testing.assert_close(model.score_items(hidden, ids, history), full.gather(1, ids))
+        torch.testing.assert_close(model.item_scorer(hidden, history).chosen(ids), full.gather(1, ids))
         shared = torch.arange(2, model.config.vocab_size)
-        torch.testing.assert_close(model.score_items(hidden, shared, history), full[:, 2:])
+        torch.testing.assert_close(model.item_scorer(hidden, history).chosen(shared), full[:, 2:])
         for chunk_size in (5, 13, 1000):
-            chunks = torch.cat([scores for _, scores in model.item_score_chunks(hidden, chunk_size, history)], 1)
+            chunks = torch.cat([scores for _, scores in model.item_scorer(hidden, history).chunks(chunk_size)], 1)
             torch.testing.assert_close(chunks, full[:, 2:])
 
 
@@ -73,15 +73,15 @@ def test_forward_and_next_item_scores_apply_the_offset_to_the_input_items():
     inputs, attention_mask, labels = masked_batch(model.config)
     logits = model(inputs, attention_mask=attention_mask, labels=labels).logits
     hidden, history, _ = states_and_history(model)
-    torch.testing.assert_close(logits, model.score_hidden_states(hidden, history))
+    torch.testing.assert_close(logits, model.item_scorer(hidden, history).all())
     histories = torch.randint(2, 52, (3, 20))
     scores = model.next_item_scores(histories)
     read = histories[:, -(model.config.max_seq_length - 1) :]  # the offset reads the window, not older items
     last = torch.cat([read, torch.ones(3, 1, dtype=torch.long)], dim=1)
     with torch.no_grad():
         state = model.base_model(last).last_hidden_state[:, -1]
-    torch.testing.assert_close(scores, model.score_hidden_states(state, last))
-    assert not torch.allclose(scores[:, 2:], model.score_hidden_states(state)[:, 2:])
+    torch.testing.assert_close(scores, model.item_scorer(state, last).all())
+    assert not torch.allclose(scores[:, 2:], model.item_scorer(state).all()[:, 2:])
 
 
 @pytest.mark.parametrize("chunk_size", [7, 16])
@@ -154,11 +154,11 @@ def test_hidden_state_ranking_counts_the_offset_as_score_ranking_does(mode, trun
     hidden, history, targets = states_and_history(model, seed=2)
     evaluator = RankingEvaluator(mode=mode, ks=[1, 3], truncate_ranks=truncate_ranks)
     with torch.no_grad():
-        expected = evaluator.rank(model.score_hidden_states(hidden, history), history, targets)
+        expected = evaluator.rank(model.item_scorer(hidden, history).all(), history, targets)
         for chunk_size in (4, 2048):
             ranks = evaluator.rank_hidden_states(model, hidden, history, targets, chunk_size=chunk_size)
             assert ranks.tolist() == expected.tolist()
-        plain = evaluator.rank(model.score_hidden_states(hidden), history, targets)
+        plain = evaluator.rank(model.item_scorer(hidden).all(), history, targets)
     if mode == "full" and not truncate_ranks:  # the offset moves full-ranking ranks
         assert plain.tolist() != expected.tolist()
     with pytest.raises(ValueError, match="seen_item_bias.*needs input_ids"):

@@ -58,7 +58,7 @@ def test_exclude_history_removes_the_whole_history():
     model = tiny_model(vocab_size=VOCAB, max_seq_length=WINDOW)
     hidden = torch.randn(4, model.config.hidden_size)
     full = evaluator.rank(
-        model.score_hidden_states(hidden, batch["input_ids"]), batch["input_ids"], torch.tensor(targets),
+        model.item_scorer(hidden, batch["input_ids"]).all(), batch["input_ids"], torch.tensor(targets),
         history=batch["history_ids"],
     )  # fmt: skip
     scanned = evaluator.rank_hidden_states(

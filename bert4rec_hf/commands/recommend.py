@@ -174,7 +174,7 @@ def _recommend(args: argparse.Namespace) -> int:
     recommender = Bert4RecRecommender.from_pretrained(args.model_dir, device=args.device)
     options = {
         "k": args.k,
-        "exclude_seen": {"all": True, "window": "window", "none": False}[args.exclude_seen],
+        "exclude_history": {"all": True, "window": "window", "none": False}[_exclude_history(args)],
         "allow_items": args.allow,
         "deny_items": args.deny,
         "unknown": args.unknown,
@@ -212,9 +212,10 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", metavar="JSONL", help="where --input's recommendations go (default: stdout)")
     parser.add_argument("-k", type=int, default=10, help="items per history (default 10)")
     parser.add_argument(
-        "--exclude-seen", choices=["all", "window", "none"], default="all",
+        "--exclude-history", choices=["all", "window", "none"], default="all",
         help="leave out every history item (all, default), only those the model reads (window), or none",
     )  # fmt: skip
+    parser.add_argument("--exclude-seen", choices=["all", "window", "none"], help=argparse.SUPPRESS)  # former name
     parser.add_argument(
         "--allow", type=_id_list, metavar="IDS",
         help='candidate items only: "1 2 3" / "1,2,3", or @FILE with one id per line (ids may hold spaces)',
@@ -235,3 +236,11 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--json", action="store_true", help="print --history's answer as JSON")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
     parser.set_defaults(handler=_recommend)
+
+
+def _exclude_history(args: argparse.Namespace) -> str:
+    """``--exclude-seen`` is the former name of ``--exclude-history``: it still works, with a warning."""
+    if args.exclude_seen is None:
+        return args.exclude_history
+    print("warning: --exclude-seen is deprecated; use --exclude-history", file=sys.stderr)
+    return args.exclude_seen

@@ -27,7 +27,9 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..candidates import excluded_items
 from ..configuration_bert4rec import IGNORE_INDEX, NUM_SPECIAL_TOKENS
+from ..scoring_bert4rec import ItemScorer, distinct_items, window_columns
 from .metrics import DEFAULT_KS, check_ks, ranking_metrics
 from .sampling import sample_negatives
 
@@ -64,8 +66,8 @@ def _below(scores: torch.Tensor, threshold: torch.Tensor) -> torch.Tensor:
 def _window_columns(excluded: torch.Tensor, start: int, width: int) -> torch.Tensor:
     """``excluded`` ids as columns of the id window ``[start, start + width)``,
     ``-1`` for ids outside it."""
-    local = excluded - start
-    return local.masked_fill_((local < 0) | (local >= width), -1)
+    columns, inside = window_columns(excluded, start, width)
+    return columns.masked_fill_(~inside, -1)
 
 
 def _count_at_least(scores: torch.Tensor, threshold: torch.Tensor, excluded: torch.Tensor) -> torch.Tensor:
@@ -103,14 +105,16 @@ class RankingEvaluator:
             proportionally to ``item_popularity``. ``"uni"`` / ``"pop"`` take N
             from ``num_negatives``.
         ks: cut-offs of the @K metrics.
-        exclude_history: in ``full`` mode, drop the items of the history from
+        exclude_history: in ``full`` mode, drop the items the user had from
             the candidates (off by default, as in RecBole's sequential
-            evaluation). The target always stays, even when it is also in the
-            history (repeat consumption). Sampled modes always draw negatives
-            outside the history. "History" is the ``history`` given to the
-            ranking methods (the user's whole history: the Trainer passes it,
-            see ``DataCollatorForNextItemPrediction(whole_history=True)``), else
-            the items of ``input_ids`` (the model's input window).
+            evaluation): ``True`` the whole history, ``"window"`` only the items
+            of the model's input window (``input_ids``). The target always
+            stays, even when it is also in the history (repeat consumption).
+            Sampled modes always draw negatives outside the whole history.
+            "Whole history" is the ``history`` given to the ranking methods
+            (the Trainer passes it, see
+            ``DataCollatorForNextItemPrediction(whole_history=True)``), else
+            the items of ``input_ids``.
         num_negatives: negatives per target in sampled modes (default 100).
         item_popularity: ``(vocab_size,)`` training interaction counts indexed by
             vocabulary id (see ``count_item_popularity``); needed by ``pop``.
@@ -130,7 +134,7 @@ class RankingEvaluator:
         self,
         mode: str = "full",
         ks: Iterable[int] = DEFAULT_KS,
-        exclude_history: bool = False,
+        exclude_history: bool | str = False,
         num_negatives: int | None = None,
         item_popularity: torch.Tensor | np.ndarray | None = None,
         seed: int = 0,
@@ -153,7 +157,9 @@ class RankingEvaluator:
         self.num_negatives = num_negatives
         self.mode = "full" if self.sampler is None else f"{self.sampler}{num_negatives}"
         self.ks = check_ks(ks)
-        self.exclude_history = bool(exclude_history)
+        if exclude_history not in (True, False, "window"):
+            raise ValueError(f"exclude_history must be True, False or 'window', got {exclude_history!r}")
+        self.exclude_history = exclude_history if exclude_history == "window" else bool(exclude_history)
         self.seed = int(seed)
         self.rank_limit = max(self.ks) if truncate_ranks else None
         self.item_popularity = None
@@ -177,8 +183,13 @@ class RankingEvaluator:
     def describe(self) -> str:
         """One line naming the mode and the history handling, for every report."""
         if self.sampler is None:
-            if self.exclude_history:
-                candidates = "all items except the user's history (exclude_history=True; the target always stays)"
+            if self.exclude_history == "window":
+                candidates = (
+                    "all items except those of the model's input window (exclude_history='window'; "
+                    "the target always stays)"
+                )
+            elif self.exclude_history:
+                candidates = "all items except the user's whole history (exclude_history=True; the target always stays)"
             else:
                 candidates = "all items, history items included (exclude_history=False)"
             line = f"full ranking: each target against {candidates}; ties count against the target"
@@ -231,23 +242,21 @@ class RankingEvaluator:
             )
         vocab_size = scores.shape[1]
         input_ids, targets = self._check_rows(input_ids, targets, vocab_size, scores.device)
-        seen = self._history(history, input_ids, targets)
+        history = self._history(history, input_ids, targets)
         target_scores = scores.gather(1, targets[:, None])
 
         if self.sampler is None:
             beats = ~(scores < target_scores)  # >=, and NaN counts against the target
             beats[:, :NUM_SPECIAL_TOKENS] = False
             beats.scatter_(1, targets[:, None], False)
-            if self.exclude_history:
-                # ids outside the real items (-100 labels-style padding, out-of-vocabulary) point at column 0,
-                # already out of the count, as rank_hidden_states ignores them; the target was taken out above
-                real = (seen >= NUM_SPECIAL_TOKENS) & (seen < vocab_size)
-                beats.scatter_(1, seen.where(real, 0), False)
+            if self.exclude_history:  # excluded ids are real items or padding (column 0, out of the count)
+                beats.scatter_(1, self._excluded(history, input_ids, targets, vocab_size), False)
             return self._truncate(beats.sum(1))
 
-        negatives = self._negatives(seen, targets, vocab_size, row_ids)
+        negatives = self._negatives(history, targets, vocab_size, row_ids)
         return self._truncate(self._count_sampled(scores.gather(1, negatives.clamp(min=0)), target_scores, negatives))
 
+    @torch.no_grad()
     def rank_hidden_states(
         self,
         model: Any,
@@ -259,18 +268,17 @@ class RankingEvaluator:
         observer: Callable[[slice, int, torch.Tensor], None] | None = None,
         history: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        """The ranks of :meth:`rank` without a ``(B, vocab_size)`` score matrix:
+        """The ranks of :meth:`rank` without a ``(B, vocab_size)`` score matrix,
+        from ``model.item_scorer(hidden_states, input_ids)`` (the target and
+        every candidate scored by the same arithmetic, so a tie is a tie):
         full mode scans the catalog in blocks of ``SCAN_ROWS`` rows x
-        ``chunk_size`` items (``model.item_score_chunks``; default
-        ``DEFAULT_SCAN_CHUNK``), small enough to stay in the CPU cache, and
-        counts the candidates scoring at least the target block by block;
-        sampled modes score only the target and its negatives
-        (``model.score_items``). ``model`` is a ``Bert4RecForMaskedItemPrediction``
-        (or anything with those two methods, each taking the rows' ``input_ids``
-        as a last argument, and ``config.vocab_size``);
-        ``hidden_states`` are its ``(B, hidden)`` encoder states at the predicted
-        positions. The scan overwrites each block ``model.item_score_chunks``
-        yields. ``observer(rows, start, scores)``, if given, sees every block
+        ``chunk_size`` items (default ``DEFAULT_SCAN_CHUNK``), small enough to
+        stay in the CPU cache, and counts the candidates scoring at least the
+        target block by block; sampled modes score only the target and its
+        negatives. ``model`` is a ``Bert4RecForMaskedItemPrediction`` (or
+        anything with ``item_scorer`` and ``config.vocab_size``);
+        ``hidden_states`` are its ``(B, hidden)`` encoder states at the
+        predicted positions. The scan overwrites each block it scores. ``observer(rows, start, scores)``, if given, sees every block
         of the full scan (rows ``rows`` of ``hidden_states``, the scores of
         vocabulary ids ``start ..``), e.g. to accumulate the softmax normalizer
         of the cross-entropy from the same pass over the catalog; it makes the
@@ -286,34 +294,29 @@ class RankingEvaluator:
         input_ids, targets = self._check_rows(input_ids, targets, vocab_size, hidden_states.device)
         if input_ids is None and getattr(model.config, "seen_item_bias", False):
             raise ValueError("the model scores the items of its input (seen_item_bias): ranking needs input_ids")
-        seen = self._history(history, input_ids, targets)
-        target_scores = model.score_items(hidden_states, targets[:, None], input_ids)
+        history = self._history(history, input_ids, targets)
+        scorer = model.item_scorer(hidden_states, input_ids)
+        target_scores = scorer.targets(targets)[:, None]
         if self.sampler is not None:
-            negatives = self._negatives(seen, targets, vocab_size, row_ids)
-            negative_scores = model.score_items(hidden_states, negatives.clamp(min=0), input_ids)
+            negatives = self._negatives(history, targets, vocab_size, row_ids)
+            negative_scores = scorer.chosen(negatives.clamp(min=0))
             return self._truncate(self._count_sampled(negative_scores, target_scores, negatives))
 
         # ids taken out of the count where they score at least the target: the target itself and, with
-        # history exclusion, each distinct real history item other than the target
+        # history exclusion, each distinct excluded item (padding where none: never a counted column)
         excluded = targets[:, None]
         if self.exclude_history:
-            items = seen.sort(dim=1).values
-            first = torch.ones_like(items, dtype=torch.bool)
-            first[:, 1:] = items[:, 1:] != items[:, :-1]
-            keep = first & (items >= NUM_SPECIAL_TOKENS) & (items < vocab_size) & (items != targets[:, None])
-            excluded = torch.cat([excluded, torch.where(keep, items, torch.full_like(items, -1))], dim=1)
+            distinct = distinct_items(self._excluded(history, input_ids, targets, vocab_size))
+            excluded = torch.cat([excluded, distinct], dim=1)
         if self.rank_limit is None or observer is not None or vocab_size - NUM_SPECIAL_TOKENS <= chunk_size:
-            return self._truncate(
-                self._scan(model, hidden_states, input_ids, target_scores, excluded, chunk_size, observer)
-            )
+            return self._truncate(self._scan(scorer, target_scores, excluded, chunk_size, observer))
         # users whose probe already counts rank_limit items are settled; only the others scan the catalog
-        counts = self._probe(model, hidden_states, input_ids, target_scores, excluded, chunk_size)
+        counts = self._probe(scorer, target_scores, excluded, chunk_size)
         open_rows = counts.lt(self.rank_limit).nonzero()[:, 0]
         if open_rows.numel():
             counts[open_rows] = self._scan_until(
-                model, hidden_states[open_rows], _rows_of(input_ids, open_rows), target_scores[open_rows],
-                excluded[open_rows], chunk_size, self.rank_limit,
-            )  # fmt: skip
+                scorer.rows(open_rows), target_scores[open_rows], excluded[open_rows], chunk_size, self.rank_limit
+            )
         return self._truncate(counts)
 
     def _truncate(self, ranks: torch.Tensor) -> torch.Tensor:
@@ -321,19 +324,17 @@ class RankingEvaluator:
 
     @staticmethod
     def _scan(
-        model: Any,
-        hidden_states: torch.Tensor,
-        history: torch.Tensor | None,
+        scorer: ItemScorer,
         target_scores: torch.Tensor,
         excluded: torch.Tensor,
         chunk_size: int,
         observer: Callable[[slice, int, torch.Tensor], None] | None = None,
     ) -> torch.Tensor:
         """Exact counts over the whole catalog, one cache-sized block at a time."""
-        counts = torch.zeros(target_scores.shape[0], dtype=torch.long, device=hidden_states.device)
+        counts = torch.zeros(target_scores.shape[0], dtype=torch.long, device=target_scores.device)
         for first_row in range(0, target_scores.shape[0], SCAN_ROWS):
             rows = slice(first_row, first_row + SCAN_ROWS)
-            for start, scores in model.item_score_chunks(hidden_states[rows], chunk_size, _rows_of(history, rows)):
+            for start, scores in scorer.rows(rows).chunks(chunk_size):
                 if observer is not None:
                     observer(rows, start, scores)
                 local = _window_columns(excluded[rows], start, scores.shape[1])
@@ -342,55 +343,43 @@ class RankingEvaluator:
 
     @staticmethod
     def _scan_until(
-        model: Any,
-        hidden_states: torch.Tensor,
-        history: torch.Tensor | None,
-        target_scores: torch.Tensor,
-        excluded: torch.Tensor,
-        chunk_size: int,
-        limit: int,
+        scorer: ItemScorer, target_scores: torch.Tensor, excluded: torch.Tensor, chunk_size: int, limit: int
     ) -> torch.Tensor:
         """Counts over the catalog in id order, each row only until it reaches
         ``limit`` (its rank is then at least the limit, all that is asked). Blocks
         stay at most ``SCAN_ROWS x chunk_size`` scores and widen as rows drop out."""
-        counts = torch.zeros(target_scores.shape[0], dtype=torch.long, device=hidden_states.device)
-        counting = torch.arange(target_scores.shape[0], device=hidden_states.device)
-        start, vocab_size = NUM_SPECIAL_TOKENS, model.config.vocab_size
+        device = target_scores.device
+        counts = torch.zeros(target_scores.shape[0], dtype=torch.long, device=device)
+        counting = torch.arange(target_scores.shape[0], device=device)
+        start, vocab_size = NUM_SPECIAL_TOKENS, scorer.vocab_size
         while start < vocab_size and counting.numel():
             stop = min(vocab_size, start + max(chunk_size, chunk_size * SCAN_ROWS // counting.numel()))
-            ids = torch.arange(start, stop, device=hidden_states.device)
             for rows in counting.split(SCAN_ROWS):
-                local = _window_columns(excluded[rows], start, ids.shape[0])
-                scores = model.score_items(hidden_states[rows], ids, _rows_of(history, rows))
+                local = _window_columns(excluded[rows], start, stop - start)
+                scores = scorer.rows(rows).range(start, stop)
                 counts[rows] += _count_at_least(scores, target_scores[rows], local)
             counting = counting[counts[counting] < limit]
             start = stop
         return counts
 
     @staticmethod
-    def _probe(
-        model: Any,
-        hidden_states: torch.Tensor,
-        history: torch.Tensor | None,
-        target_scores: torch.Tensor,
-        excluded: torch.Tensor,
-        width: int,
-    ) -> torch.Tensor:
+    def _probe(scorer: ItemScorer, target_scores: torch.Tensor, excluded: torch.Tensor, width: int) -> torch.Tensor:
         """Counts over a probe of ``width`` items per block of ``SCAN_ROWS`` rows:
         the items that score highest for the block's mean state. A lower bound
         of each count, and for most users already past the rank limit."""
-        blocks = hidden_states.split(SCAN_ROWS)
-        chunks = list(model.item_score_chunks(torch.stack([block.mean(0) for block in blocks])))
-        mean_scores = torch.cat([scores for _, scores in chunks], dim=1)
-        probes = mean_scores.topk(min(width, mean_scores.shape[1]), dim=1).indices.add_(chunks[0][0])
-        counts = torch.zeros(target_scores.shape[0], dtype=torch.long, device=hidden_states.device)
-        position = torch.full((model.config.vocab_size,), -1, dtype=torch.long, device=hidden_states.device)
-        for block, (hidden, probe) in enumerate(zip(blocks, probes, strict=True)):
+        blocks = scorer.states.split(SCAN_ROWS)
+        means = ItemScorer(torch.stack([block.mean(0) for block in blocks]), scorer.weight, scorer.bias)
+        probes = means.range().topk(min(width, scorer.vocab_size - NUM_SPECIAL_TOKENS), dim=1).indices
+        probes += NUM_SPECIAL_TOKENS
+        device = target_scores.device
+        counts = torch.zeros(target_scores.shape[0], dtype=torch.long, device=device)
+        position = torch.full((scorer.vocab_size,), -1, dtype=torch.long, device=device)
+        for block, probe in enumerate(probes):
             rows = slice(block * SCAN_ROWS, (block + 1) * SCAN_ROWS)
-            position[probe] = torch.arange(probe.shape[0], device=position.device)
+            position[probe] = torch.arange(probe.shape[0], device=device)
             ids = excluded[rows]
             local = torch.where(ids >= 0, position[ids.clamp(min=0)], -1)
-            scores = model.score_items(hidden, probe, _rows_of(history, rows))
+            scores = scorer.rows(rows).chosen(probe)
             counts[rows] = _count_at_least(scores, target_scores[rows], local)
             position[probe] = -1
         return counts
@@ -424,9 +413,17 @@ class RankingEvaluator:
             raise ValueError(f"expected history (B, H) with B={targets.shape[0]}, got {tuple(history.shape)}")
         return history
 
-    def _negatives(
-        self, input_ids: torch.Tensor, targets: torch.Tensor, vocab_size: int, row_ids: torch.Tensor | None
+    def _excluded(
+        self, history: torch.Tensor, input_ids: torch.Tensor | None, targets: torch.Tensor, vocab_size: int
     ) -> torch.Tensor:
+        """The items ``exclude_history`` takes out of a full ranking (the target stays)."""
+        source = input_ids if self.exclude_history == "window" else history
+        return excluded_items(source, vocab_size, keep=targets)
+
+    def _negatives(
+        self, history: torch.Tensor, targets: torch.Tensor, vocab_size: int, row_ids: torch.Tensor | None
+    ) -> torch.Tensor:
+        """Negatives outside the items the user had (the one exclusion rule), the target excluded."""
         weights = None
         if self.sampler == "pop":
             if self.item_popularity.shape[0] != vocab_size:
@@ -436,8 +433,9 @@ class RankingEvaluator:
                 )
             weights = self.item_popularity
         return sample_negatives(
-            input_ids, targets, vocab_size, self.num_negatives, weights=weights, seed=self.seed, row_ids=row_ids
-        )
+            excluded_items(history, vocab_size), targets, vocab_size, self.num_negatives, weights=weights,
+            seed=self.seed, row_ids=row_ids,
+        )  # fmt: skip
 
     @staticmethod
     def _count_sampled(

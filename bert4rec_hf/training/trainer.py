@@ -21,6 +21,8 @@ from transformers.utils import logging
 
 from ..configuration_bert4rec import IGNORE_INDEX
 from ..evaluation.evaluator import RankingEvaluator
+from ..scoring_bert4rec import LogSumExp
+from ..speedups_bert4rec import hidden_states_at, use_cpu_speedups
 
 logger = logging.get_logger(__name__)
 
@@ -71,6 +73,9 @@ class Bert4RecTrainer(Trainer):
         self._staging = False
         if kwargs.get("compute_metrics") is None:
             kwargs["compute_metrics"] = self._evaluator_metrics
+        model = kwargs.get("model", args[0] if args else None)
+        if model is not None:
+            use_cpu_speedups(model)
         super().__init__(*args, **kwargs)
         logger.info(f"Ranking evaluation: {self.evaluator.describe()}")
 
@@ -99,6 +104,10 @@ class Bert4RecTrainer(Trainer):
         if state is not None and _training_ended(state):
             return self._restore_ended_training(resume_from_checkpoint, state)
         return super().train(resume_from_checkpoint=resume_from_checkpoint or None, trial=trial, **kwargs)
+
+    def call_model_init(self, trial: Any = None) -> nn.Module:
+        """A ``model_init`` model (hyper-parameter search) gets the CPU speed paths too."""
+        return use_cpu_speedups(super().call_model_init(trial))
 
     def _restore_ended_training(self, checkpoint: str, state: TrainerState) -> TrainOutput:
         """The end of a run whose training had finished before it was killed."""
@@ -178,7 +187,7 @@ class Bert4RecTrainer(Trainer):
         gather pads, concatenates and drops duplicated tail samples row-wise.
 
         The ranks come from the encoder states at the labelled positions
-        (``Bert4RecModel.hidden_states_at``: the last layer runs only there;
+        (``speedups_bert4rec.hidden_states_at``: the last layer runs only there;
         ``RankingEvaluator.rank_labelled_hidden_states``): a full ranking scans
         the catalog in cache-sized blocks, and the cross-entropy's normalizer
         is accumulated from the same blocks, so the loss costs no second pass.
@@ -191,28 +200,28 @@ class Bert4RecTrainer(Trainer):
         unwrapped = self.accelerator.unwrap_model(model)
         with torch.no_grad(), self.accelerator.autocast():
             labelled = labels.ne(IGNORE_INDEX)
-            selected = unwrapped.base_model.hidden_states_at(
-                inputs["input_ids"], labelled, attention_mask=inputs.get("attention_mask")
+            selected = hidden_states_at(
+                unwrapped.base_model, inputs["input_ids"], labelled, attention_mask=inputs.get("attention_mask")
             )
             targets = labels[labelled]
             history = inputs["input_ids"][labelled.nonzero()[:, 0]]
             if prediction_loss_only:
                 return self._masked_item_loss(unwrapped, selected, targets, inputs, labelled, history), None, None
             fused = self.eval_loss and self.evaluator.sampler is None and unwrapped.config.loss_type != "BPR"
-            normalizer = _SoftmaxNormalizer(selected.shape[0], selected.device) if fused else None
+            normalizer = LogSumExp(selected.shape[0], selected.device) if fused else None
             ranks, rank_targets = self.evaluator.rank_labelled_hidden_states(
                 unwrapped,
                 selected,
                 labels,
                 inputs.get("input_ids"),
                 chunk_size=getattr(unwrapped.config, "item_chunk_size", 0) or None,
-                observer=normalizer,
+                observer=(lambda rows, start, scores: normalizer.add(scores, rows)) if fused else None,
                 history=whole_history,
             )
             loss = None
             if fused:
-                target_scores = unwrapped.score_items(selected, targets[:, None], history)[:, 0]
-                loss = (normalizer.log_sum_exp() - target_scores).mean()
+                target_scores = unwrapped.item_scorer(selected, history).targets(targets)
+                loss = (normalizer.value - target_scores).mean()
             elif self.eval_loss:
                 loss = self._masked_item_loss(unwrapped, selected, targets, inputs, labelled, history)
         return (loss.detach() if loss is not None else None), ranks, rank_targets
@@ -265,24 +274,6 @@ def _longest_first(lengths: np.ndarray) -> list[int]:
     several times. Metrics are averages over users and sampled negatives
     depend on each row alone, so the order changes nothing else."""
     return np.argsort(-lengths, kind="stable").tolist()
-
-
-class _SoftmaxNormalizer:
-    """Each row's log-sum-exp over the score blocks of a ranking scan (the
-    cross-entropy's normalizer), accumulated with a running maximum."""
-
-    def __init__(self, rows: int, device: torch.device):
-        self.maximum = torch.full((rows,), float("-inf"), device=device)
-        self.total = torch.zeros(rows, device=device)
-
-    def __call__(self, rows: slice, start: int, scores: torch.Tensor) -> None:
-        maximum = torch.maximum(self.maximum[rows], scores.amax(1))
-        rescaled = self.total[rows] * (self.maximum[rows] - maximum).exp()
-        self.total[rows] = rescaled + (scores - maximum[:, None]).exp_().sum(1)
-        self.maximum[rows] = maximum
-
-    def log_sum_exp(self) -> torch.Tensor:
-        return self.maximum + self.total.log()
 
 
 __all__ = ["Bert4RecTrainer", "last_checkpoint"]
