@@ -84,6 +84,7 @@ def run_case(args: argparse.Namespace) -> dict:
     import torch
 
     from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedItemPrediction, RankingEvaluator
+    from bert4rec_hf.speedups_bert4rec import use_cpu_speedups
 
     torch.manual_seed(0)
     vocab_size = args.items + 2
@@ -99,7 +100,7 @@ def run_case(args: argparse.Namespace) -> dict:
         batch_size = args.full_batch_size
     if case == "eval":
         config["item_chunk_size"] = args.chunk_size
-    model = Bert4RecForMaskedItemPrediction(Bert4RecConfig(**config))
+    model = use_cpu_speedups(Bert4RecForMaskedItemPrediction(Bert4RecConfig(**config)))  # as Bert4RecTrainer does
     if case == "sampled-pop":
         model.set_sampling_weights(torch.from_numpy(np.bincount(item_ids, minlength=vocab_size)).float())
     data = batches(item_ids, ends, batch_size, args.max_seq_length, vocab_size)

@@ -37,12 +37,14 @@ def worker(steps: int, warmup: int, torch_threads: str) -> dict:
     import torch
 
     from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedItemPrediction, DataCollatorForMaskedItemPrediction
+    from bert4rec_hf.speedups_bert4rec import use_cpu_speedups
     from bert4rec_hf.training.threads import apply_thread_policy
 
     controller = apply_thread_policy(None if torch_threads == "auto" else int(torch_threads))
     torch.manual_seed(0)
     num_items, batch_size, length = 1_682, 64, 50
-    model = Bert4RecForMaskedItemPrediction(Bert4RecConfig(vocab_size=num_items + 2, max_seq_length=length)).train()
+    model = Bert4RecForMaskedItemPrediction(Bert4RecConfig(vocab_size=num_items + 2, max_seq_length=length))
+    model = use_cpu_speedups(model).train()  # as Bert4RecTrainer does
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     collator = DataCollatorForMaskedItemPrediction(max_seq_length=length, mask_ratio=0.2, vocab_size=num_items + 2)
     rows = [{"input_ids": torch.randint(2, num_items + 2, (length,)).tolist()} for _ in range(batch_size * 8)]

@@ -38,6 +38,7 @@ from bert4rec_hf import (
     DataCollatorForNextItemPrediction,
     RankingEvaluator,
 )
+from bert4rec_hf.speedups_bert4rec import use_cpu_speedups
 
 BEAUTY_ITEMS = 54_542
 
@@ -96,7 +97,7 @@ def measure(args: argparse.Namespace, batch: int, length: int, device: torch.dev
         mask_ratio=args.mask_ratio,
         seen_item_bias=not args.no_seen_item_bias,
     )
-    model = Bert4RecForMaskedItemPrediction(config).to(device)
+    model = use_cpu_speedups(Bert4RecForMaskedItemPrediction(config)).to(device)  # as Bert4RecTrainer does
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     generator = torch.Generator().manual_seed(args.seed)
     collator = DataCollatorForMaskedItemPrediction(

@@ -1,4 +1,15 @@
-"""bert4rec-hf: BERT4Rec as a Hugging Face pretrained model."""
+"""bert4rec-hf: BERT4Rec as a Hugging Face pretrained model.
+
+The top level holds what a run, a model and a recommendation need; everything
+else is importable from its submodule (``bert4rec_hf.data``,
+``bert4rec_hf.evaluation``, ``bert4rec_hf.export``, ``bert4rec_hf.training``,
+...). Names that used to live here still import, with a ``FutureWarning``
+naming their home.
+"""
+
+import importlib
+import warnings
+from typing import Any
 
 from transformers import AutoConfig, AutoModel, AutoModelForMaskedLM
 
@@ -6,28 +17,16 @@ from .configuration_bert4rec import Bert4RecConfig
 from .data import (
     DataCollatorForMaskedItemPrediction,
     DataCollatorForNextItemPrediction,
-    build_sequences,
-    leave_one_out,
     load_interactions,
-    load_processed,
     read_interactions,
-    save_processed,
 )
-from .evaluation import RankingEvaluator, count_item_popularity, ranking_metrics
-from .export import Bert4RecTopK, export_model, export_onnx
-from .finetuning import extend_vocabulary
-from .modeling_bert4rec import (
-    Bert4RecForMaskedItemPrediction,
-    Bert4RecModel,
-    Bert4RecPreTrainedModel,
-    MaskedItemPredictionOutput,
-)
+from .evaluation import RankingEvaluator
+from .modeling_bert4rec import Bert4RecForMaskedItemPrediction, Bert4RecModel
 from .quick_start import evaluate_saved_model, run_bert4rec
-from .recommendation import Bert4RecRecommender, Recommendation, recommend
+from .recommendation import Bert4RecRecommender, Recommendation
 from .tokenization_bert4rec import ItemTokenizer
-from .training import Bert4RecTrainer, ConfigError, TimeBudgetCallback, load_config
-from .training.hyper_space import HyperSpace, HyperSpaceError, parse_hyper_space, read_hyper_space
-from .training.tuning import Bert4RecTuningTrainer, TuningResult, tune_bert4rec
+from .training import Bert4RecTrainer, load_config
+from .training.tuning import tune_bert4rec
 
 __version__ = "0.1.0"
 
@@ -40,43 +39,59 @@ Bert4RecConfig.register_for_auto_class()
 Bert4RecModel.register_for_auto_class("AutoModel")
 Bert4RecForMaskedItemPrediction.register_for_auto_class("AutoModelForMaskedLM")
 
+# names that lived at the top level before it was cut down, and their home now
+MOVED = {
+    "Bert4RecPreTrainedModel": "bert4rec_hf.modeling_bert4rec",
+    "MaskedItemPredictionOutput": "bert4rec_hf.modeling_bert4rec",
+    "build_sequences": "bert4rec_hf.data",
+    "leave_one_out": "bert4rec_hf.data",
+    "load_processed": "bert4rec_hf.data",
+    "save_processed": "bert4rec_hf.data",
+    "count_item_popularity": "bert4rec_hf.evaluation",
+    "ranking_metrics": "bert4rec_hf.evaluation",
+    "Bert4RecTopK": "bert4rec_hf.export",
+    "export_model": "bert4rec_hf.export",
+    "export_onnx": "bert4rec_hf.export",
+    "extend_vocabulary": "bert4rec_hf.finetuning",
+    "recommend": "bert4rec_hf.recommendation",
+    "ConfigError": "bert4rec_hf.training",
+    "TimeBudgetCallback": "bert4rec_hf.training",
+    "HyperSpace": "bert4rec_hf.training.hyper_space",
+    "HyperSpaceError": "bert4rec_hf.training.hyper_space",
+    "parse_hyper_space": "bert4rec_hf.training.hyper_space",
+    "read_hyper_space": "bert4rec_hf.training.hyper_space",
+    "Bert4RecTuningTrainer": "bert4rec_hf.training.tuning",
+    "TuningResult": "bert4rec_hf.training.tuning",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in MOVED:
+        raise AttributeError(f"module 'bert4rec_hf' has no attribute {name!r}")
+    warnings.warn(
+        f"bert4rec_hf.{name} moved: import it from {MOVED[name]} (the top level keeps the main names only)",
+        FutureWarning,
+        stacklevel=2,
+    )
+    return getattr(importlib.import_module(MOVED[name]), name)
+
+
 __all__ = [
     "Bert4RecConfig",
     "Bert4RecForMaskedItemPrediction",
     "Bert4RecModel",
-    "Bert4RecPreTrainedModel",
     "Bert4RecRecommender",
-    "Recommendation",
-    "extend_vocabulary",
-    "recommend",
-    "Bert4RecTopK",
     "Bert4RecTrainer",
-    "TimeBudgetCallback",
-    "Bert4RecTuningTrainer",
-    "HyperSpace",
-    "HyperSpaceError",
-    "TuningResult",
-    "parse_hyper_space",
-    "read_hyper_space",
-    "tune_bert4rec",
-    "ConfigError",
     "DataCollatorForMaskedItemPrediction",
     "DataCollatorForNextItemPrediction",
     "ItemTokenizer",
-    "MaskedItemPredictionOutput",
     "RankingEvaluator",
+    "Recommendation",
     "__version__",
-    "build_sequences",
-    "count_item_popularity",
     "evaluate_saved_model",
-    "export_model",
-    "export_onnx",
-    "leave_one_out",
     "load_config",
     "load_interactions",
-    "load_processed",
-    "ranking_metrics",
     "read_interactions",
     "run_bert4rec",
-    "save_processed",
+    "tune_bert4rec",
 ]

@@ -240,16 +240,16 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
     def first_item_id(self) -> int:
         return self.config.num_special_tokens
 
-    def item_scorer(self, hidden_states: torch.Tensor, history: torch.Tensor | None = None) -> ItemScorer:
+    def item_scorer(self, hidden_states: torch.Tensor, input_ids: torch.Tensor | None = None) -> ItemScorer:
         """The scores of every item for ``(n, hidden)`` encoder states: the one
         place an item's score is computed (see :class:`ItemScorer`).
 
-        ``history``: the ``(n, length)`` input ids each state was computed from.
-        A model with ``config.seen_item_bias`` adds its learned offset to the
-        items found there (padding and [MASK] ignored); without ``history`` the
-        scores leave it out."""
+        ``input_ids``: the ``(n, length)`` model input each state was computed
+        from. A model with ``config.seen_item_bias`` adds its learned offset to
+        the items found there (padding and [MASK] ignored); without
+        ``input_ids`` the scores leave it out."""
         offset = self.head.seen_item_bias
-        seen = distinct_items(history) if history is not None and offset is not None else None
+        seen = distinct_items(input_ids) if input_ids is not None and offset is not None else None
         decoder = self.head.decoder
         return ItemScorer(self.head.transform(hidden_states), decoder.weight, decoder.bias, seen, offset)
 
@@ -293,15 +293,15 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         hidden = outputs.last_hidden_state
         predicted = labels.ne(IGNORE_INDEX) if labels is not None else input_ids.eq(self.config.mask_token_id)
         selected = hidden[predicted]
-        history = input_ids[predicted.nonzero()[:, 0]] if self.head.seen_item_bias is not None else None
+        row_inputs = input_ids[predicted.nonzero()[:, 0]] if self.head.seen_item_bias is not None else None
 
         loss = None
         if labels is None:
-            logits = self.item_scorer(selected, history).all()
+            logits = self.item_scorer(selected, row_inputs).all()
         else:
             negatives = negative_ids[predicted] if negative_ids is not None else None
             loss, logits = self.masked_item_loss(
-                selected, labels[predicted], negatives, num_items_in_batch, history=history
+                selected, labels[predicted], negatives, num_items_in_batch, input_ids=row_inputs
             )
         return MaskedItemPredictionOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
@@ -314,18 +314,18 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         negative_ids: torch.Tensor | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
         return_logits: bool | None = None,
-        history: torch.Tensor | None = None,
+        input_ids: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Loss of the ``(M, hidden)`` encoder states at the predicted positions
         against their ``(M,)`` target items; returns ``(loss, logits)``.
-        ``history``: the ``(M, length)`` input ids of each position's row (see
-        :meth:`item_scorer`).
+        ``input_ids``: the ``(M, length)`` model input of each position's row
+        (see :meth:`item_scorer`).
 
         ``logits`` (``(M, vocab_size)``) are returned in evaluation mode, and in
         training only when the loss builds them anyway (unchunked CE, full BPR);
         ``return_logits=False`` never builds them.
         """
-        scorer = self.item_scorer(hidden_states, history)
+        scorer = self.item_scorer(hidden_states, input_ids)
         per_item, logits = cloze_loss(scorer, targets, self.config, self.training, negative_ids, self.sampling_weights)
         if return_logits is None:
             return_logits = logits is not None or not self.training

@@ -50,7 +50,7 @@ class Bert4RecSelfAttention(BertSelfAttention):
 
     There torch's ``scaled_dot_product_attention`` draws the dropout mask with
     ``bernoulli_``: at BERT4Rec's size that mask costs more than the attention
-    itself (6.6 ms against 1.4 ms for 64 x 50 items). The scores, mask and
+    itself (``benchmarks/throughput.py`` measures it). The scores, mask and
     softmax are eager attention's; evaluation, other devices, flex attention's
     block masks and ``output_attentions`` take transformers' own path unchanged.
     """

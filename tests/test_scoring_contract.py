@@ -176,15 +176,15 @@ def test_losses_are_those_of_the_definitions_scores(seen_item_bias, seed, chunk_
     batch, hidden, expected = _by_hand(model, histories)
     window = batch["input_ids"]
     with torch.no_grad():
-        loss, _ = model.masked_item_loss(hidden, targets, history=window)
+        loss, _ = model.masked_item_loss(hidden, targets, input_ids=window)
     reference = torch.nn.functional.cross_entropy(expected.double(), targets).float()
     torch.testing.assert_close(loss, reference)
     # training arithmetic (float32 products, with gradients) agrees to rounding
-    loss, _ = model.masked_item_loss(hidden, targets, history=window)
+    loss, _ = model.masked_item_loss(hidden, targets, input_ids=window)
     torch.testing.assert_close(loss.detach(), reference)
     model.config.loss_type = "BPR"
     negatives = torch.randint(2, VOCAB, (USERS, 3), generator=torch.Generator().manual_seed(seed))
-    loss, _ = model.masked_item_loss(hidden, targets, negatives, history=window)
+    loss, _ = model.masked_item_loss(hidden, targets, negatives, input_ids=window)
     positive = expected.gather(1, targets[:, None]).double()
     bpr = -torch.nn.functional.logsigmoid(positive - expected.gather(1, negatives).double()).mean()
     torch.testing.assert_close(loss.detach(), bpr.float())

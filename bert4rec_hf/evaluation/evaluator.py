@@ -2,20 +2,21 @@
 
 Only ranks (one integer per evaluated target) leave a batch: an N x vocabulary
 score matrix is never stored (and with ``rank_hidden_states`` not even one
-batch's: the catalog is scanned in chunks). ``RankingEvaluator.rank`` is the
-single place where a rank is defined (``rank_hidden_states`` counts the same
-way); the Trainer hook (``Bert4RecTrainer``) and
-``preprocess_logits_for_metrics`` both go through it.
+batch's: the catalog is scanned in chunks). ``RankingEvaluator.rank`` defines a
+rank and ``rank_hidden_states`` counts the same way from the model's item
+scorer; the Trainer hook (``Bert4RecTrainer``) and
+``preprocess_logits_for_metrics`` both go through them. Which candidates a row
+may not get comes from ``candidates.py``, the rule the recommender and the
+export use.
 
 Rank definition: the number of candidate items, other than the target, whose
-score is greater than *or equal to* the target's score. DESIGN.md says
-"strictly higher, so ties do not flatter the model", but strictly-higher
-counting does flatter on ties: a model that gives every item the same score
-would rank every target first (Hit@1 = 1). Counting ties against the target is
-the pessimistic convention that keeps that promise (a constant model gets the
-worst rank), and only differs from strictly-higher counting when scores tie
-exactly. A NaN score also counts against the target, and a NaN target score
-gets the worst rank.
+score is greater than *or equal to* the target's score. Counting ties against
+the target keeps a degenerate model from looking good: a model that gives every
+item the same score gets the worst rank, not the best (strictly-higher
+counting would give it Hit@1 = 1). It only differs from strictly-higher
+counting when scores tie exactly, and the item scorer gives an item the same
+score in every path, so a tie is a tie everywhere. A NaN score also counts
+against the target, and a NaN target score gets the worst rank.
 """
 
 from __future__ import annotations

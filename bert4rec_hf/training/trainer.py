@@ -204,9 +204,9 @@ class Bert4RecTrainer(Trainer):
                 unwrapped.base_model, inputs["input_ids"], labelled, attention_mask=inputs.get("attention_mask")
             )
             targets = labels[labelled]
-            history = inputs["input_ids"][labelled.nonzero()[:, 0]]
+            row_inputs = inputs["input_ids"][labelled.nonzero()[:, 0]]  # each target's own model input
             if prediction_loss_only:
-                return self._masked_item_loss(unwrapped, selected, targets, inputs, labelled, history), None, None
+                return self._masked_item_loss(unwrapped, selected, targets, inputs, labelled, row_inputs), None, None
             fused = self.eval_loss and self.evaluator.sampler is None and unwrapped.config.loss_type != "BPR"
             normalizer = LogSumExp(selected.shape[0], selected.device) if fused else None
             ranks, rank_targets = self.evaluator.rank_labelled_hidden_states(
@@ -220,17 +220,17 @@ class Bert4RecTrainer(Trainer):
             )
             loss = None
             if fused:
-                target_scores = unwrapped.item_scorer(selected, history).targets(targets)
+                target_scores = unwrapped.item_scorer(selected, row_inputs).targets(targets)
                 loss = (normalizer.value - target_scores).mean()
             elif self.eval_loss:
-                loss = self._masked_item_loss(unwrapped, selected, targets, inputs, labelled, history)
+                loss = self._masked_item_loss(unwrapped, selected, targets, inputs, labelled, row_inputs)
         return (loss.detach() if loss is not None else None), ranks, rank_targets
 
     @staticmethod
-    def _masked_item_loss(model, selected, targets, inputs, labelled, history) -> torch.Tensor:
+    def _masked_item_loss(model, selected, targets, inputs, labelled, row_inputs) -> torch.Tensor:
         negatives = inputs.get("negative_ids")
         negatives = negatives[labelled] if negatives is not None else None
-        loss, _ = model.masked_item_loss(selected, targets, negatives, return_logits=False, history=history)
+        loss, _ = model.masked_item_loss(selected, targets, negatives, return_logits=False, input_ids=row_inputs)
         return loss.detach()
 
 
