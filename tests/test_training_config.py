@@ -136,8 +136,8 @@ def test_truncated_ranks_refuse_the_uncut_mrr_as_validation_metric(tmp_path):
 
 def test_model_settings_are_the_config_class_fields_and_the_model_yaml_keys():
     from bert4rec_hf import Bert4RecConfig
-    from bert4rec_hf.quick_start import MODEL_KEYS, build_training_arguments
     from bert4rec_hf.training.config import config_dir, read_yaml
+    from bert4rec_hf.training.pipeline import MODEL_KEYS, build_training_arguments
 
     assert set(MODEL_KEYS) == set(read_yaml(config_dir() / "model" / "bert4rec.yaml"))
     assert "vocab_size" not in MODEL_KEYS and "attribute_map" not in MODEL_KEYS
