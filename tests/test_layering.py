@@ -36,6 +36,13 @@ def test_inference_modules_never_import_training(file_name):
     assert training == []
 
 
+def test_readers_read_files_and_never_import_the_registry():
+    """The registry resolves names (and imports the readers); the readers only read files."""
+    imported = imported_modules(PACKAGE / "data" / "readers.py")
+    assert "bert4rec_hf.data.readers" in imported_modules(PACKAGE / "data" / "registry.py")  # the check sees imports
+    assert sorted(name for name in imported if name.startswith("bert4rec_hf.data.registry")) == []
+
+
 @pytest.mark.parametrize(
     "path", sorted(p.relative_to(PACKAGE).as_posix() for p in PACKAGE.rglob("*.py")), ids=str
 )

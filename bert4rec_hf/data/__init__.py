@@ -1,6 +1,6 @@
 """The data pipeline: interaction logs -> user sequences -> leave-one-out splits -> batches.
 
-    table = read_interactions("ratings.csv")            # or load_interactions("ml-100k")
+    table = read_interactions("ratings.csv")            # or a registered name: read_interactions("ml-100k")
     sequences = build_sequences(table, min_user_interactions=5)
     splits, tokenizer, report = leave_one_out(sequences, max_seq_length=50)
     train_collator = DataCollatorForMaskedItemPrediction(max_seq_length=50, vocab_size=tokenizer.vocab_size)
@@ -8,7 +8,7 @@
 """
 
 from .collators import DataCollatorForMaskedItemPrediction, DataCollatorForNextItemPrediction, left_pad
-from .readers import FORMATS, detect_format, read_interactions
+from .readers import FORMATS, detect_format, read_interaction_file
 from .registry import (
     DATASETS,
     DatasetSource,
@@ -16,6 +16,7 @@ from .registry import (
     download_dataset,
     list_datasets,
     load_interactions,
+    read_interactions,
     register_dataset,
 )
 from .sequences import build_sequences
@@ -46,6 +47,7 @@ __all__ = [
     "list_datasets",
     "load_interactions",
     "load_processed",
+    "read_interaction_file",
     "read_interactions",
     "register_dataset",
     "save_processed",
