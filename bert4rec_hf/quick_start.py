@@ -13,6 +13,7 @@ configuration in ``bert4rec_hf.training.config``; their names are re-exported he
 from .training.config import ConfigError, RunConfig, load_config
 from .training.pipeline import (
     CHECKPOINTS,
+    MASKING_KEYS,
     MODEL_KEYS,
     RESUME_CONFIG,
     RESUME_MAY_DIFFER,
@@ -22,6 +23,7 @@ from .training.pipeline import (
     PreparedData,
     build_evaluator,
     build_model,
+    build_train_collator,
     build_trainer,
     build_training_arguments,
     check_output_dir,
@@ -29,6 +31,7 @@ from .training.pipeline import (
     check_valid_metric,
     evaluate_saved_model,
     evaluate_splits,
+    masking_arguments,
     prepare_data,
     read_log,
     remove_checkpoints,
@@ -38,6 +41,7 @@ from .training.pipeline import (
 
 __all__ = [
     "CHECKPOINTS",
+    "MASKING_KEYS",
     "MODEL_KEYS",
     "RESUME_CONFIG",
     "RESUME_MAY_DIFFER",
@@ -49,6 +53,7 @@ __all__ = [
     "RunConfig",
     "build_evaluator",
     "build_model",
+    "build_train_collator",
     "build_trainer",
     "build_training_arguments",
     "check_output_dir",
@@ -57,6 +62,7 @@ __all__ = [
     "evaluate_saved_model",
     "evaluate_splits",
     "load_config",
+    "masking_arguments",
     "prepare_data",
     "read_log",
     "remove_checkpoints",

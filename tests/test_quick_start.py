@@ -140,6 +140,7 @@ def test_training_keeps_what_the_output_folder_already_held(small_log, tmp_path,
     ran, configured = card.split("## Training run")[1].split("## Hyper-parameters (configured)")
     assert "| epochs trained | 0.12 |" in ran and "| optimizer steps | 2 |" in ran  # was: only "| epochs | 2 |"
     assert "| epochs | 2 |" in configured and "| max_steps | 2 |" in configured
+    assert "| mask_ratio | 0.2 |" in configured and "| last_item_mask_ratio | 0.5 |" in configured  # masking too
     assert (output_dir / "checkpoints" / "notes.txt").read_text() == "mine"
     assert not list((output_dir / "checkpoints").glob("checkpoint-*"))
     weights = (output_dir / "model.safetensors").read_bytes()

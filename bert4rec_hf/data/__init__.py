@@ -7,7 +7,12 @@
     eval_collator = DataCollatorForNextItemPrediction(max_seq_length=50)
 """
 
-from .collators import DataCollatorForMaskedItemPrediction, DataCollatorForNextItemPrediction, left_pad
+from .collators import (
+    DataCollatorForMaskedItemPrediction,
+    DataCollatorForNextItemPrediction,
+    MaskingArguments,
+    left_pad,
+)
 from .readers import FORMATS, detect_format, read_interaction_file
 from .registry import (
     DATASETS,
@@ -37,6 +42,7 @@ __all__ = [
     "DataCollatorForNextItemPrediction",
     "DatasetSource",
     "LeaveOneOutSplits",
+    "MaskingArguments",
     "SplitReport",
     "build_sequences",
     "default_cache_dir",

@@ -15,7 +15,7 @@ import os
 import shutil
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from tempfile import TemporaryDirectory
 from typing import Any
@@ -30,6 +30,7 @@ from ..data import (
     DataCollatorForMaskedItemPrediction,
     DataCollatorForNextItemPrediction,
     LeaveOneOutSplits,
+    MaskingArguments,
     build_sequences,
     leave_one_out,
     load_interactions,
@@ -49,6 +50,8 @@ from .trainer import STAGING, Bert4RecTrainer, last_checkpoint
 logger = logging.getLogger(__name__)
 
 MODEL_KEYS = Bert4RecConfig.run_settings()
+# The Cloze task's settings: training settings, one group, which the training collator is built from.
+MASKING_KEYS = MaskingArguments.keys()
 # Run-configuration keys that are TrainingArguments fields, and the field each sets (training and tuning share it).
 TRAINING_ARGUMENTS = {
     "learning_rate": "learning_rate",
@@ -142,8 +145,35 @@ def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = No
 
 
 def build_model(config: Mapping[str, Any], vocab_size: int) -> Bert4RecForMaskedItemPrediction:
-    model_config = Bert4RecConfig(vocab_size=vocab_size, **{key: config[key] for key in MODEL_KEYS})
+    """A fresh model of the run's model settings; its config also records the run's ``mask_ratio``."""
+    model_config = Bert4RecConfig(
+        vocab_size=vocab_size, mask_ratio=config["mask_ratio"], **{key: config[key] for key in MODEL_KEYS}
+    )
     return Bert4RecForMaskedItemPrediction(model_config)
+
+
+def masking_arguments(config: Mapping[str, Any]) -> MaskingArguments:
+    """The run's Cloze settings (``MASKING_KEYS``). ``load_config`` checks each value; a
+    combination out of range is a ``ConfigError`` naming the keys and where they were set."""
+    try:
+        return MaskingArguments.from_mapping(config)
+    except ValueError as err:
+        source_of = getattr(config, "source_of", None)
+        where = [f"{key} from {source_of(key)}" for key in MASKING_KEYS if source_of and key in str(err)]
+        raise ConfigError(f"{err}" + (f" ({'; '.join(where)})" if where else "")) from None
+
+
+def build_train_collator(config: Mapping[str, Any], vocab_size: int) -> DataCollatorForMaskedItemPrediction:
+    """Cloze masking of the training windows with the run's masking settings, BPR negatives
+    for ``loss_type: BPR``."""
+    return DataCollatorForMaskedItemPrediction(
+        max_seq_length=config["max_seq_length"],
+        vocab_size=vocab_size,
+        **asdict(masking_arguments(config)),
+        num_negatives=config["num_negatives"] if config["loss_type"] == "BPR" else 0,
+        # masks drawn per batch number: a resumed run masks as the uninterrupted one (workers use torch's RNG)
+        seed=config["seed"] if not config["dataloader_num_workers"] else None,
+    )
 
 
 def build_evaluator(config: Mapping[str, Any], processed: LeaveOneOutSplits) -> RankingEvaluator:
@@ -198,17 +228,7 @@ def build_trainer(
         model.set_sampling_weights(
             count_item_popularity(training_histories(processed), processed.tokenizer.vocab_size)
         )
-    train_collator = DataCollatorForMaskedItemPrediction(
-        max_seq_length=config["max_seq_length"],
-        mask_ratio=config["mask_ratio"],
-        vocab_size=processed.tokenizer.vocab_size,
-        last_item_mask_ratio=config["last_item_mask_ratio"],
-        mask_replace_prob=config["mask_replace_prob"],
-        random_replace_prob=config["random_replace_prob"],
-        num_negatives=config["num_negatives"] if config["loss_type"] == "BPR" else 0,
-        # masks drawn per batch number: a resumed run masks as the uninterrupted one (workers use torch's RNG)
-        seed=config["seed"] if not config["dataloader_num_workers"] else None,
-    )
+    train_collator = build_train_collator(config, processed.tokenizer.vocab_size)
     evaluator = build_evaluator(config, processed)
     callbacks = [EarlyStoppingCallback(early_stopping_patience=config["stopping_step"])]
     if config["time_budget"] is not None:
@@ -376,6 +396,7 @@ def run_bert4rec(
     config = load_config(dataset, config_file_list, config_dict)
     output_dir = Path(output_dir or config.get("output_dir") or Path("outputs") / config["dataset"])
     check_valid_metric(config)
+    masking_arguments(config)  # refused before the data is read, not when the Trainer is built
     checkpoint = check_resumable(output_dir, config) if resume else None
     if not resume:
         check_output_dir(output_dir, overwrite)
@@ -431,6 +452,7 @@ def evaluate_saved_model(
 
 __all__ = [
     "CHECKPOINTS",
+    "MASKING_KEYS",
     "MODEL_KEYS",
     "RESUME_CONFIG",
     "RESUME_MAY_DIFFER",
@@ -440,6 +462,7 @@ __all__ = [
     "PreparedData",
     "build_evaluator",
     "build_model",
+    "build_train_collator",
     "build_trainer",
     "build_training_arguments",
     "check_output_dir",
@@ -447,6 +470,7 @@ __all__ = [
     "check_valid_metric",
     "evaluate_saved_model",
     "evaluate_splits",
+    "masking_arguments",
     "prepare_data",
     "read_log",
     "remove_checkpoints",

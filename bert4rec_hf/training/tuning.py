@@ -52,6 +52,7 @@ from .config import RunConfig, load_config
 from .hyper_space import HyperSpace, read_hyper_space
 from .pipeline import (
     CHECKPOINTS,
+    MASKING_KEYS,
     MODEL_KEYS,
     TRAINING_ARGUMENTS,
     PreparedData,
@@ -75,9 +76,8 @@ DEFAULT_TRIALS = 20
 SAMPLERS = ("auto", "grid", "tpe", "random")
 
 # Keys known to leave prepare_data() unchanged; any other tuned key gets its own prepared data.
-NOT_DATA_KEYS = (set(MODEL_KEYS) - {"max_seq_length"}) | set(TRAINING_ARGUMENTS) | {
-    "last_item_mask_ratio", "mask_replace_prob", "random_replace_prob", "stopping_step", "eval_steps",
-    "save_total_limit", "torch_threads",
+NOT_DATA_KEYS = (set(MODEL_KEYS) - {"max_seq_length"}) | set(TRAINING_ARGUMENTS) | set(MASKING_KEYS) | {
+    "stopping_step", "eval_steps", "save_total_limit", "torch_threads",
 }  # fmt: skip
 
 
