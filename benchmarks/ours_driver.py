@@ -125,7 +125,8 @@ def main() -> int:
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     import bert4rec_hf
-    from bert4rec_hf.quick_start import build_trainer, evaluate_splits, load_config, prepare_data
+    from bert4rec_hf.training.config import load_config
+    from bert4rec_hf.training.pipeline import build_trainer, evaluate_splits, prepare_data
 
     transformers.logging.set_verbosity_error()
     emit(

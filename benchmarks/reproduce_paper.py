@@ -46,8 +46,8 @@ from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
 from bert4rec_hf import TimeBudgetCallback
-from bert4rec_hf.quick_start import build_evaluator, build_trainer, evaluate_splits, prepare_data, save_run
 from bert4rec_hf.training.config import load_config, parse_overrides
+from bert4rec_hf.training.pipeline import build_evaluator, build_trainer, evaluate_splits, prepare_data, save_run
 
 REPO = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = REPO.parent / "shared" / "data" / "beauty" / "beauty.txt"

@@ -20,6 +20,8 @@ IGNORE_INDEX = -100
 HIDDEN_ACTIVATIONS = ("gelu", "relu", "swish", "tanh", "sigmoid")
 LOSS_TYPES = ("CE", "BPR", "SSM")
 SAMPLING_DISTRIBUTIONS = ("uniform", "popularity")
+# Fields that record a training setting of the run (set from its masking settings, never read by the model).
+TRAINING_RECORDS = ("mask_ratio",)
 
 
 class Bert4RecConfig(PreTrainedConfig):
@@ -41,7 +43,10 @@ class Bert4RecConfig(PreTrainedConfig):
         layer_norm_eps: LayerNorm epsilon.
         initializer_range: std of the normal weight initialiser.
         max_seq_length: longest history the model reads (positions).
-        mask_ratio: share of items masked by the Cloze training task.
+        mask_ratio: share of items masked by the Cloze training task, recorded with the model
+            (RecBole lists it among BERT4Rec's hyper-parameters). The model never reads it: training
+            takes it from the run's masking settings (``bert4rec_hf.data.MaskingArguments``, a
+            training setting of the run configuration), which record it here.
         loss_type: ``"CE"`` (full softmax over items), ``"BPR"`` (pairwise, needs negatives) or
             ``"SSM"`` (sampled softmax: the positive against ``num_sampled_negatives`` items shared by
             the batch, with logQ correction; for catalogs where even a chunked full softmax is too slow).
@@ -118,11 +123,16 @@ class Bert4RecConfig(PreTrainedConfig):
 
     @classmethod
     def run_settings(cls) -> tuple[str, ...]:
-        """The fields a run configuration sets (``configuration/model/bert4rec.yaml``):
-        every field of this class but the vocabulary's and the fixed ones."""
+        """The model settings of a run configuration (``configuration/model/bert4rec.yaml``):
+        every field of this class but the vocabulary's, the fixed ones and the records of
+        training settings (``TRAINING_RECORDS``)."""
         fixed = {"vocab_size", "pad_token_id", "mask_token_id", "tie_word_embeddings", "is_decoder", "add_cross_attention"}
         fields = Bert4RecConfig.__annotations__.items()
-        return tuple(name for name, kind in fields if name not in fixed and not str(kind).startswith("ClassVar"))
+        return tuple(
+            name
+            for name, kind in fields
+            if name not in fixed and name not in TRAINING_RECORDS and not str(kind).startswith("ClassVar")
+        )
 
     @property
     def num_special_tokens(self) -> int:

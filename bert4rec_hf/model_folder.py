@@ -15,6 +15,7 @@ from typing import Any
 import torch
 
 from .configuration_bert4rec import Bert4RecConfig
+from .data.collators import MaskingArguments
 from .tokenization_bert4rec import VOCAB_FILE_NAME, ItemTokenizer
 
 METRIC_ORDER = ("hit", "ndcg", "mrr", "precision")
@@ -74,7 +75,8 @@ def write_model_card(
         "epochs", "max_steps", "time_budget", "stopping_step", "train_batch_size", "learning_rate", "weight_decay",
         "warmup_steps", "seed",
     )  # fmt: skip
-    hyper = "\n".join(f"| {key} | {config.get(key)} |" for key in (*model_keys, *training_keys))
+    keys = (*model_keys, *MaskingArguments.keys(), *training_keys)
+    hyper = "\n".join(f"| {key} | {config.get(key)} |" for key in keys)
     ran = "\n".join(f"| {key} | {value} |" for key, value in trained.items())
     data = "\n".join(f"- {key}: {value}" for key, value in data_summary.items())
     card = f"""{MODEL_CARD_METADATA}

@@ -42,8 +42,8 @@ from bert4rec_hf import (
 from bert4rec_hf.data import DATASETS
 from bert4rec_hf.finetuning import extend_vocabulary
 from bert4rec_hf.model_folder import default_model_card, metrics_table
-from bert4rec_hf.quick_start import check_output_dir, remove_checkpoints
 from bert4rec_hf.recommendation import Bert4RecRecommender
+from bert4rec_hf.training.pipeline import check_output_dir, remove_checkpoints
 
 
 def parse_args() -> argparse.Namespace:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, make_dataclass, replace
 from pathlib import Path
 
 from transformers import EarlyStoppingCallback, HfArgumentParser, TrainingArguments, set_seed
@@ -30,6 +30,7 @@ from bert4rec_hf import (
     RankingEvaluator,
     build_sequences,
     count_item_popularity,
+    data,
     leave_one_out,
     load_interactions,
     read_interactions,
@@ -39,23 +40,21 @@ from bert4rec_hf.data import FORMATS, training_histories
 logger = logging.getLogger(__name__)
 
 
-@dataclass
-class ModelArguments:
-    """The model to train: a fresh BERT4Rec, or a checkpoint to continue from."""
+def config_field(name: str) -> tuple:
+    """A flag for one Bert4RecConfig setting, with the config's type and default."""
+    default = getattr(Bert4RecConfig(), name)
+    return name, type(default), field(default=default, metadata={"help": f"Bert4RecConfig.{name}"})
 
-    model_name_or_path: str | None = field(default=None, metadata={"help": "checkpoint folder or hub id"})
-    hidden_size: int = 64
-    inner_size: int = 256
-    n_layers: int = 2
-    n_heads: int = 2
-    hidden_dropout_prob: float = 0.5
-    attn_dropout_prob: float = 0.5
-    hidden_act: str = "gelu"
-    loss_type: str = field(default="CE", metadata={"help": "CE or BPR"})
-    num_negatives: int = field(default=1, metadata={"help": "BPR negatives per masked item"})
-    seen_item_bias: bool = field(
-        default=True, metadata={"help": "learn a score offset for the items of the model's input (off: the paper's model)"}
-    )
+
+# The model to train: a checkpoint to continue from, or a fresh BERT4Rec with every model setting of
+# Bert4RecConfig as a flag (--hidden_size 64, --loss_type BPR, ...). max_seq_length is a data argument.
+ModelArguments = make_dataclass(
+    "ModelArguments",
+    [
+        ("model_name_or_path", str | None, field(default=None, metadata={"help": "checkpoint folder or hub id"})),
+        *(config_field(name) for name in Bert4RecConfig.run_settings() if name != "max_seq_length"),
+    ],
+)
 
 
 @dataclass
@@ -69,11 +68,25 @@ class DataArguments:
     max_seq_length: int | None = field(default=None, metadata={"help": "default: the checkpoint's, or 50"})
     train_stride: int | None = field(default=None, metadata={"help": "window step (default max_seq_length // 2)"})
     train_prefixes: bool = field(default=False, metadata={"help": "windows end at every stride-th item, short ones too"})
-    mask_ratio: float | None = field(default=None, metadata={"help": "default: the checkpoint's, or 0.2"})
-    last_item_mask_ratio: float = field(default=0.5, metadata={"help": "rows masking only the last item"})
     eval_mode: str = field(default="full", metadata={"help": "full, uni100 or pop100"})
     exclude_history: bool = False
     early_stopping_patience: int = field(default=10, metadata={"help": "evaluations without improvement"})
+
+
+@dataclass
+class MaskingArguments(data.MaskingArguments):
+    """The Cloze task's settings (bert4rec_hf.data.MaskingArguments, the run configuration's masking
+    keys). Here a checkpoint continues with the mask ratio it was trained with unless one is given,
+    and last-item rows default to the run configuration's share."""
+
+    mask_ratio: float | None = field(default=None, metadata={"help": "default: the checkpoint's, or 0.2"})
+    last_item_mask_ratio: float = field(
+        default=0.5, metadata={"help": "share of rows that mask only their last item (RecBole's ft_ratio)"}
+    )
+
+    def __post_init__(self) -> None:
+        if self.mask_ratio is not None:  # else checked once the checkpoint's ratio is known
+            super().__post_init__()
 
 
 def sequence_length(requested: int | None, checkpoint: Bert4RecForMaskedItemPrediction | None) -> int:
@@ -89,10 +102,10 @@ def sequence_length(requested: int | None, checkpoint: Bert4RecForMaskedItemPred
 
 def masking_ratio(requested: float | None, checkpoint: Bert4RecForMaskedItemPrediction | None) -> float:
     """The Cloze mask ratio: a checkpoint continues with the ratio it was trained with
-    unless one is asked for."""
+    (its config records it) unless one is asked for."""
     if requested is not None:
         return requested
-    return checkpoint.config.mask_ratio if checkpoint is not None else 0.2
+    return checkpoint.config.mask_ratio if checkpoint is not None else data.MaskingArguments.mask_ratio
 
 
 def build_evaluator(data_args: DataArguments, processed, vocab_size: int, seed: int) -> RankingEvaluator:
@@ -107,12 +120,12 @@ def build_evaluator(data_args: DataArguments, processed, vocab_size: int, seed: 
 
 
 def main(argv: list[str] | None = None) -> dict:
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    parser = HfArgumentParser((ModelArguments, DataArguments, MaskingArguments, TrainingArguments))
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) == 1 and argv[0].endswith(".json"):
-        model_args, data_args, training_args = parser.parse_json_file(json_file=Path(argv[0]).resolve())
+        model_args, data_args, masking_args, training_args = parser.parse_json_file(json_file=Path(argv[0]).resolve())
     else:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses(args=argv)
+        model_args, data_args, masking_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     # Data: log -> one time-ordered row per user -> leave-one-out splits
@@ -128,7 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
         tokenizer = ItemTokenizer.from_pretrained(model_args.model_name_or_path)
         model = Bert4RecForMaskedItemPrediction.from_pretrained(model_args.model_name_or_path)
     data_args.max_seq_length = sequence_length(data_args.max_seq_length, model)
-    data_args.mask_ratio = masking_ratio(data_args.mask_ratio, model)
+    masking_args = replace(masking_args, mask_ratio=masking_ratio(masking_args.mask_ratio, model))
     processed = leave_one_out(
         sequences,
         tokenizer=tokenizer,
@@ -146,10 +159,13 @@ def main(argv: list[str] | None = None) -> dict:
         config = Bert4RecConfig(
             vocab_size=len(tokenizer),
             max_seq_length=data_args.max_seq_length,
-            mask_ratio=data_args.mask_ratio,
-            **{name: getattr(model_args, name) for name in ModelArguments.__dataclass_fields__ if name != "model_name_or_path"},
+            mask_ratio=masking_args.mask_ratio,  # recorded with the model
+            **{name: value for name, value in asdict(model_args).items() if name != "model_name_or_path"},
         )
         model = Bert4RecForMaskedItemPrediction(config)
+    if model.config.loss_type == "SSM" and model.config.sampling_distribution == "popularity":
+        # the sampled softmax's proposal: training popularity, counted once per training interaction
+        model.set_sampling_weights(count_item_popularity(training_histories(processed), len(tokenizer)))
 
     callbacks = []
     if training_args.load_best_model_at_end and training_args.metric_for_best_model:
@@ -162,9 +178,8 @@ def main(argv: list[str] | None = None) -> dict:
         eval_dataset=splits["validation"],
         data_collator=DataCollatorForMaskedItemPrediction(
             max_seq_length=data_args.max_seq_length,
-            mask_ratio=data_args.mask_ratio,
             vocab_size=len(tokenizer),
-            last_item_mask_ratio=data_args.last_item_mask_ratio,
+            **asdict(masking_args),
             num_negatives=model_args.num_negatives if model_args.loss_type == "BPR" else 0,
         ),
         eval_data_collator=DataCollatorForNextItemPrediction(

@@ -1,3 +1,5 @@
+import json
+
 import pytest
 
 from bert4rec_hf import Bert4RecConfig
@@ -75,3 +77,24 @@ def test_large_catalog_fields_default_off_and_round_trip(tmp_path):
     loaded = Bert4RecConfig.from_pretrained(tmp_path)
     assert (loaded.loss_type, loaded.item_chunk_size, loaded.num_sampled_negatives) == ("SSM", 4096, 64)
     assert loaded.sampling_distribution == "popularity"
+
+
+def test_mask_ratio_is_a_record_of_training_and_folders_that_carry_it_load(tmp_path):
+    """mask_ratio stays a (validated) field, readable on the config, but it is no model
+    setting of a run: the run's masking settings set the collator and record it here."""
+    from transformers import AutoConfig
+
+    from bert4rec_hf import Bert4RecForMaskedItemPrediction
+
+    assert "mask_ratio" not in Bert4RecConfig.run_settings()
+    assert Bert4RecConfig(mask_ratio=0.3).mask_ratio == 0.3
+    small = dict(vocab_size=12, hidden_size=8, inner_size=16, n_layers=1, n_heads=2, max_seq_length=5)
+    Bert4RecForMaskedItemPrediction(Bert4RecConfig(**small)).save_pretrained(tmp_path)
+    config_file = tmp_path / "config.json"
+    saved = json.loads(config_file.read_text())
+    config_file.write_text(json.dumps({**saved, "mask_ratio": 0.35}))
+    assert Bert4RecForMaskedItemPrediction.from_pretrained(tmp_path).config.mask_ratio == 0.35
+    assert AutoConfig.from_pretrained(tmp_path).mask_ratio == 0.35
+    saved.pop("mask_ratio")
+    config_file.write_text(json.dumps(saved))  # a folder without it reads the default
+    assert Bert4RecConfig.from_pretrained(tmp_path).mask_ratio == 0.2

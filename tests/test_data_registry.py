@@ -16,6 +16,7 @@ from bert4rec_hf.data import (
     download_dataset,
     list_datasets,
     load_interactions,
+    read_interaction_file,
     read_interactions,
 )
 
@@ -51,6 +52,24 @@ def test_embedded_ml100k_works_offline_and_matches_the_published_file(tmp_path):
     plain.write_bytes(gzip.decompress(embedded.read_bytes()))
     assert table.equals(read_interactions(plain, extra_columns=["rating"]))
     assert read_interactions("ml-100k").num_rows == 100_000  # a registered name works as a path
+
+
+def test_the_registry_resolves_names_and_the_file_reader_reads_files_only(tmp_path, monkeypatch):
+    import bert4rec_hf
+
+    assert bert4rec_hf.read_interactions is read_interactions  # the public name resolves registered names
+    monkeypatch.chdir(tmp_path)
+    named = read_interactions("ml-100k", extra_columns=["rating"], rating_threshold=4)
+    assert named.equals(load_interactions("ml-100k", extra_columns=["rating"], rating_threshold=4))
+    with pytest.raises(FileNotFoundError, match=r"ml-100k: no such file \(a registered data set's name is read by"):
+        read_interaction_file("ml-100k")
+    with pytest.raises(FileNotFoundError, match=r"nope: no such file \(and not a registered data set: \[.*'ml-100k'"):
+        read_interactions("nope")
+    Path("ml-100k").write_text("user_id,item_id\n1,2\n")  # a file of that name is read as the file
+    assert read_interactions("ml-100k", format="csv").to_pylist() == [{"user_id": 1, "item_id": 2, "timestamp": 0}]
+    Path("folder").mkdir()
+    with pytest.raises(IsADirectoryError, match="folder: is a directory"):
+        read_interactions("folder")
 
 
 def test_registry_entries_are_complete():

@@ -55,7 +55,7 @@ def one_sgd_step(output_dir: Path, batch_size: int) -> dict[str, torch.Tensor]:
 
 def _worker(output_dir: Path, data_path: Path) -> None:
     """One rank of the two-process run."""
-    from bert4rec_hf.quick_start import build_trainer, evaluate_splits, prepare_data, save_run
+    from bert4rec_hf.training.pipeline import build_trainer, evaluate_splits, prepare_data, save_run
 
     step = one_sgd_step(output_dir / "sgd", batch_size=4)
     config = load_config("ml-100k-slice", config_dict={**SMALL, "data_path": str(data_path)})

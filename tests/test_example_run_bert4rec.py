@@ -4,11 +4,13 @@ import importlib.util
 import json
 import subprocess
 import sys
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
 from bert4rec_hf import Bert4RecForMaskedItemPrediction, ItemTokenizer
+from bert4rec_hf.data import MaskingArguments
 
 from .helpers import write_ml100k_slice
 
@@ -46,18 +48,29 @@ def test_run_bert4rec_example_pop100_and_continuing_from_a_shorter_checkpoint(tm
         "--max_seq_length", "20", "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no",
         "--mask_ratio", "0.4",
     ])  # fmt: skip  # was: pop100 needs item_popularity
-    ratios = []
+    assert Bert4RecForMaskedItemPrediction.from_pretrained(out).config.mask_ratio == 0.4  # recorded with the model
+    masking = []
 
     class RecordingCollator(example.DataCollatorForMaskedItemPrediction):
         def __init__(self, **kwargs):
-            ratios.append(kwargs["mask_ratio"])
+            masking.append({key: kwargs[key] for key in MaskingArguments.keys()})
             super().__init__(**kwargs)
 
     monkeypatch.setattr(example, "DataCollatorForMaskedItemPrediction", RecordingCollator)
     # the checkpoint reads 20 positions; windows used to be cut at the default 50
-    results = example.main([*common, "--output_dir", str(tmp_path / "again"), "--model_name_or_path", str(out), "--do_eval"])
+    results = example.main([
+        *common, "--output_dir", str(tmp_path / "again"), "--model_name_or_path", str(out), "--do_eval",
+        "--mask_replace_prob", "0.8", "--random_replace_prob", "0.1",
+    ])  # fmt: skip
     assert results["test"]["test_num_users"] == 40
-    assert ratios == [0.4]  # the checkpoint's mask ratio, not the default 0.2
+    # the checkpoint's mask ratio, not the default 0.2; every masking flag reaches the collator
+    assert masking == [
+        {"mask_ratio": 0.4, "last_item_mask_ratio": 0.5, "mask_replace_prob": 0.8, "random_replace_prob": 0.1}
+    ]
+    # the example's masking flags are the library's group (its own defaults aside)
+    assert [f.name for f in fields(example.MaskingArguments)] == list(MaskingArguments.keys())
+    with pytest.raises(ValueError, match=r"mask_replace_prob \+ random_replace_prob must be <= 1"):
+        example.main([*common, "--output_dir", str(tmp_path / "y"), "--random_replace_prob", "0.5"])
     with pytest.raises(ValueError, match="exceeds the checkpoint's max_seq_length=20"):
         example.main([*common, "--output_dir", str(tmp_path / "x"), "--model_name_or_path", str(out), "--max_seq_length", "30"])
 

@@ -86,7 +86,8 @@ def test_train_command_rejects_bad_config(capsys, tmp_path):
 
 
 def test_optimizer_defaults(small_log, tmp_path):
-    from bert4rec_hf.quick_start import build_trainer, load_config, prepare_data
+    from bert4rec_hf.training.config import load_config
+    from bert4rec_hf.training.pipeline import build_trainer, prepare_data
 
     config = load_config("slice", config_dict={**SMALL, "data_path": str(small_log), "weight_decay": 0.01})
     trainer = build_trainer(config, prepare_data(config), tmp_path)
@@ -103,7 +104,8 @@ def test_optimizer_defaults(small_log, tmp_path):
 
 def test_time_budget_key_adds_the_callback(small_log, tmp_path):
     from bert4rec_hf import ConfigError, TimeBudgetCallback
-    from bert4rec_hf.quick_start import build_trainer, load_config, prepare_data
+    from bert4rec_hf.training.config import load_config
+    from bert4rec_hf.training.pipeline import build_trainer, prepare_data
 
     config = load_config("slice", config_dict={**SMALL, "data_path": str(small_log), "time_budget": 30})
     trainer = build_trainer(config, prepare_data(config), tmp_path)
@@ -115,7 +117,8 @@ def test_time_budget_key_adds_the_callback(small_log, tmp_path):
 
 
 def test_train_on_validation_item_key_reaches_the_split(small_log):
-    from bert4rec_hf.quick_start import load_config, prepare_data
+    from bert4rec_hf.training.config import load_config
+    from bert4rec_hf.training.pipeline import prepare_data
 
     base = {**SMALL, "data_path": str(small_log), "train_prefixes": True, "train_stride": 1}
     held_out = prepare_data(load_config("slice", config_dict=base)).processed
@@ -137,6 +140,7 @@ def test_training_keeps_what_the_output_folder_already_held(small_log, tmp_path,
     ran, configured = card.split("## Training run")[1].split("## Hyper-parameters (configured)")
     assert "| epochs trained | 0.12 |" in ran and "| optimizer steps | 2 |" in ran  # was: only "| epochs | 2 |"
     assert "| epochs | 2 |" in configured and "| max_steps | 2 |" in configured
+    assert "| mask_ratio | 0.2 |" in configured and "| last_item_mask_ratio | 0.5 |" in configured  # masking too
     assert (output_dir / "checkpoints" / "notes.txt").read_text() == "mine"
     assert not list((output_dir / "checkpoints").glob("checkpoint-*"))
     weights = (output_dir / "model.safetensors").read_bytes()

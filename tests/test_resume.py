@@ -19,8 +19,8 @@ import torch
 from safetensors.torch import load_file
 
 from bert4rec_hf import DataCollatorForMaskedItemPrediction, run_bert4rec
-from bert4rec_hf.quick_start import CHECKPOINTS, check_resumable
 from bert4rec_hf.training.config import ConfigError, load_config, parse_overrides
+from bert4rec_hf.training.pipeline import CHECKPOINTS, check_resumable
 from bert4rec_hf.training.time_budget import TimeBudgetCallback
 from bert4rec_hf.training.trainer import last_checkpoint
 
@@ -30,7 +30,7 @@ MAX_STEPS, EVAL_STEPS = 30, 5
 DRIVER = """
 import os, signal, sys
 from transformers import Trainer
-from bert4rec_hf import quick_start
+from bert4rec_hf.training import pipeline
 from bert4rec_hf.cli import main
 where, _, step = os.environ["KILL_AT"].partition(":")
 die = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
@@ -49,7 +49,7 @@ elif where == "checkpoint":  # weights and optimizer written, RNG and trainer st
         return original_rng(self, output_dir)
     Trainer._save_rng_state = save_rng
 elif where == "model_folder":  # training over, the model folder half written
-    quick_start.write_model_card = die
+    pipeline.write_model_card = die
 sys.exit(main(sys.argv[1:]))
 """
 

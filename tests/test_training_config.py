@@ -24,7 +24,7 @@ def test_precedence_defaults_model_dataset_files_keywords(tmp_path):
     assert config["mask_ratio"] == 0.3 and config.source_of("mask_ratio") == str(first)  # user file beats data set
     assert config["learning_rate"] == 0.02  # later file beats earlier
     assert config["epochs"] == 3 and config.source_of("epochs") == "keyword arguments"
-    assert load_config("beauty")["mask_ratio"] == 0.6  # data set beats model default
+    assert load_config("beauty")["mask_ratio"] == 0.6  # data set beats package default
     assert load_config("ml-1m")["max_seq_length"] == 200
 
 
@@ -136,8 +136,8 @@ def test_truncated_ranks_refuse_the_uncut_mrr_as_validation_metric(tmp_path):
 
 def test_model_settings_are_the_config_class_fields_and_the_model_yaml_keys():
     from bert4rec_hf import Bert4RecConfig
-    from bert4rec_hf.quick_start import MODEL_KEYS, build_training_arguments
     from bert4rec_hf.training.config import config_dir, read_yaml
+    from bert4rec_hf.training.pipeline import MODEL_KEYS, build_training_arguments
 
     assert set(MODEL_KEYS) == set(read_yaml(config_dir() / "model" / "bert4rec.yaml"))
     assert "vocab_size" not in MODEL_KEYS and "attribute_map" not in MODEL_KEYS
@@ -145,3 +145,50 @@ def test_model_settings_are_the_config_class_fields_and_the_model_yaml_keys():
     config = load_config("ml-100k", config_dict={"train_batch_size": 7, "epochs": 3, "report_to": "none"})
     arguments = build_training_arguments(config, "unused")
     assert (arguments.per_device_train_batch_size, arguments.num_train_epochs, arguments.seed) == (7, 3, 2020)
+
+
+def test_masking_settings_are_one_group_of_training_settings_that_builds_the_collator(tmp_path):
+    from bert4rec_hf.data import MaskingArguments
+    from bert4rec_hf.training.config import read_yaml
+    from bert4rec_hf.training.pipeline import MASKING_KEYS, MODEL_KEYS, build_model, build_train_collator
+
+    assert MASKING_KEYS == MaskingArguments.keys()
+    assert MASKING_KEYS == ("mask_ratio", "last_item_mask_ratio", "mask_replace_prob", "random_replace_prob")
+    model_yaml = read_yaml(config_dir() / "model" / "bert4rec.yaml")
+    assert set(MASKING_KEYS) <= set(read_yaml(config_dir() / "overall.yaml"))  # package defaults, one section
+    assert not set(MASKING_KEYS) & (set(model_yaml) | set(MODEL_KEYS))
+    user = tmp_path / "masking.yaml"
+    user.write_text("mask_ratio: 0.35\nmask_replace_prob: 0.8\nrandom_replace_prob: 0.1\n")
+    config = load_config("beauty", [user], {"last_item_mask_ratio": 0.3})
+    collator = build_train_collator(config, vocab_size=50)
+    masking = tuple(getattr(collator, key) for key in MASKING_KEYS)
+    assert masking == (0.35, 0.3, 0.8, 0.1)
+    assert build_model(config, 50).config.mask_ratio == 0.35  # recorded with the model, which never reads it
+    assert build_train_collator(load_config("beauty"), 50).mask_ratio == 0.6  # the data set's YAML
+    overridden = load_config("beauty", config_dict=parse_overrides(["mask_ratio=0.3"]))
+    assert build_train_collator(overridden, 50).mask_ratio == 0.3  # --set
+
+
+def test_masking_values_are_refused_naming_key_and_source(tmp_path):
+    from bert4rec_hf import run_bert4rec
+    from bert4rec_hf.training.pipeline import masking_arguments
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("last_item_mask_ratio: 1.5\n")
+    with pytest.raises(ConfigError, match=re.escape(f"{bad}: 'last_item_mask_ratio' must be a number in [0, 1], got 1.5")):
+        load_config(config_file_list=[bad])
+    with pytest.raises(ConfigError, match=re.escape("keyword arguments: 'mask_ratio' must be a number in (0, 1), got 0")):
+        load_config(config_dict=parse_overrides(["mask_ratio=0"]))
+    pair = tmp_path / "pair.yaml"
+    pair.write_text("random_replace_prob: 0.3\n")
+    config = load_config(config_file_list=[pair], config_dict={"mask_replace_prob": 0.8})  # each value is in range
+    expected = (
+        f"mask_replace_prob + random_replace_prob must be <= 1, got 0.8 + 0.3 "
+        f"(mask_replace_prob from keyword arguments; random_replace_prob from {pair})"
+    )
+    with pytest.raises(ConfigError, match=re.escape(expected)):
+        masking_arguments(config)
+    with pytest.raises(ConfigError, match="mask_replace_prob \\+ random_replace_prob"):  # before reading any data
+        run_bert4rec(config_file_list=[pair], config_dict={"mask_replace_prob": 0.8, "data_path": "missing.csv"},
+                     output_dir=tmp_path / "out")  # fmt: skip
+    assert not (tmp_path / "out").exists()

@@ -114,6 +114,7 @@ def test_yaml_choice_syntax():
         ("learning_rate", 1, "expected 'name type values'"),
         ("learning_rate loguniform 0,800", 1, "loguniform bounds are natural logarithms"),
         ("learning_rate loguniform -800,0", 1, "must lie in [-700, 700]"),
+        ("mask_ratio choice [0.2,1.0]", 1, "'mask_ratio' must be a number in (0, 1), got 1.0"),
     ],
 )
 def test_errors_name_file_line_and_problem(text, line, problem):
@@ -121,6 +122,12 @@ def test_errors_name_file_line_and_problem(text, line, problem):
         parse_hyper_space(text, source="my.test")
     assert str(err.value).startswith(f"my.test:{line}: ")
     assert problem in str(err.value)
+
+
+def test_masking_candidates_are_checked_one_by_one_not_against_the_base_configuration():
+    # 0.2 with the default mask_replace_prob (1.0) sums past 1; with 0.8 beside it, it is a valid trial
+    space = parse_hyper_space("mask_replace_prob choice [0.8]\nrandom_replace_prob choice [0.1,0.2]", source="my.test")
+    assert space.names == ["mask_replace_prob", "random_replace_prob"]
 
 
 def test_comments_after_tabs_and_lists_and_a_byte_order_mark(tmp_path):

@@ -113,7 +113,8 @@ def test_popularity_counts_each_training_interaction_once():
 
 @pytest.mark.parametrize(("mode", "exclude", "whole"), [("full", False, False), ("full", True, True), ("pop100", False, True)])
 def test_runs_copy_the_whole_history_only_where_ranks_read_it(tmp_path, mode, exclude, whole):
-    from bert4rec_hf.quick_start import build_trainer, load_config, prepare_data
+    from bert4rec_hf.training.config import load_config
+    from bert4rec_hf.training.pipeline import build_trainer, prepare_data
 
     config = load_config("ml-100k", config_dict={"eval_mode": mode, "exclude_history": exclude, "torch_threads": 1})
     trainer = build_trainer(config, prepare_data(config), tmp_path)

@@ -1,14 +1,19 @@
 """The data pipeline: interaction logs -> user sequences -> leave-one-out splits -> batches.
 
-    table = read_interactions("ratings.csv")            # or load_interactions("ml-100k")
+    table = read_interactions("ratings.csv")            # or a registered name: read_interactions("ml-100k")
     sequences = build_sequences(table, min_user_interactions=5)
     splits, tokenizer, report = leave_one_out(sequences, max_seq_length=50)
     train_collator = DataCollatorForMaskedItemPrediction(max_seq_length=50, vocab_size=tokenizer.vocab_size)
     eval_collator = DataCollatorForNextItemPrediction(max_seq_length=50)
 """
 
-from .collators import DataCollatorForMaskedItemPrediction, DataCollatorForNextItemPrediction, left_pad
-from .readers import FORMATS, detect_format, read_interactions
+from .collators import (
+    DataCollatorForMaskedItemPrediction,
+    DataCollatorForNextItemPrediction,
+    MaskingArguments,
+    left_pad,
+)
+from .readers import FORMATS, detect_format, read_interaction_file
 from .registry import (
     DATASETS,
     DatasetSource,
@@ -16,6 +21,7 @@ from .registry import (
     download_dataset,
     list_datasets,
     load_interactions,
+    read_interactions,
     register_dataset,
 )
 from .sequences import build_sequences
@@ -36,6 +42,7 @@ __all__ = [
     "DataCollatorForNextItemPrediction",
     "DatasetSource",
     "LeaveOneOutSplits",
+    "MaskingArguments",
     "SplitReport",
     "build_sequences",
     "default_cache_dir",
@@ -46,6 +53,7 @@ __all__ = [
     "list_datasets",
     "load_interactions",
     "load_processed",
+    "read_interaction_file",
     "read_interactions",
     "register_dataset",
     "save_processed",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
@@ -65,6 +65,58 @@ def _check_length(value: Any, minimum: int) -> None:
 
 
 @dataclass
+class MaskingArguments:
+    """The Cloze task's settings, one group: how ``DataCollatorForMaskedItemPrediction``
+    masks training windows (see there).
+
+    A run configuration sets them as training settings under the same names
+    (``configuration/overall.yaml``, "masking"; a data set's YAML, your files or
+    ``--set mask_ratio=0.3`` override them), and a Trainer script parses them as flags
+    with ``HfArgumentParser(MaskingArguments)``. The defaults are the collator's; a value
+    outside its interval is a ``ValueError`` naming the setting.
+    """
+
+    mask_ratio: float = field(
+        default=0.2, metadata={"help": "share of items masked, in (0, 1) (the paper's mask proportion)"}
+    )
+    last_item_mask_ratio: float = field(
+        default=0.0, metadata={"help": "share of rows that mask only their last item (RecBole's ft_ratio)"}
+    )
+    mask_replace_prob: float = field(
+        default=1.0, metadata={"help": "masked items shown as [MASK] (BERT's 80/10/10 is 0.8)"}
+    )
+    random_replace_prob: float = field(
+        default=0.0, metadata={"help": "masked items shown as a random item (BERT's 80/10/10 is 0.1)"}
+    )
+
+    def __post_init__(self) -> None:
+        for name in self.keys():
+            self.check(name, getattr(self, name))
+        if self.mask_replace_prob + self.random_replace_prob > 1 + 1e-9:
+            raise ValueError(
+                f"mask_replace_prob + random_replace_prob must be <= 1, got "
+                f"{self.mask_replace_prob} + {self.random_replace_prob}"
+            )
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        """The settings' names, which are also the run configuration's masking keys."""
+        return tuple(item.name for item in fields(cls))
+
+    @staticmethod
+    def check(name: str, value: Any) -> None:
+        """Raises ``ValueError`` naming ``name`` when ``value`` lies outside its interval:
+        ``(0, 1)`` for ``mask_ratio``, ``[0, 1]`` for the others."""
+        ratio = name == "mask_ratio"
+        _check_probability(name, value, low_open=ratio, high_open=ratio)
+
+    @classmethod
+    def from_mapping(cls, settings: Mapping[str, Any]) -> MaskingArguments:
+        """The group out of a mapping that holds its keys, e.g. a run configuration."""
+        return cls(**{name: settings[name] for name in cls.keys()})
+
+
+@dataclass
 class DataCollatorForMaskedItemPrediction:
     """Cloze masking of training windows (BERT4Rec's training task).
 
@@ -90,11 +142,11 @@ class DataCollatorForMaskedItemPrediction:
     """
 
     max_seq_length: int = 50
-    mask_ratio: float = 0.2
+    mask_ratio: float = MaskingArguments.mask_ratio
     vocab_size: int | None = None
-    last_item_mask_ratio: float = 0.0
-    mask_replace_prob: float = 1.0
-    random_replace_prob: float = 0.0
+    last_item_mask_ratio: float = MaskingArguments.last_item_mask_ratio
+    mask_replace_prob: float = MaskingArguments.mask_replace_prob
+    random_replace_prob: float = MaskingArguments.random_replace_prob
     num_negatives: int = 0
     generator: torch.Generator | None = None
     seed: int | None = None
@@ -106,15 +158,7 @@ class DataCollatorForMaskedItemPrediction:
         if self.seed is not None and self.generator is not None:
             raise ValueError("give the collator a seed or a generator, not both")
         self.batches_made = 0
-        _check_probability("mask_ratio", self.mask_ratio, low_open=True, high_open=True)
-        _check_probability("last_item_mask_ratio", self.last_item_mask_ratio)
-        _check_probability("mask_replace_prob", self.mask_replace_prob)
-        _check_probability("random_replace_prob", self.random_replace_prob)
-        if self.mask_replace_prob + self.random_replace_prob > 1 + 1e-9:
-            raise ValueError(
-                f"mask_replace_prob + random_replace_prob must be <= 1, got "
-                f"{self.mask_replace_prob} + {self.random_replace_prob}"
-            )
+        MaskingArguments(**{name: getattr(self, name) for name in MaskingArguments.keys()})  # checks the Cloze settings
         if isinstance(self.num_negatives, bool) or not isinstance(self.num_negatives, int) or self.num_negatives < 0:
             raise ValueError(f"num_negatives must be a non-negative integer, got {self.num_negatives!r}")
         if self.vocab_size is not None:

@@ -439,13 +439,8 @@ def _to_number(path: Path, column: pa.Array, what: str, locate: Callable[[int], 
     raise ValueError(_unparsable(path, column, what, locate, parsers))
 
 
-def _resolve_path(path_or_name: str | os.PathLike) -> Path | None:
-    path = Path(path_or_name).expanduser()
-    return path if path.exists() else None
-
-
-def read_interactions(
-    path_or_name: str | os.PathLike,
+def read_interaction_file(
+    path: str | os.PathLike,
     format: str | None = None,
     *,
     columns: Mapping[str, str | int] | None = None,
@@ -455,12 +450,12 @@ def read_interactions(
     column_names: Sequence[str] | None = None,
     rating_threshold: float | None = None,
 ) -> pa.Table:
-    """Reads an interaction log into a Table of ``user_id``, ``item_id``, ``timestamp``
-    (then ``extra_columns`` in the order asked).
+    """Reads an interaction file into a Table of ``user_id``, ``item_id``, ``timestamp``
+    (then ``extra_columns`` in the order asked). ``bert4rec_hf.data.read_interactions``
+    takes the same arguments and also the name of a registered data set.
 
     Args:
-        path_or_name: a file, or the name of a registered data set (see
-            ``load_interactions``), e.g. ``"ml-100k"``.
+        path: the file.
         format: one of ``FORMATS``; detected from the file name when left out.
         columns: canonical name -> source column name or 0-based position, for
             columns whose names the reader does not recognise (``COLUMN_ALIASES``),
@@ -485,16 +480,12 @@ def read_interactions(
     names a zone (``Z``, ``+02:00``, `` UTC``) and taken as UTC when not. Errors name the
     file, the line and the problem; nothing is written anywhere.
     """
-    path = _resolve_path(path_or_name)
-    if path is None or path.is_dir():
-        from .registry import DATASETS, load_interactions
-
-        if isinstance(path_or_name, str) and path_or_name in DATASETS:
-            return load_interactions(
-                path_or_name, columns=columns, extra_columns=extra_columns, rating_threshold=rating_threshold
-            )
-        if path is None:
-            raise FileNotFoundError(f"{path_or_name}: no such file (and not a registered data set: {sorted(DATASETS)})")
+    path = Path(path).expanduser()
+    if not path.exists():
+        raise FileNotFoundError(
+            f"{path}: no such file (a registered data set's name is read by load_interactions or read_interactions)"
+        )
+    if path.is_dir():
         raise IsADirectoryError(f"{path}: is a directory, expected an interaction file")
     if path.stat().st_size == 0:
         raise ValueError(f"{path}: the file is empty")

@@ -1,5 +1,6 @@
 """Named data sets: one embedded (ml-100k, works offline), the others downloaded
-on first use into a cache folder, verified by checksum and extracted.
+on first use into a cache folder, verified by checksum and extracted. The registry
+resolves names; the readers (``readers.py``) read files and never import it.
 
 A download goes to a temporary file in the cache folder and is renamed to its
 final name only after its checksum matches; extraction works the same way. A
@@ -24,7 +25,7 @@ import tarfile
 import tempfile
 import urllib.request
 import zipfile
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from importlib import resources
@@ -35,7 +36,7 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 
-from .readers import read_interactions
+from .readers import read_interaction_file
 
 logger = logging.getLogger(__name__)
 
@@ -284,8 +285,36 @@ def load_interactions(
         resource = resources.files(__package__).joinpath("datasets", source.embedded)
         if resource.is_file():
             with resources.as_file(resource) as path:
-                return read_interactions(path, **options)
+                return read_interaction_file(path, **options)
         logger.info("%s: no embedded copy in this installation; downloading it", source.name)
         options = {**options, "format": None}  # the download has its own layout
     path = download_dataset(source, cache_dir)
-    return read_interactions(path, **{k: v for k, v in options.items() if v is not None})
+    return read_interaction_file(path, **{k: v for k, v in options.items() if v is not None})
+
+
+def read_interactions(
+    path_or_name: str | os.PathLike,
+    format: str | None = None,
+    *,
+    columns: Mapping[str, str | int] | None = None,
+    extra_columns: Sequence[str] = (),
+    delimiter: str | None = None,
+    header: bool | None = None,
+    column_names: Sequence[str] | None = None,
+    rating_threshold: float | None = None,
+) -> pa.Table:
+    """Reads an interaction log: a file (``read_interaction_file``, whose docstring lists the
+    formats and every argument), or, where no such file exists, the name of a registered
+    data set (``list_datasets()``), e.g. ``"ml-100k"``, read by ``load_interactions`` with
+    ``columns``, ``extra_columns`` and ``rating_threshold``."""
+    path = Path(path_or_name).expanduser()
+    if not path.is_file() and isinstance(path_or_name, str) and path_or_name in _REGISTRY:
+        return load_interactions(
+            path_or_name, columns=columns, extra_columns=extra_columns, rating_threshold=rating_threshold
+        )
+    if not path.exists():
+        raise FileNotFoundError(f"{path_or_name}: no such file (and not a registered data set: {list_datasets()})")
+    return read_interaction_file(
+        path, format, columns=columns, extra_columns=extra_columns, delimiter=delimiter, header=header,
+        column_names=column_names, rating_threshold=rating_threshold,
+    )  # fmt: skip

@@ -19,7 +19,7 @@ from typing import Any
 
 import yaml
 
-from ..data import FORMATS
+from ..data import FORMATS, MaskingArguments
 
 CONFIG_PACKAGE = "bert4rec_hf.configuration"
 KEYWORD_SOURCE = "keyword arguments"
@@ -139,6 +139,11 @@ def _check(key: str, value: Any, types: Mapping[str, tuple[type, ...]], source: 
         raise ConfigError(f"{source}: '{key}' must be {names}, got {value!r}")
     if key in _CHOICES and value not in _CHOICES[key]:
         raise ConfigError(f"{source}: '{key}' must be one of {list(_CHOICES[key])}, got {value!r}")
+    if key in MaskingArguments.keys():
+        try:
+            MaskingArguments.check(key, value)
+        except ValueError as err:
+            raise ConfigError(f"{source}: '{key}'{str(err).removeprefix(key)}") from None
     if key == "torch_threads" and value < 1:
         raise ConfigError(f"{source}: 'torch_threads' must be a positive number of threads or null (adapt), got {value!r}")
     if key == "topk" and (not value or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in value)):

@@ -11,14 +11,14 @@ How a trial maps onto the Trainer's search (transformers 5):
   which neither hook can reach. So :class:`Bert4RecTuningTrainer` overrides
   ``train``: before handing over to ``Trainer.train`` it resolves the trial's
   configuration with ``load_config`` and takes the arguments, data, collators,
-  evaluator and callbacks of ``quick_start.build_trainer`` for that configuration.
+  evaluator and callbacks of ``pipeline.build_trainer`` for that configuration.
   Each trial is therefore exactly a normal training run (same seed, same model
   initialisation, early stopping, best model restored); leave-one-out data is
   prepared once per distinct data configuration.
 - The Trainer scores a trial by its *last* evaluation; the override scores it
   by the restored best model on the validation users (``valid_<valid_metric>``,
   maximised), and also records its test metrics and time.
-- The best model so far is saved with ``quick_start.save_run`` into
+- The best model so far is saved with ``pipeline.save_run`` into
   ``<output_dir>/best``: a folder like ``bert4rec train`` writes, including the
   ``run_config.yaml`` that retrains it. ``trials.csv`` and ``trials.json`` are
   rewritten after every trial, so an interrupted search leaves its table behind.
@@ -48,8 +48,11 @@ from typing import Any
 import torch
 from transformers import EarlyStoppingCallback, set_seed
 
-from ..quick_start import (
+from .config import RunConfig, load_config
+from .hyper_space import HyperSpace, read_hyper_space
+from .pipeline import (
     CHECKPOINTS,
+    MASKING_KEYS,
     MODEL_KEYS,
     TRAINING_ARGUMENTS,
     PreparedData,
@@ -62,8 +65,6 @@ from ..quick_start import (
     remove_checkpoints,
     save_run,
 )
-from .config import RunConfig, load_config
-from .hyper_space import HyperSpace, read_hyper_space
 from .reporting import write_json
 from .trainer import Bert4RecTrainer
 
@@ -75,9 +76,8 @@ DEFAULT_TRIALS = 20
 SAMPLERS = ("auto", "grid", "tpe", "random")
 
 # Keys known to leave prepare_data() unchanged; any other tuned key gets its own prepared data.
-NOT_DATA_KEYS = (set(MODEL_KEYS) - {"max_seq_length"}) | set(TRAINING_ARGUMENTS) | {
-    "last_item_mask_ratio", "mask_replace_prob", "random_replace_prob", "stopping_step", "eval_steps",
-    "save_total_limit", "torch_threads",
+NOT_DATA_KEYS = (set(MODEL_KEYS) - {"max_seq_length"}) | set(TRAINING_ARGUMENTS) | set(MASKING_KEYS) | {
+    "stopping_step", "eval_steps", "save_total_limit", "torch_threads",
 }  # fmt: skip
 
 

@@ -1,0 +1,479 @@
+"""The training pipeline: from a run configuration to a trained, evaluated, saved BERT4Rec.
+
+Reads and splits the data, builds the model, the Cloze collator and the Trainer,
+runs training (resuming an unfinished run when asked), evaluates validation and
+test and writes a hub-ready model folder. ``bert4rec_hf.quick_start`` is the
+facade users call (``run_bert4rec``, ``evaluate_saved_model``); tuning builds
+its trials from the same functions.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import shutil
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from tempfile import TemporaryDirectory
+from typing import Any
+
+import pyarrow as pa
+import torch
+from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from ..configuration_bert4rec import Bert4RecConfig
+from ..data import (
+    DataCollatorForMaskedItemPrediction,
+    DataCollatorForNextItemPrediction,
+    LeaveOneOutSplits,
+    MaskingArguments,
+    build_sequences,
+    leave_one_out,
+    load_interactions,
+    read_interactions,
+    training_histories,
+)
+from ..evaluation import RankingEvaluator, count_item_popularity, ranking_metrics
+from ..model_folder import local_folder, metrics_table, write_model_card
+from ..modeling_bert4rec import Bert4RecForMaskedItemPrediction
+from ..tokenization_bert4rec import ItemTokenizer
+from .config import ConfigError, RunConfig, load_config, parse_yaml, read_yaml
+from .reporting import plot_training_history, write_atomically, write_json, write_yaml, yaml_text
+from .threads import apply_thread_policy
+from .time_budget import TimeBudgetCallback
+from .trainer import STAGING, Bert4RecTrainer, last_checkpoint
+
+logger = logging.getLogger(__name__)
+
+MODEL_KEYS = Bert4RecConfig.run_settings()
+# The Cloze task's settings: training settings, one group, which the training collator is built from.
+MASKING_KEYS = MaskingArguments.keys()
+# Run-configuration keys that are TrainingArguments fields, and the field each sets (training and tuning share it).
+TRAINING_ARGUMENTS = {
+    "learning_rate": "learning_rate",
+    "weight_decay": "weight_decay",
+    "warmup_steps": "warmup_steps",
+    "lr_scheduler_type": "lr_scheduler_type",
+    "max_grad_norm": "max_grad_norm",
+    "epochs": "num_train_epochs",
+    "max_steps": "max_steps",
+    "train_batch_size": "per_device_train_batch_size",
+    "eval_batch_size": "per_device_eval_batch_size",
+    "seed": "seed",
+    "bf16": "bf16",
+    "fp16": "fp16",
+    "dataloader_num_workers": "dataloader_num_workers",
+    "report_to": "report_to",
+}
+CHECKPOINTS = "checkpoints"
+# Beside the checkpoints: the configuration they were trained with, so a resume can refuse another one.
+RESUME_CONFIG = "run_config.yaml"
+# Keys a resumed run may change: they touch neither the data, the model nor the arithmetic.
+RESUME_MAY_DIFFER = ("output_dir", "report_to", "torch_threads")
+STAGED_MODEL = ".partial-model"  # the model folder's files while they are written
+# What save_run writes that another run's folder also holds: a run refuses to replace them unless told to.
+RUN_FILES = (
+    "config.json", "model.safetensors", "item_vocab.json", "README.md", "metrics.json", "run_config.yaml",
+    "training_curves.png",
+)  # fmt: skip
+
+
+@dataclass
+class PreparedData:
+    """Leave-one-out splits, their vocabulary and what the split left out."""
+
+    processed: LeaveOneOutSplits
+    num_interactions: int
+    seconds: float
+
+    @property
+    def summary(self) -> dict[str, Any]:
+        report = self.processed.report
+        return {
+            "interactions": self.num_interactions,
+            "users": report.num_users,
+            "items": self.processed.tokenizer.num_items,
+            "training windows": report.rows.get("train"),
+            "validation users": report.rows.get("validation"),
+            "test users": report.rows.get("test"),
+            "users left out of test": report.left_out("test"),
+        }
+
+
+def read_log(config: Mapping[str, Any]) -> pa.Table:
+    """The interaction log a configuration names: ``data_path`` or a registered data set."""
+    columns = {
+        canonical: config[key]
+        for canonical, key in (("user_id", "user_column"), ("item_id", "item_column"), ("timestamp", "time_column"))
+        if config.get(key) is not None
+    }
+    options: dict[str, Any] = {"rating_threshold": config.get("rating_threshold")}
+    if config.get("data_path"):
+        if columns:
+            options["columns"] = columns
+        if config.get("field_separator"):
+            options["delimiter"] = config["field_separator"]
+        return read_interactions(config["data_path"], format=config.get("data_format"), **options)
+    return load_interactions(config["dataset"], **options)
+
+
+def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = None) -> PreparedData:
+    """Reads, groups, filters and splits the log of a run configuration; with a
+    ``tokenizer`` (a saved model's) the data is encoded with its vocabulary."""
+    start = time.perf_counter()
+    table = read_log(config)
+    sequences = build_sequences(
+        table,
+        dedup=config.get("dedup"),
+        min_user_interactions=config["min_user_interactions"],
+        min_item_interactions=config["min_item_interactions"],
+    )
+    processed = leave_one_out(
+        sequences,
+        max_seq_length=config["max_seq_length"],
+        stride=config.get("train_stride"),
+        prefixes=config["train_prefixes"],
+        tokenizer=tokenizer,
+        fit_on=config["fit_vocabulary_on"],
+        train_on_validation_item=config["train_on_validation_item"],
+    )
+    return PreparedData(processed, table.num_rows, time.perf_counter() - start)
+
+
+def build_model(config: Mapping[str, Any], vocab_size: int) -> Bert4RecForMaskedItemPrediction:
+    """A fresh model of the run's model settings; its config also records the run's ``mask_ratio``."""
+    model_config = Bert4RecConfig(
+        vocab_size=vocab_size, mask_ratio=config["mask_ratio"], **{key: config[key] for key in MODEL_KEYS}
+    )
+    return Bert4RecForMaskedItemPrediction(model_config)
+
+
+def masking_arguments(config: Mapping[str, Any]) -> MaskingArguments:
+    """The run's Cloze settings (``MASKING_KEYS``). ``load_config`` checks each value; a
+    combination out of range is a ``ConfigError`` naming the keys and where they were set."""
+    try:
+        return MaskingArguments.from_mapping(config)
+    except ValueError as err:
+        source_of = getattr(config, "source_of", None)
+        where = [f"{key} from {source_of(key)}" for key in MASKING_KEYS if source_of and key in str(err)]
+        raise ConfigError(f"{err}" + (f" ({'; '.join(where)})" if where else "")) from None
+
+
+def build_train_collator(config: Mapping[str, Any], vocab_size: int) -> DataCollatorForMaskedItemPrediction:
+    """Cloze masking of the training windows with the run's masking settings, BPR negatives
+    for ``loss_type: BPR``."""
+    return DataCollatorForMaskedItemPrediction(
+        max_seq_length=config["max_seq_length"],
+        vocab_size=vocab_size,
+        **asdict(masking_arguments(config)),
+        num_negatives=config["num_negatives"] if config["loss_type"] == "BPR" else 0,
+        # masks drawn per batch number: a resumed run masks as the uninterrupted one (workers use torch's RNG)
+        seed=config["seed"] if not config["dataloader_num_workers"] else None,
+    )
+
+
+def build_evaluator(config: Mapping[str, Any], processed: LeaveOneOutSplits) -> RankingEvaluator:
+    popularity = None
+    if config["eval_mode"].startswith("pop"):
+        popularity = count_item_popularity(training_histories(processed), processed.tokenizer.vocab_size)
+    return RankingEvaluator(
+        mode=config["eval_mode"],
+        ks=config["topk"],
+        exclude_history=config["exclude_history"],
+        item_popularity=popularity,
+        seed=config["seed"],
+        truncate_ranks=config["truncate_ranks"],
+    )
+
+
+def build_training_arguments(config: Mapping[str, Any], output_dir: str | os.PathLike) -> TrainingArguments:
+    """Trainer defaults a user can trust: AdamW, linear decay with warm-up, weight
+    decay off LayerNorm and biases (the Trainer's rule), gradient clipping,
+    evaluation and checkpoints each epoch (or every ``eval_steps``), best model
+    by the validation metric restored at the end. At least two checkpoints are
+    kept (the best and the newest), and callbacks' states are restored on a
+    resume: a run killed while it evaluates or saves its model resumes at its end."""
+    strategy = "steps" if config.get("eval_steps") else "epoch"
+    return TrainingArguments(
+        output_dir=str(Path(output_dir) / CHECKPOINTS),
+        **{field: config[key] for key, field in TRAINING_ARGUMENTS.items()},
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        logging_strategy=strategy,
+        eval_steps=config.get("eval_steps"),
+        save_steps=config.get("eval_steps"),
+        logging_steps=config.get("eval_steps") or 500,
+        load_best_model_at_end=True,
+        metric_for_best_model=config["valid_metric"],
+        greater_is_better=True,
+        save_total_limit=max(config["save_total_limit"], 2),
+        restore_callback_states_from_checkpoint=True,
+        use_cpu=not torch.cuda.is_available(),
+        ddp_find_unused_parameters=False,
+    )
+
+
+def build_trainer(
+    config: Mapping[str, Any], data: PreparedData, output_dir: str | os.PathLike, model=None
+) -> Bert4RecTrainer:
+    """The Trainer of a run: Cloze masking for training, next-item batches for evaluation."""
+    processed = data.processed
+    set_seed(config["seed"])
+    model = model if model is not None else build_model(config, processed.tokenizer.vocab_size)
+    if config["loss_type"] == "SSM" and config["sampling_distribution"] == "popularity" and model.sampling_weights is None:
+        model.set_sampling_weights(
+            count_item_popularity(training_histories(processed), processed.tokenizer.vocab_size)
+        )
+    train_collator = build_train_collator(config, processed.tokenizer.vocab_size)
+    evaluator = build_evaluator(config, processed)
+    callbacks = [EarlyStoppingCallback(early_stopping_patience=config["stopping_step"])]
+    if config["time_budget"] is not None:
+        callbacks.append(TimeBudgetCallback(config["time_budget"]))
+    thread_policy = apply_thread_policy(config["torch_threads"])
+    if thread_policy is not None:
+        callbacks.append(thread_policy)
+    return Bert4RecTrainer(
+        model=model,
+        args=build_training_arguments(config, output_dir),
+        train_dataset=processed.splits["train"],
+        eval_dataset=processed.splits["validation"],
+        data_collator=train_collator,
+        # the whole history only where ranks read it (sampled negatives, exclude_history): full ranking skips the copy
+        eval_data_collator=DataCollatorForNextItemPrediction(
+            max_seq_length=config["max_seq_length"], whole_history=evaluator.needs_input_ids
+        ),
+        evaluator=evaluator,
+        eval_loss=config["eval_loss"],
+        callbacks=callbacks,
+    )
+
+
+def evaluate_splits(trainer: Bert4RecTrainer, processed: LeaveOneOutSplits) -> dict[str, dict[str, float]]:
+    """Validation and test metrics of the trainer's (best) model."""
+    trainer.remove_callback(EarlyStoppingCallback)  # it watches eval_* metrics of training only
+    return {
+        split_name: trainer.evaluate(processed.splits[split], metric_key_prefix=split_name)
+        for split_name, split in (("valid", "validation"), ("test", "test"))
+    }
+
+
+def save_run(
+    trainer: Bert4RecTrainer,
+    config: RunConfig,
+    data: PreparedData,
+    results: Mapping[str, Mapping[str, float]],
+    output_dir: str | os.PathLike,
+    seconds: float,
+) -> Path:
+    """Writes the model folder: weights + code, vocabulary, model card, metrics,
+    resolved config and training curves; Trainer checkpoints are removed once
+    the best model is saved, so the folder is exactly what a hub upload needs."""
+    output_dir = Path(output_dir)
+    if not trainer.is_world_process_zero():
+        return output_dir
+    final_dir, output_dir = output_dir, output_dir / STAGED_MODEL
+    shutil.rmtree(output_dir, ignore_errors=True)
+    trainer.model.save_pretrained(output_dir)  # not trainer.save_model: it adds a pickled training_args.bin
+    data.processed.tokenizer.save_pretrained(output_dir)
+    evaluation = trainer.evaluator.describe()
+    trained = {"epochs trained": round(trainer.state.epoch or 0.0, 2), "optimizer steps": trainer.state.global_step}
+    write_model_card(output_dir, config, results, data.summary, evaluation, trained)
+    write_json(
+        output_dir / "metrics.json",
+        {
+            **results,
+            "evaluation": evaluation,
+            "epochs": trainer.state.epoch,
+            "global_steps": trainer.state.global_step,
+            "best_checkpoint_metric": trainer.state.best_metric,
+            "train_seconds": seconds,
+            "data_seconds": data.seconds,
+            "data": data.summary,
+        },
+    )
+    write_yaml(output_dir / "run_config.yaml", config)
+    plot_training_history(trainer.state.log_history, output_dir / "training_curves.png", config["valid_metric"])
+    for staged in sorted(output_dir.iterdir()):  # each file is whole, old or new, at any moment
+        os.replace(staged, final_dir / staged.name)
+    output_dir.rmdir()
+    remove_checkpoints(final_dir / CHECKPOINTS)
+    return final_dir
+
+
+def check_valid_metric(config: Mapping[str, Any]) -> None:
+    """Refuses a ``valid_metric`` the evaluation does not report, before training:
+    the Trainer would only fail at its first evaluation."""
+    known = sorted(set(ranking_metrics([0], config["topk"])) - {"num_users"})
+    if config["valid_metric"] not in known:
+        raise ConfigError(
+            f"valid_metric '{config['valid_metric']}' is not reported with topk={config['topk']}; choose one of {known}"
+        )
+
+
+def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, names: Sequence[str] = RUN_FILES) -> None:
+    """Refuses, before any training, a folder that already holds another run's
+    files (``names``; they would be replaced only at the end, past saving) or
+    an unfinished run's checkpoints (a resume would continue it)."""
+    if overwrite:
+        return
+    taken = [name for name in names if (Path(output_dir) / name).exists()]
+    if taken:
+        raise FileExistsError(
+            f"{output_dir} already holds {', '.join(taken)}; choose another output folder "
+            "or pass overwrite=True (--overwrite) to replace them"
+        )
+    unfinished = last_checkpoint(Path(output_dir) / CHECKPOINTS)
+    if unfinished:
+        raise FileExistsError(
+            f"{output_dir} holds an unfinished run ({unfinished}); pass resume=True (--resume) to continue it, "
+            "or overwrite=True (--overwrite) to start again"
+        )
+
+
+def check_resumable(output_dir: str | os.PathLike, config: Mapping[str, Any]) -> str:
+    """The checkpoint a resumed run continues from; refuses a folder with nothing
+    to resume, and a configuration that differs from the one the checkpoints
+    were trained with (naming the keys)."""
+    folder = Path(output_dir) / CHECKPOINTS
+    checkpoint = last_checkpoint(folder)
+    if checkpoint is None:
+        raise FileNotFoundError(
+            f"nothing to resume in {output_dir}: {folder} holds no complete checkpoint; train without --resume"
+        )
+    saved_file = folder / RESUME_CONFIG
+    if not saved_file.is_file():
+        raise FileNotFoundError(f"cannot resume {checkpoint}: {saved_file}, the configuration it was trained with, is missing")
+    saved, given = read_yaml(saved_file), parse_yaml(yaml_text(config))
+    differing = sorted(
+        key for key in set(saved) | set(given) if key not in RESUME_MAY_DIFFER and saved.get(key) != given.get(key)
+    )
+    if differing:
+        changes = ", ".join(f"{key}: {saved.get(key)!r} -> {given.get(key)!r}" for key in differing)
+        raise ConfigError(
+            f"cannot resume {checkpoint} with another configuration ({changes}); "
+            "give the run's own settings, or start again with --overwrite"
+        )
+    return checkpoint
+
+
+def remove_checkpoints(folder: str | os.PathLike) -> None:
+    """Deletes the Trainer's ``checkpoint-<step>`` folders in ``folder``, then
+    ``folder`` if that emptied it: anything else there (files a user had put
+    there, TensorBoard logs) is kept."""
+    folder = Path(folder)
+    for checkpoint in folder.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        if checkpoint.is_dir():
+            discarded = folder / f".discarded-{checkpoint.name}"  # renamed first: never half-deleted under its name
+            os.replace(checkpoint, discarded)
+            shutil.rmtree(discarded, ignore_errors=True)
+    for leftover in (folder / RESUME_CONFIG, folder / STAGING):
+        if leftover.is_dir():
+            shutil.rmtree(leftover, ignore_errors=True)
+        else:
+            leftover.unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        folder.rmdir()
+
+
+def run_bert4rec(
+    dataset: str | None = None,
+    config_file_list: Sequence[str | os.PathLike] | None = None,
+    config_dict: Mapping[str, Any] | None = None,
+    output_dir: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    resume: bool = False,
+) -> dict[str, Any]:
+    """Trains and evaluates BERT4Rec; returns ``{"valid": {...}, "test": {...},
+    "output_dir": ...}`` and prints the metrics as a table. A folder holding
+    another run's model, or an unfinished run, is refused unless ``overwrite``.
+    ``resume``: continue the unfinished run in ``output_dir`` from its newest
+    checkpoint, with the same configuration (with a fixed ``torch_threads``,
+    to the same final weights as a run never interrupted)."""
+    config = load_config(dataset, config_file_list, config_dict)
+    output_dir = Path(output_dir or config.get("output_dir") or Path("outputs") / config["dataset"])
+    check_valid_metric(config)
+    masking_arguments(config)  # refused before the data is read, not when the Trainer is built
+    checkpoint = check_resumable(output_dir, config) if resume else None
+    if not resume:
+        check_output_dir(output_dir, overwrite)
+    data = prepare_data(config)
+    trainer = build_trainer(config, data, output_dir)
+    main_process = trainer.is_world_process_zero()
+    if main_process:
+        print(f"Data: {data.summary} ({data.seconds:.1f} s)")
+        if checkpoint:
+            print(f"Resuming from {checkpoint}")
+        else:
+            remove_checkpoints(output_dir / CHECKPOINTS)  # an overwritten run's
+            write_atomically(output_dir / CHECKPOINTS / RESUME_CONFIG, yaml_text(config))
+    start = time.perf_counter()
+    trainer.train(resume_from_checkpoint=checkpoint)
+    seconds = time.perf_counter() - start
+    results = evaluate_splits(trainer, data.processed)
+    save_run(trainer, config, data, results, output_dir, seconds)
+    if main_process:
+        print(f"\nEvaluation: {trainer.evaluator.describe()}\n{metrics_table(results)}")
+        state = trainer.state
+        print(f"Trained {state.epoch:.2f} epochs ({state.global_step} steps) in {seconds:.0f} s; model saved to {output_dir}")
+    return {**results, "output_dir": str(output_dir)}
+
+
+def evaluate_saved_model(
+    model_dir: str | os.PathLike,
+    dataset: str | None = None,
+    config_file_list: Sequence[str | os.PathLike] | None = None,
+    config_dict: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Re-evaluates a saved model folder on the validation and test users of its
+    data set, with any ``eval_mode``, ``topk`` or ``exclude_history`` given in
+    ``config_dict``. The folder's ``run_config.yaml`` (when present) is the
+    lowest user layer, so the data is prepared exactly as for training."""
+    model_dir = Path(local_folder(model_dir))
+    saved = [model_dir / "run_config.yaml"] if (model_dir / "run_config.yaml").is_file() else []
+    if not (saved or dataset or config_file_list or (config_dict or {}).get("data_path")):
+        raise ConfigError(
+            f"{model_dir} has no run_config.yaml naming its data; give the data set (--dataset, --set data_path=...)"
+        )
+    config = load_config(dataset, [*saved, *(config_file_list or [])], config_dict)
+    model = Bert4RecForMaskedItemPrediction.from_pretrained(model_dir)
+    config["max_seq_length"] = model.config.max_seq_length
+    config["report_to"] = "none"  # a re-evaluation is no training run to track (nor needs the tracker installed)
+    data = prepare_data(config, tokenizer=ItemTokenizer.from_pretrained(model_dir))
+    with TemporaryDirectory() as scratch:
+        trainer = build_trainer(config, data, scratch, model=model)
+        results = evaluate_splits(trainer, data.processed)
+    print(f"Evaluation of {model_dir}: {trainer.evaluator.describe()}\n{metrics_table(results)}")
+    return {**results, "evaluation": trainer.evaluator.describe()}
+
+
+__all__ = [
+    "CHECKPOINTS",
+    "MASKING_KEYS",
+    "MODEL_KEYS",
+    "RESUME_CONFIG",
+    "RESUME_MAY_DIFFER",
+    "RUN_FILES",
+    "STAGED_MODEL",
+    "TRAINING_ARGUMENTS",
+    "PreparedData",
+    "build_evaluator",
+    "build_model",
+    "build_train_collator",
+    "build_trainer",
+    "build_training_arguments",
+    "check_output_dir",
+    "check_resumable",
+    "check_valid_metric",
+    "evaluate_saved_model",
+    "evaluate_splits",
+    "masking_arguments",
+    "prepare_data",
+    "read_log",
+    "remove_checkpoints",
+    "run_bert4rec",
+    "save_run",
+]
