@@ -20,8 +20,8 @@ import time
 
 import torch
 
-from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedItemPrediction, build_sequences, leave_one_out
-from bert4rec_hf.data import load_interactions
+from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedItemPrediction
+from bert4rec_hf.data import build_sequences, leave_one_out, load_interactions
 from bert4rec_hf.recommendation import Bert4RecRecommender
 
 

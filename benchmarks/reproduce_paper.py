@@ -45,7 +45,7 @@ import torch
 from transformers import TrainerCallback
 from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-from bert4rec_hf import TimeBudgetCallback
+from bert4rec_hf.training import TimeBudgetCallback
 from bert4rec_hf.training.config import load_config, parse_overrides
 from bert4rec_hf.training.pipeline import build_evaluator, build_trainer, evaluate_splits, prepare_data, save_run
 

@@ -33,13 +33,11 @@ from bert4rec_hf import (
     DataCollatorForNextItemPrediction,
     ItemTokenizer,
     RankingEvaluator,
-    build_sequences,
-    leave_one_out,
     load_interactions,
     read_interactions,
     run_bert4rec,
 )
-from bert4rec_hf.data import DATASETS
+from bert4rec_hf.data import DATASETS, build_sequences, leave_one_out
 from bert4rec_hf.finetuning import extend_vocabulary
 from bert4rec_hf.model_folder import default_model_card, metrics_table
 from bert4rec_hf.recommendation import Bert4RecRecommender

@@ -28,14 +28,12 @@ from bert4rec_hf import (
     DataCollatorForMaskedItemPrediction,
     DataCollatorForNextItemPrediction,
     RankingEvaluator,
-    build_sequences,
-    count_item_popularity,
     data,
-    leave_one_out,
     load_interactions,
     read_interactions,
 )
-from bert4rec_hf.data import FORMATS, training_histories
+from bert4rec_hf.data import FORMATS, build_sequences, leave_one_out, training_histories
+from bert4rec_hf.evaluation import count_item_popularity
 
 logger = logging.getLogger(__name__)
 

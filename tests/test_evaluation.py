@@ -402,3 +402,19 @@ def test_truncated_ranks_give_the_same_at_k_metrics_without_the_uncut_mrr():
     assert "mrr" not in ranking_metrics([], ks=(5,), rank_limit=5)
     with pytest.raises(ValueError, match="truncated at 5 cannot give metrics at K=10"):
         ranking_metrics([1], ks=(5, 10), rank_limit=5)
+
+
+def test_exclude_history_window_excludes_only_the_input_window_and_says_so():
+    scores, input_ids, targets = random_case(ties=False, seed=11)
+    whole = torch.cat([torch.randint(SPECIAL, scores.shape[1], (scores.shape[0], 5)), input_ids], dim=1)
+    window = RankingEvaluator(exclude_history="window")
+    assert "model's input window" in window.describe() and "exclude_history='window'" in window.describe()
+    assert "whole history" in RankingEvaluator(exclude_history=True).describe()
+    # "window" ignores the whole history it is given; True excludes it
+    assert torch.equal(window.rank(scores, input_ids, targets, history=whole), window.rank(scores, input_ids, targets))
+    assert torch.equal(
+        RankingEvaluator(exclude_history=True).rank(scores, input_ids, targets, history=input_ids),
+        window.rank(scores, input_ids, targets, history=whole),
+    )
+    with pytest.raises(ValueError, match="exclude_history must be True, False or 'window', got 'all'"):
+        RankingEvaluator(exclude_history="all")

@@ -12,14 +12,9 @@ import onnxruntime
 import pytest
 import torch
 
-from bert4rec_hf import (
-    Bert4RecConfig,
-    Bert4RecForMaskedItemPrediction,
-    ItemTokenizer,
-    build_sequences,
-    read_interactions,
-)
+from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedItemPrediction, ItemTokenizer, read_interactions
 from bert4rec_hf.cli import main
+from bert4rec_hf.data import build_sequences
 from bert4rec_hf.export import EMPTY_SLOT_ID, Bert4RecTopK, random_histories
 
 from .helpers import ML100K, tiny_model

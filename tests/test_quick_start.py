@@ -103,7 +103,7 @@ def test_optimizer_defaults(small_log, tmp_path):
 
 
 def test_time_budget_key_adds_the_callback(small_log, tmp_path):
-    from bert4rec_hf import ConfigError, TimeBudgetCallback
+    from bert4rec_hf.training import ConfigError, TimeBudgetCallback
     from bert4rec_hf.training.config import load_config
     from bert4rec_hf.training.pipeline import build_trainer, prepare_data
 

@@ -18,13 +18,11 @@ from bert4rec_hf import (
     DataCollatorForNextItemPrediction,
     ItemTokenizer,
     RankingEvaluator,
-    build_sequences,
-    count_item_popularity,
-    leave_one_out,
     read_interactions,
 )
 from bert4rec_hf.cli import main
-from bert4rec_hf.data import left_pad
+from bert4rec_hf.data import build_sequences, leave_one_out, left_pad
+from bert4rec_hf.evaluation import count_item_popularity
 from bert4rec_hf.recommendation import Bert4RecRecommender, Recommendation, recommend
 
 from .helpers import ML100K, tiny_config, tiny_model

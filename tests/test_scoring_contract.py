@@ -16,7 +16,6 @@ from transformers import TrainingArguments
 
 from bert4rec_hf import (
     Bert4RecRecommender,
-    Bert4RecTopK,
     Bert4RecTrainer,
     DataCollatorForNextItemPrediction,
     ItemTokenizer,
@@ -25,6 +24,7 @@ from bert4rec_hf import (
 from bert4rec_hf.candidates import excluded_items
 from bert4rec_hf.data.collators import left_pad
 from bert4rec_hf.evaluation import sample_negatives
+from bert4rec_hf.export import Bert4RecTopK
 
 from .helpers import tiny_model
 

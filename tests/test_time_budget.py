@@ -6,8 +6,7 @@ from __future__ import annotations
 import pytest
 from transformers import Trainer, TrainerCallback, TrainingArguments
 
-from bert4rec_hf import TimeBudgetCallback
-from bert4rec_hf.training import time_budget
+from bert4rec_hf.training import TimeBudgetCallback, time_budget
 
 from .helpers import MaskedRows, masked_batch, tiny_config, tiny_model
 

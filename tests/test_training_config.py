@@ -2,7 +2,8 @@ import re
 
 import pytest
 
-from bert4rec_hf import ConfigError, load_config
+from bert4rec_hf import load_config
+from bert4rec_hf.training import ConfigError
 from bert4rec_hf.training.config import config_dir, parse_overrides
 
 
@@ -47,7 +48,8 @@ def test_unknown_key_names_key_and_file(tmp_path):
     [
         ({"epochs": "ten"}, "'epochs' must be int, got 'ten'"),
         ({"epochs": 2.5}, "'epochs' must be int"),
-        ({"exclude_history": "yes"}, "'exclude_history' must be bool"),
+        ({"exclude_history": "yes"}, "'exclude_history' must be one of [True, False, 'window'], got 'yes'"),
+        ({"exclude_history": 1.0}, "'exclude_history' must be bool or str"),
         ({"learning_rate": True}, "'learning_rate' must be float or int"),
         ({"eval_mode": "uni50"}, "'eval_mode' must be one of"),
         ({"topk": [10, -1]}, "'topk' must be a non-empty list of positive integers"),
@@ -71,6 +73,7 @@ def test_yaml_syntax_error_names_file_and_line(tmp_path):
 
 
 def test_command_line_overrides_parse_as_yaml():
+    assert load_config(config_dict={"exclude_history": "window"})["exclude_history"] == "window"
     assert parse_overrides(["epochs=3", "topk=[1,5]", "exclude_history=true", "dataset=beauty"]) == {
         "epochs": 3, "topk": [1, 5], "exclude_history": True, "dataset": "beauty",
     }  # fmt: skip

@@ -40,7 +40,10 @@ _NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "output_dir": (str,),
     "torch_threads": (int,),
 }
+# Keys that take more than the type of their default.
+_WIDER_TYPES: dict[str, tuple[type, ...]] = {"exclude_history": (bool, str)}
 _CHOICES: dict[str, tuple[Any, ...]] = {
+    "exclude_history": (True, False, "window"),
     "data_format": (None, *FORMATS),
     "dedup": (None, "consecutive", "all"),
     "eval_mode": ("full", "uni100", "pop100"),
@@ -113,7 +116,9 @@ def _defaults() -> tuple[dict[str, Any], dict[str, Any]]:
 def _expected_types(defaults: Mapping[str, Any]) -> dict[str, tuple[type, ...]]:
     types: dict[str, tuple[type, ...]] = {}
     for key, value in defaults.items():
-        if value is None:
+        if key in _WIDER_TYPES:
+            types[key] = _WIDER_TYPES[key]
+        elif value is None:
             types[key] = _NULLABLE_TYPES[key]
         elif isinstance(value, bool):
             types[key] = (bool,)
