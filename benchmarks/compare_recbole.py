@@ -312,7 +312,7 @@ def ml100k_rows(recbole: dict, ours: dict, target: float | None) -> list[tuple[s
     add("best validation NDCG@10", best[0], best[1], "quality")
     for metric in ("hit@10", "ndcg@10", "mrr@10"):
         add(
-            f"test {metric} at best validation",
+            f"test {metric} at best validation (each side's own evaluation, history kept)",
             side(recbole, "test", "metrics", metric),
             side(ours, "test", "metrics", metric),
             "quality",
@@ -367,33 +367,113 @@ def beauty_rows(recbole: dict, ours: dict) -> list[tuple[str, Any, Any, str]]:
     ]
 
 
-def render(rows: list[tuple[str, Any, Any, str]]) -> str:
-    lines = ["| | RecBole 1.2.1 | bert4rec-hf | ours vs RecBole |", "| --- | ---: | ---: | ---: |"]
-    for label, theirs, mine, how in rows:
-        if how in ("time", "speed", "quality"):
-            note = ratio(mine, theirs, faster_is_smaller=how == "time")
-            note = f"{note} {'faster' if how in ('time', 'speed') else ''}".strip() if note != "—" else note
-            if label.startswith("peak RSS") and note != "—":
-                note = f"{theirs / mine:.2f}× less" if mine else "—"
-        else:
-            note = ""
-        lines.append(f"| {label} | {fmt(theirs)} | {fmt(mine)} | {note} |")
+def render(rows: list[tuple[str, Any, Any, str]], plain: list[Any] | None = None, ours_name: str = "bert4rec-hf") -> str:
+    """The table of every figure; ``plain``: a column of our plain model's figures (same rows)."""
+    head = f"| | RecBole 1.2.1 | {ours_name} | ours vs RecBole |"
+    if plain is not None:
+        head += " bert4rec-hf plain | plain vs RecBole |"
+    lines = [head, "| --- | ---: | ---: | ---: |" + (" ---: | ---: |" if plain is not None else "")]
+
+    def note_of(label: str, theirs: Any, mine: Any, how: str) -> str:
+        if how not in ("time", "speed", "quality"):
+            return ""
+        note = ratio(mine, theirs, faster_is_smaller=how == "time")
+        note = f"{note} {'faster' if how in ('time', 'speed') else ''}".strip() if note != "—" else note
+        if label.startswith("peak RSS") and note != "—":
+            note = f"{theirs / mine:.2f}× less" if mine else "—"
+        return note
+
+    for index, (label, theirs, mine, how) in enumerate(rows):
+        line = f"| {label} | {fmt(theirs)} | {fmt(mine)} | {note_of(label, theirs, mine, how)} |"
+        if plain is not None:
+            line += f" {fmt(plain[index])} | {note_of(label, theirs, plain[index], how)} |"
+        lines.append(line)
     return "\n".join(lines)
 
 
-def targets(args: argparse.Namespace, recbole: dict, ours: dict, target: float | None) -> list[str]:
+QUALITY = (("valid", "ndcg@10"), ("test", "ndcg@10"), ("valid", "hit@10"), ("test", "hit@10"))
+
+
+def quality(record: dict, split: str, metric: str, variant: str = "") -> Any:
+    """A side's validation (best model) or test figure; ``variant`` "" (the run's own
+    evaluation), "_exclude_history" or "_ties_counted" (RecBole's driver only)."""
+    key = ("best_valid" if split == "valid" else "metrics") + variant
+    return ((record.get("test") or {}).get(key) or {}).get(metric)
+
+
+def like_for_like(recbole: dict, ours: dict, plain: dict) -> list[dict[str, Any]]:
+    """The pairs that compare like with like, first in the table and the JSON:
+    (a) plain vs plain, history kept as candidates: our model without the seen-item
+    offset against RecBole, both ranked by the same rule (ties against the target;
+    RecBole's side re-ranked by its driver from its own scores); (b) each user's
+    whole history excluded on both sides: our offset model (and the plain one) against
+    RecBole's model with the history masked by its driver."""
+    pairs = []
+    if plain:
+        pairs.append(("plain vs plain", "history kept", plain, "_ties_counted", ""))
+    if ours:
+        offset = (ours.get("test") or {}).get("seen_item_bias")
+        name = "offset model vs RecBole" if offset else "our model vs RecBole"
+        pairs.append((name, "history excluded", ours, "_exclude_history", "_exclude_history"))
+    if plain:
+        pairs.append(("plain model vs RecBole", "history excluded", plain, "_exclude_history", "_exclude_history"))
+    rows = []
+    for name, candidates, mine, theirs_variant, mine_variant in pairs:
+        for split, metric in QUALITY:
+            rows.append(
+                {
+                    "pair": name,
+                    "candidates": candidates,
+                    "figure": f"{split} {metric.upper().replace('HIT', 'HR')}",
+                    "recbole": quality(recbole, split, metric, theirs_variant),
+                    "ours": quality(mine, split, metric, mine_variant),
+                }
+            )
+    return rows
+
+
+def render_pairs(rows: list[dict[str, Any]]) -> str:
+    lines = [
+        "| pair | candidates | figure | RecBole 1.2.1 | bert4rec-hf | ours / RecBole |",
+        "| --- | --- | --- | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        note = ratio(row["ours"], row["recbole"], faster_is_smaller=False)
+        lines.append(
+            f"| {row['pair']} | {row['candidates']} | {row['figure']} | {fmt(row['recbole'])} | "
+            f"{fmt(row['ours'])} | {note} |"
+        )
+    return "\n".join(lines)
+
+
+def targets(args: argparse.Namespace, recbole: dict, ours: dict, plain: dict, target: float | None) -> list[str]:
+    """The issue-8 targets, each on a like-for-like pair: the wall time to RecBole's best
+    validation NDCG@10 and test NDCG@10 with history kept use our plain model (the offset
+    model's history-kept figures are not comparable with RecBole's); the history-excluded
+    check uses our offset model against RecBole with the history masked."""
     checks = []
     if args.dataset == "ml-100k":
-        theirs, mine = first_reaching(recbole.get("valid", []), target), first_reaching(ours.get("valid", []), target)
+        kept = plain or {}
+        kept_name = "plain model" if plain else "plain model not run"
+        theirs, mine = first_reaching(recbole.get("valid", []), target), first_reaching(kept.get("valid", []), target)
         ok = theirs is not None and mine is not None and mine <= theirs / 10
         checks.append(
-            f"[{'PASS' if ok else 'FAIL'}] wall time to RecBole's best validation NDCG@10 ≤ 1/10 of RecBole's "
-            f"({fmt(mine)} s vs {fmt(theirs)} s)"
+            f"[{'PASS' if ok else 'FAIL'}] history kept, {kept_name}: wall time to RecBole's best validation "
+            f"NDCG@10 ≤ 1/10 of RecBole's ({fmt(mine)} s vs {fmt(theirs)} s)"
         )
-        t_theirs = (recbole.get("test") or {}).get("metrics", {}).get("ndcg@10")
-        t_mine = (ours.get("test") or {}).get("metrics", {}).get("ndcg@10")
+        t_theirs, t_mine = quality(recbole, "test", "ndcg@10", "_ties_counted"), quality(kept, "test", "ndcg@10")
         ok = t_theirs is not None and t_mine is not None and t_mine >= t_theirs
-        checks.append(f"[{'PASS' if ok else 'FAIL'}] test NDCG@10 ≥ RecBole's ({fmt(t_mine)} vs {fmt(t_theirs)})")
+        checks.append(
+            f"[{'PASS' if ok else 'FAIL'}] history kept, {kept_name}: test NDCG@10 ≥ RecBole's "
+            f"({fmt(t_mine)} vs {fmt(t_theirs)})"
+        )
+        t_theirs = quality(recbole, "test", "ndcg@10", "_exclude_history")
+        t_mine = quality(ours, "test", "ndcg@10", "_exclude_history")
+        ok = t_theirs is not None and t_mine is not None and t_mine >= t_theirs
+        checks.append(
+            f"[{'PASS' if ok else 'FAIL'}] history excluded on both sides, our default model: test NDCG@10 ≥ "
+            f"RecBole's ({fmt(t_mine)} vs {fmt(t_theirs)})"
+        )
     else:
         rows = {label: (theirs, mine) for label, theirs, mine, _ in beauty_rows(recbole, ours)}
         theirs, mine = rows["training masked items / s"]
@@ -458,6 +538,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--threads", type=int, help="torch threads of both sides (OMP_NUM_THREADS; default: torch's)")
     parser.add_argument("--only", choices=["recbole", "ours"], help="run one side (debugging; no ratios)")
+    parser.add_argument(
+        "--plain-model", action=argparse.BooleanOptionalAction, default=True,
+        help="ml-100k: also train our model with seen_item_bias=false, the plain half of the plain-vs-plain pair "
+        "(default on; off or --ours-set seen_item_bias=false: one run of ours)",
+    )  # fmt: skip
     parser.add_argument("--recbole-set", action="append", metavar="KEY=VALUE", help="extra RecBole config (YAML value)")
     parser.add_argument(
         "--ours-set", action="append", metavar="KEY=VALUE", help="extra bert4rec-hf config (YAML value)"
@@ -483,6 +568,8 @@ def main(argv: list[str] | None = None) -> int:
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")]))
     started = time.strftime("%Y-%m-%d %H:%M:%S %Z")
     mode = "throughput" if args.dataset == "beauty" else "train"
+    ours_offset = args.ours_set.get("seen_item_bias", True) is not False
+    plain_run = mode == "train" and ours_offset and args.plain_model
 
     results: dict[str, dict] = {}
     with tempfile.TemporaryDirectory(prefix="compare_recbole_") as scratch:
@@ -518,8 +605,17 @@ def main(argv: list[str] | None = None) -> int:
                 run_side("bert4rec-hf", Path(sys.executable), HERE / "ours_driver.py", spec, workdir, env)
             )
             results["ours"]["config"] = spec["config"]
+            if plain_run:  # the same run without the seen-item offset: the plain half of "plain vs plain"
+                spec = {**spec, "config": {**spec["config"], "seen_item_bias": False}}
+                results["ours_plain"] = collect(
+                    run_side("bert4rec-hf-plain", Path(sys.executable), HERE / "ours_driver.py", spec, workdir, env)
+                )
+                results["ours_plain"]["config"] = spec["config"]
 
     recbole, ours = results.get("recbole", {}), results.get("ours", {})
+    # our model without the offset: the extra run, or the main one when --ours-set seen_item_bias=false
+    plain = results.get("ours_plain", {}) or ({} if ours_offset else ours)
+    ours_name = "bert4rec-hf (offset)" if ours_offset else "bert4rec-hf (plain)"
     print(f"\n## BERT4Rec on {args.dataset}: RecBole 1.2.1 vs bert4rec-hf")
     print(f"machine: {machine()}; started {started}")
     for name, record in (("RecBole", recbole), ("bert4rec-hf", ours)):
@@ -534,19 +630,34 @@ def main(argv: list[str] | None = None) -> int:
         best = max((e["metrics"].get("ndcg@10", -1.0) for e in recbole.get("valid", [])), default=None)
         target = args.target_ndcg if args.target_ndcg is not None else best
         rows = ml100k_rows(recbole, ours, target)
+        plain_column = [r[2] for r in ml100k_rows(recbole, plain, target)] if "ours_plain" in results else None
+        pairs = like_for_like(recbole, ours, plain)
     else:
-        target = None
+        target, plain_column, pairs = None, None, []
         rows = beauty_rows(recbole, ours)
     print(f"reference (earlier run here): RecBole {REFERENCE[args.dataset]}")
-    print(f"each side's own settings: RecBole {settings(recbole)}; bert4rec-hf {settings(ours)}\n")
-    print(render(rows))
-    if recbole and ours:
-        print("\n" + "\n".join(targets(args, recbole, ours, target)))
+    print(f"each side's own settings: RecBole {settings(recbole)}; {ours_name} {settings(ours)}\n")
+    checks = targets(args, recbole, ours, plain, target) if recbole and ours else []
+    if pairs:
+        print("### Like for like (full ranking of all items, ties count against the target)\n")
+        print(render_pairs(pairs))
+        print("\n" + "\n".join(checks) + "\n")
+        print(
+            "### Every figure (quality rows: each side's own evaluation, history kept as candidates; "
+            "with the seen-item offset ours is not like for like there)\n"
+        )
+    print(render(rows, plain_column, ours_name))
+    if checks and not pairs:
+        print("\n" + "\n".join(checks))
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
+        table = [{"figure": r[0], "recbole": r[1], "ours": r[2]} for r in rows]
+        if plain_column is not None:
+            for row, value in zip(table, plain_column, strict=True):
+                row["ours_plain"] = value
         payload = {
             "dataset": args.dataset, "machine": machine(), "started": started, "argv": sys.argv[1:],
-            "table": [{"figure": r[0], "recbole": r[1], "ours": r[2]} for r in rows], "runs": results,
+            "like_for_like": pairs, "targets": checks, "table": table, "runs": results,
         }  # fmt: skip
         args.output.write_text(json.dumps(payload, indent=1, default=str), encoding="utf-8")
         print(f"\nwrote {args.output}")

@@ -4,8 +4,12 @@ so its peak RSS is its own; prints ``BENCH_JSON`` lines like ``recbole_driver.py
 Uses ``bert4rec_hf.quick_start`` as a user would (``load_config``,
 ``prepare_data``, ``build_trainer``, ``trainer.train()``, ``evaluate_splits``);
 the only additions are a ``TrainerCallback`` that records wall clock at each
-epoch, step and evaluation, and a wrapper around the training collator that
-counts masked items (labels != -100).
+epoch, step and evaluation, a wrapper around the training collator that
+counts masked items (labels != -100), and a second evaluation of the best
+model with each user's whole history excluded from the candidates
+(``RankingEvaluator(exclude_history=True)`` fed by
+``DataCollatorForNextItemPrediction(whole_history=True)``), reported beside
+the run's own evaluation (``exclude_history`` as configured, false here).
 
     python ours_driver.py SPEC.json      # spec written by compare_recbole.py
 """
@@ -125,6 +129,8 @@ def main() -> int:
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     import bert4rec_hf
+    from bert4rec_hf.data import DataCollatorForNextItemPrediction
+    from bert4rec_hf.evaluation import RankingEvaluator
     from bert4rec_hf.training.config import load_config
     from bert4rec_hf.training.pipeline import build_trainer, evaluate_splits, prepare_data
 
@@ -216,14 +222,33 @@ def main() -> int:
             )
             start = time.perf_counter()
             results = evaluate_splits(trainer, data.processed)
+            seconds = time.perf_counter() - start
+            # the same (best) model again, each user's whole history taken out of the candidates
+            trainer.evaluator = RankingEvaluator(
+                mode="full", ks=config["topk"], exclude_history=True, truncate_ranks=config["truncate_ranks"]
+            )
+            trainer.eval_data_collator = DataCollatorForNextItemPrediction(
+                max_seq_length=config["max_seq_length"], whole_history=True
+            )
+            excluded = evaluate_splits(trainer, data.processed)
             emit(
                 "test",
-                seconds=time.perf_counter() - start,
-                metrics={k.removeprefix("test_"): float(v) for k, v in results["test"].items() if "@" in k},
-                best_valid={k.removeprefix("valid_"): float(v) for k, v in results["valid"].items() if "@" in k},
+                seconds=seconds,
+                seen_item_bias=bool(getattr(trainer.model.config, "seen_item_bias", False)),
+                exclude_history=config["exclude_history"],
+                metrics=_at_k(results["test"], "test_"),
+                best_valid=_at_k(results["valid"], "valid_"),
+                # history excluded: every item the user had before the target leaves the candidates
+                metrics_exclude_history=_at_k(excluded["test"], "test_"),
+                best_valid_exclude_history=_at_k(excluded["valid"], "valid_"),
             )
     emit("done", peak_rss_mib=peak_rss_mib())
     return 0
+
+
+def _at_k(metrics: Mapping[str, float], prefix: str) -> dict[str, float]:
+    """The @K metrics of one ``trainer.evaluate`` result, without the split prefix."""
+    return {k.removeprefix(prefix): float(v) for k, v in metrics.items() if "@" in k}
 
 
 def _ran_out_of_patience(trainer, patience: int) -> bool:

@@ -7,8 +7,12 @@ per line, prefixed with ``BENCH_JSON``, for the parent to read. The only
 additions are measurements: a trainer subclass that times ``_train_epoch`` and
 ``_valid_epoch`` and counts the masked items its loss is computed on (the
 ``MASK_INDEX > 0`` positions that RecBole's BERT4Rec weighs), an optional cap
-on batches per epoch, and a time budget checked through ``fit``'s
-``callback_fn``. Never imports bert4rec_hf.
+on batches per epoch, a time budget checked through ``fit``'s
+``callback_fn``, and, after the test, RecBole's best model ranked again from
+its own ``full_sort_predict`` scores with bert4rec-hf's rank rule (ties count
+against the target), once with history items kept as candidates (as RecBole's
+evaluation) and once with each user's whole history excluded (the target
+stays), for the like-for-like pairs. Never imports bert4rec_hf.
 
     python recbole_driver.py SPEC.json      # spec written by compare_recbole.py
 """
@@ -122,6 +126,92 @@ def timed_trainer_class(base):
     return TimedTrainer
 
 
+# ----------------------------------------------------------------------------- history-excluded ranking
+def metrics_from_ranks(ranks, ks) -> dict:
+    """Hit@K, NDCG@K and MRR@K (RecBole's names) from 0-based ranks (a torch tensor)."""
+    import torch
+
+    ranks = ranks.to(torch.float64)
+    out = {}
+    for k in ks:
+        hit = ranks < k
+        out[f"hit@{k}"] = float(hit.double().mean())
+        out[f"ndcg@{k}"] = float(torch.where(hit, 1.0 / torch.log2(ranks + 2.0), 0.0).mean())
+        out[f"mrr@{k}"] = float(torch.where(hit, 1.0 / (ranks + 1.0), 0.0).mean())
+    return out
+
+
+def candidate_ranks(scores, targets, excluded=None):
+    """Rank of each row's target: the number of candidates other than the target scoring
+    >= it (ties count against the target). Candidates: every real item (column 0 is
+    RecBole's padding), minus ``excluded`` (a (B, n_items) bool mask); the target always stays."""
+    import torch
+
+    rows = torch.arange(scores.shape[0])
+    candidates = torch.ones_like(scores, dtype=torch.bool) if excluded is None else ~excluded
+    candidates[:, 0] = False
+    candidates[rows, targets] = True
+    target_scores = scores[rows, targets].unsqueeze(1)
+    return ((scores >= target_scores) & candidates).sum(dim=1) - 1
+
+
+def history_mask(dataset, num_users: int, num_items: int):
+    """(users, items) bool: the items each user had in ``dataset`` (RecBole's augmented
+    sequential rows: every target and every item of every input list)."""
+    import torch
+
+    feat = dataset.inter_feat
+    uid, iid = feat[dataset.uid_field].long(), feat[dataset.iid_field].long()
+    lists = feat[dataset.item_id_list_field].long()
+    mask = torch.zeros(num_users, num_items, dtype=torch.bool)
+    mask[uid, iid] = True
+    real = lists > 0
+    mask[uid.unsqueeze(1).expand_as(lists)[real], lists[real]] = True
+    return mask
+
+
+def history_ranked_metrics(model, valid_data, test_data, train_dataset, ks) -> dict:
+    """Validation and test metrics of ``model`` from its own ``full_sort_predict``
+    scores, ranked by bert4rec-hf's rule (ties against the target), twice: history
+    items kept as candidates (as RecBole's evaluation; a cross-check of its figures,
+    equal unless scores tie) and each user's whole history excluded: every item the
+    user interacted with before the target (the validation target's history is the
+    training part, the test target's adds the validation item); the target stays.
+    Vectorised: one (batch, items) mask per batch, no per-item loop."""
+    import torch
+
+    valid_set = valid_data._dataset
+    num_users, num_items = valid_set.user_num, valid_set.item_num
+    before_valid = history_mask(train_dataset, num_users, num_items)
+    before_test = before_valid.clone()
+    valid_feat = valid_set.inter_feat
+    before_test[valid_feat[valid_set.uid_field].long(), valid_feat[valid_set.iid_field].long()] = True
+    out: dict = {}
+    model.eval()
+    for split, loader, history in (("valid", valid_data, before_valid), ("test", test_data, before_test)):
+        kept, excluded, window_outside = [], [], 0
+        with torch.no_grad():
+            for interaction, _, _, _ in loader:
+                scores = model.full_sort_predict(interaction).view(len(interaction), -1).double()
+                users = interaction[valid_set.uid_field].long()
+                targets = interaction[valid_set.iid_field].long()
+                masks = history[users]
+                window = interaction[valid_set.item_id_list_field].long()
+                window_outside += int((~masks.gather(1, window) & (window > 0)).sum())  # must stay 0
+                kept.append(candidate_ranks(scores, targets))
+                excluded.append(candidate_ranks(scores, targets, masks))
+        kept, excluded = torch.cat(kept), torch.cat(excluded)
+        name = "metrics" if split == "test" else "best_valid"
+        out[f"{name}_ties_counted"] = metrics_from_ranks(kept, ks)
+        out[f"{name}_exclude_history"] = metrics_from_ranks(excluded, ks)
+        out[f"{split}_ranking_check"] = {
+            "users": len(kept),
+            "ranks_changed_by_exclusion": int((kept != excluded).sum()),
+            "input_items_outside_history": window_outside,
+        }
+    return out
+
+
 def main() -> int:
     # RecBole 1.2.1 reloads its own best checkpoint with a bare torch.load, which
     # torch >= 2.6 makes weights-only and which then rejects RecBole's pickled
@@ -218,11 +308,18 @@ def main() -> int:
         emit("train_end", seconds=train_seconds, stopped_by=stopped, throughput=trainer.steady_state())
         start = time.perf_counter()
         test = trainer.evaluate(test_data, load_best_model=True, show_progress=False)
+        seconds = time.perf_counter() - start
+        # RecBole's own (best) model again, from its own scores: history kept, and history excluded
+        ks = [int(k) for k in config["topk"]]
+        start = time.perf_counter()
+        ours_rule = history_ranked_metrics(model, valid_data, test_data, train_data._dataset, ks)
         emit(
             "test",
-            seconds=time.perf_counter() - start,
+            seconds=seconds,
             metrics={key: float(value) for key, value in test.items()},
             best_valid={key: float(value) for key, value in (trainer.best_valid_result or {}).items()},
+            **ours_rule,
+            driver_ranking_seconds=time.perf_counter() - start,
         )
     emit("done", peak_rss_mib=peak_rss_mib())
     return 0
