@@ -18,6 +18,9 @@ import torch
 
 from .configuration_bert4rec import NUM_SPECIAL_TOKENS, PAD_TOKEN_ID
 
+# items per float64 block of an exact range: the block's float64 scores stay in cache
+EXACT_BLOCK = 2048
+
 
 def distinct_items(history: torch.Tensor) -> torch.Tensor:
     """Each row's distinct real item ids, sorted, with ``PAD_TOKEN_ID`` in place
@@ -105,6 +108,12 @@ class ItemScorer:
     def range(self, start: int = NUM_SPECIAL_TOKENS, stop: int | None = None) -> torch.Tensor:
         """``(n, stop - start)`` scores of vocabulary ids ``[start, stop)``."""
         stop = self.vocab_size if stop is None else min(stop, self.vocab_size)
+        if self.exact and stop - start > EXACT_BLOCK:  # float64 blocks that stay in cache, written as float32
+            scores = torch.empty(self.num_rows, stop - start, dtype=self.dtype, device=self.states.device)
+            for first in range(start, stop, EXACT_BLOCK):
+                last = min(first + EXACT_BLOCK, stop)
+                scores[:, first - start : last - start] = self.range(first, last)
+            return scores
         with torch.autocast(device_type=self.states.device.type, enabled=False):
             dtype = self.compute_dtype
             weight, bias = self.weight[start:stop].to(dtype), self.bias[start:stop].to(dtype)

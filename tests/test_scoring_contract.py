@@ -20,6 +20,7 @@ from bert4rec_hf import (
     DataCollatorForNextItemPrediction,
     ItemTokenizer,
     RankingEvaluator,
+    scoring_bert4rec,
 )
 from bert4rec_hf.candidates import excluded_items
 from bert4rec_hf.data.collators import left_pad
@@ -188,3 +189,15 @@ def test_losses_are_those_of_the_definitions_scores(seen_item_bias, seed, chunk_
     positive = expected.gather(1, targets[:, None]).double()
     bpr = -torch.nn.functional.logsigmoid(positive - expected.gather(1, negatives).double()).mean()
     torch.testing.assert_close(loss.detach(), bpr.float())
+
+
+@pytest.mark.parametrize("seen_item_bias, seed", CASES[:2])
+def test_exact_scores_in_blocks_equal_the_definition(seen_item_bias, seed, monkeypatch):
+    """Large exact ranges are computed in float64 blocks; block edges change no score."""
+    monkeypatch.setattr(scoring_bert4rec, "EXACT_BLOCK", 7)
+    model, histories, _ = _case(seen_item_bias, seed)
+    batch, hidden, expected = _by_hand(model, histories)
+    with torch.no_grad():
+        scorer = model.item_scorer(hidden, batch["input_ids"])
+        assert torch.equal(scorer.all(), expected)
+        assert torch.equal(scorer.range(5, 33), expected[:, 5:33])
