@@ -28,7 +28,7 @@ from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_bert4rec import IGNORE_INDEX, MASK_TOKEN_ID, PAD_TOKEN_ID, Bert4RecConfig
 from .losses_bert4rec import cloze_loss
-from .scoring_bert4rec import ItemScorer, distinct_items
+from .scoring_bert4rec import ItemScorer, distinct_items, item_vectors
 
 
 def append_mask(
@@ -348,9 +348,26 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         ``max_seq_length``) and scored. Returns ``(batch, vocab_size)`` with
         ``-inf`` for special tokens.
         """
+        return self.next_item_scorer(input_ids, attention_mask).all()
+
+    @torch.no_grad()
+    def next_item_vectors(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``(batch, hidden + 1)`` query vectors of the same histories:
+        ``next_item_vectors(h) @ item_vectors().T`` equals ``next_item_scores(h)``
+        at every real item outside the history's input window (those also get
+        the seen-item offset)."""
+        return self.next_item_scorer(input_ids, attention_mask).query_vectors()
+
+    def item_vectors(self) -> torch.Tensor:
+        """``(vocab_size, hidden + 1)``: the item embeddings scores are computed
+        against, each with its output bias appended."""
+        return item_vectors(self.head.decoder.weight, self.head.decoder.bias)
+
+    def next_item_scorer(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> ItemScorer:
+        """The item scorer of the [MASK] appended to each left-padded history."""
         input_ids, attention_mask = append_mask(input_ids, self.config.max_seq_length, attention_mask)
         hidden = self.bert4rec(input_ids, attention_mask=attention_mask).last_hidden_state
-        return self.item_scorer(hidden[:, -1], input_ids).all()
+        return self.item_scorer(hidden[:, -1], input_ids)
 
 
 __all__ = [

@@ -320,6 +320,57 @@ class Bert4RecRecommender:
         with self._eval_mode():
             return self._forward(batch)
 
+    # ------------------------------------------------------------------ vectors
+    def encode(self, histories: Any, unknown: UnknownIds = "error", batch_size: int = 256) -> torch.Tensor:
+        """``(B, hidden + 1)`` float32 query vectors, one per history (raw ids,
+        oldest first, any length: the model reads the last ``max_seq_length - 1``
+        items): the state the item scorer reads for what comes next, with a 1
+        appended. ``encode(h) @ item_vectors()[1].T`` is :meth:`score`'s score of
+        every item outside the model's input window; items inside it also get
+        the learned seen-item offset (with ``recommend``'s default
+        ``exclude_history=True`` they are no candidates anyway). An empty history
+        gives the context-free vector (only [MASK])."""
+        self._check_options(1, True, unknown, "error", batch_size)
+        rows, _ = normalise_histories(histories)
+        encoded = self.encode_histories(rows, unknown=unknown)
+        vectors = []
+        with self._eval_mode(), torch.no_grad():
+            for start in range(0, len(encoded), batch_size):
+                batch = self.collator([{"input_ids": history} for history in encoded[start : start + batch_size]])
+                input_ids, attention_mask = batch["input_ids"].to(self.device), batch["attention_mask"].to(self.device)
+                hidden = self.model.base_model(input_ids, attention_mask=attention_mask).last_hidden_state[:, -1]
+                vectors.append(self.model.item_scorer(hidden).query_vectors().float().cpu())
+        return torch.cat(vectors)
+
+    def item_vectors(self) -> tuple[list[Any], torch.Tensor]:
+        """The raw ids of the catalog and their ``(num_items, hidden + 1)``
+        float32 vectors (the item embedding scores are computed against, then
+        the item's output bias), in vocabulary order: what a maximum inner
+        product index over :meth:`encode`'s vectors searches."""
+        with torch.no_grad():
+            vectors = self.model.item_vectors()[NUM_SPECIAL_TOKENS:].float().cpu()
+        return self.tokenizer.decode(np.arange(NUM_SPECIAL_TOKENS, len(self.tokenizer))), vectors
+
+    def similar_items(self, items: Any, k: int = 10) -> Recommendation | list[Recommendation]:
+        """The ``k`` items nearest to each given raw id, by cosine similarity of
+        the item embeddings the model scores against (the output bias, an item's
+        popularity, left out), the item itself excluded. One id gives one
+        ``Recommendation`` (scores: cosine similarities), a list of ids a list."""
+        self._check_options(k, True, "error", "error", 1)
+        single = _is_scalar(items)
+        (ids,) = self.encode_histories([_as_history([items] if single else items, "items")])
+        if not len(ids):
+            return []
+        with torch.no_grad():
+            # float64 rounded once, as the item scorer does: one item gets one similarity in any batch
+            embeddings = torch.nn.functional.normalize(self.model.item_vectors()[:, :-1].double(), dim=1)
+            ids = torch.from_numpy(ids).to(embeddings.device)
+            similarities = (embeddings[ids] @ embeddings.T).float()
+        similarities[:, :NUM_SPECIAL_TOKENS] = float("-inf")
+        similarities[torch.arange(len(ids)), ids] = float("-inf")
+        results = self._top_k(similarities, k, return_scores=True)
+        return results[0] if single else results
+
     @contextmanager
     def _eval_mode(self) -> Iterator[None]:
         """Dropout off while scoring; a model being trained gets its mode back."""

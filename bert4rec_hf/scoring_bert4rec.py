@@ -149,12 +149,26 @@ class ItemScorer:
         for start in range(NUM_SPECIAL_TOKENS, self.vocab_size, chunk_size):
             yield start, self.range(start, start + chunk_size)
 
+    def query_vectors(self) -> torch.Tensor:
+        """``(n, hidden + 1)``: the states with a 1 appended. ``query_vectors() @
+        item_vectors(weight, bias).T`` is every item's score but the seen-item
+        offset, which only the items of a row's own input get: the vectors a
+        maximum-inner-product index searches."""
+        ones = torch.ones_like(self.states[:, :1], dtype=self.dtype)
+        return torch.cat([self.states.to(self.dtype), ones], dim=1)
+
     def all(self) -> torch.Tensor:
         """``(n, vocab_size)`` scores; the special tokens' columns are ``-inf``,
         so they are never predicted."""
         scores = self.range(0)
         scores[:, :NUM_SPECIAL_TOKENS] = float("-inf")
         return scores
+
+
+def item_vectors(weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
+    """``(vocab_size, hidden + 1)``: each item's output embedding with its bias
+    appended, the other side of :meth:`ItemScorer.query_vectors`."""
+    return torch.cat([weight, bias[:, None]], dim=1)
 
 
 class LogSumExp:
@@ -169,4 +183,4 @@ class LogSumExp:
         self.value[rows] = torch.logaddexp(self.value[rows], torch.logsumexp(scores.to(self.value.dtype), 1))
 
 
-__all__ = ["ItemScorer", "LogSumExp", "contains", "distinct_items", "window_columns"]
+__all__ = ["ItemScorer", "LogSumExp", "contains", "distinct_items", "item_vectors", "window_columns"]

@@ -530,3 +530,65 @@ def test_a_mistyped_local_folder_is_named(tmp_path, capsys, monkeypatch, name):
     name = name.format(tmp=tmp_path)
     assert main(["recommend", name, "--history", "Babe"]) == 1
     assert f"bert4rec recommend: error: no such folder: {name}\n" in capsys.readouterr().err
+
+
+# ---------------------------------------------------------------------------- vectors out
+def test_a_brute_force_inner_product_search_over_the_vectors_gives_recommends_top10(ml100k):
+    _, processed, recommender = ml100k
+    _, histories, raw_histories = _test_users(processed)
+    queries = recommender.encode(raw_histories, batch_size=200)
+    raw_ids, vectors = recommender.item_vectors()
+    assert queries.shape == (943, 17) and vectors.shape == (recommender.num_items, 17)
+    assert raw_ids == processed.tokenizer.decode(list(range(2, len(processed.tokenizer))))
+    # what a vector index does: inner products, the user's history left out, the 10 largest
+    scores = (queries.double() @ vectors.double().T).float()
+    for row, history in enumerate(histories):
+        scores[row, [item - 2 for item in history]] = float("-inf")
+    top = scores.topk(10, dim=1)
+    expected = recommender.recommend(raw_histories, k=10)
+    assert [[raw_ids[i] for i in row] for row in top.indices.tolist()] == [r.items for r in expected]
+    torch.testing.assert_close(top.values, torch.tensor([r.scores for r in expected]), rtol=0, atol=1e-6)
+
+
+def test_encoded_vectors_reproduce_the_scores_outside_the_input_window(ml100k):
+    model, processed, recommender = ml100k
+    _, histories, raw_histories = _test_users(processed)
+    raw, window = raw_histories[:50], [history[-(MAX_LEN - 1) :] for history in histories[:50]]
+    queries = recommender.encode(raw)
+    assert torch.equal(queries, model.next_item_vectors(left_pad(histories[:50], MAX_LEN - 1)))
+    # one history: one row (the encoder's float32 rounding depends on the batch's padding, not its maths)
+    torch.testing.assert_close(recommender.encode(raw[7]), queries[7:8], rtol=0, atol=1e-5)
+    products = queries.double() @ model.item_vectors().double().T
+    scores = recommender.score(raw).double()
+    inside = torch.zeros_like(scores, dtype=torch.bool)
+    for row, items in enumerate(window):
+        inside[row, items] = True
+    inside[:, :2] = True  # special tokens: -inf in the scores
+    torch.testing.assert_close(products[~inside], scores[~inside], rtol=0, atol=1e-5)
+    # inside the window the learned seen-item offset is added
+    offset = model.head.seen_item_bias.double()
+    real = inside.clone()
+    real[:, :2] = False
+    torch.testing.assert_close(scores[real], products[real] + offset, rtol=0, atol=1e-5)
+
+
+def test_similar_items_are_the_nearest_item_embeddings_without_the_query(ml100k):
+    model, processed, recommender = ml100k
+    tokenizer = processed.tokenizer
+    raw = tokenizer.decode([2, 50, 300])
+    found = recommender.similar_items(raw, k=5)
+    assert len(found) == 3 and recommender.similar_items(raw[1], k=5) == found[1]
+    with torch.no_grad():
+        embeddings = torch.nn.functional.normalize(model.head.decoder.weight[2:], dim=1)
+    for query, result in zip([2, 50, 300], found, strict=True):
+        cosine = embeddings @ embeddings[query - 2]
+        cosine[query - 2] = float("-inf")
+        best = cosine.topk(5)
+        assert result.items == tokenizer.decode((best.indices + 2).tolist())
+        assert query not in tokenizer.encode(result.items)
+        torch.testing.assert_close(torch.tensor(result.scores), best.values, rtol=0, atol=1e-6)
+    assert recommender.similar_items([], k=3) == []
+    with pytest.raises(KeyError, match="not in the vocabulary"):
+        recommender.similar_items("no-such-item", k=3)
+    with pytest.raises(ValueError, match="k must be a positive integer"):
+        recommender.similar_items(raw[0], k=0)
