@@ -10,6 +10,12 @@ holds id ``EMPTY_SLOT_ID`` (-1) and score ``-inf``: never a vocabulary id, so
 needs only the ONNX file and ``item_vocab.json`` (copied beside it) to map ids
 back to raw item ids; neither torch nor this package.
 
+For a vector index, ``export_model`` also writes the encoder alone,
+:class:`Bert4RecEncoder` (``encoder.onnx``: histories in, one query vector
+each), and the item vectors (``item_vectors.safetensors``): a maximum inner
+product search of a query over the item vectors, the history left out, gives
+the top-k graph's items.
+
 ONNX goes through torch's TorchScript-based exporter (``dynamo=False``), which
 needs no extra package; the batch and history-length axes are dynamic.
 """
@@ -36,6 +42,7 @@ INPUT_NAMES = ["input_ids"]
 OUTPUT_NAMES = ["item_ids", "scores"]
 DEFAULT_OPSET = 17
 EMPTY_SLOT_ID = -1  # item id of a top-k slot with no candidate left (its score is -inf)
+ENCODER_FILE, VECTORS_FILE = "encoder.onnx", "item_vectors.safetensors"
 
 
 class Bert4RecTopK(nn.Module):
@@ -69,6 +76,20 @@ class Bert4RecTopK(nn.Module):
         return top.indices.masked_fill(empty, EMPTY_SLOT_ID), top.values
 
 
+class Bert4RecEncoder(nn.Module):
+    """``input_ids (B, L) int64`` left-padded histories (0 = padding, no [MASK])
+    -> ``query_vectors (B, hidden + 1) float32``: ``model.next_item_vectors``,
+    whose inner product with an item's vector (``model.item_vectors()``) is
+    the item's score outside the history's input window."""
+
+    def __init__(self, model: Bert4RecForMaskedItemPrediction):
+        super().__init__()
+        self.model = model.eval()
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model.next_item_vectors(input_ids).float()
+
+
 def random_histories(vocab_size: int, length: int, rows: int = 2, seed: int = 0) -> torch.Tensor:
     """Left-padded random histories of ``length`` columns, the first row full and
     the others of random lengths: inputs to trace the graph and to check it."""
@@ -88,25 +109,52 @@ def export_onnx(
 ) -> Path:
     """Writes ``Bert4RecTopK(model, k, exclude_history)`` as an ONNX file with
     dynamic batch and history-length axes; returns its path."""
+    axes = {"input_ids": {0: "batch", 1: "length"}, "item_ids": {0: "batch"}, "scores": {0: "batch"}}
+    return _write_graph(Bert4RecTopK(model, k=k, exclude_history=exclude_history), path, OUTPUT_NAMES, axes, opset_version)
+
+
+def export_encoder_onnx(
+    model: Bert4RecForMaskedItemPrediction, path: str | os.PathLike, opset_version: int = DEFAULT_OPSET
+) -> Path:
+    """Writes ``Bert4RecEncoder(model)`` (histories -> query vectors) as an ONNX file; returns its path."""
+    axes = {"input_ids": {0: "batch", 1: "length"}, "query_vectors": {0: "batch"}}
+    return _write_graph(Bert4RecEncoder(model), path, ["query_vectors"], axes, opset_version)
+
+
+def _write_graph(module: nn.Module, path: str | os.PathLike, output_names: list[str], axes: dict, opset: int) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    wrapper = Bert4RecTopK(model, k=k, exclude_history=exclude_history)
-    example = random_histories(model.config.vocab_size, max(model.config.max_seq_length - 1, 1))
+    config = module.model.config
+    example = random_histories(config.vocab_size, max(config.max_seq_length - 1, 1))
     with warnings.catch_warnings():
         # the TorchScript-based exporter is deprecated in favour of the dynamo one (which needs onnxscript);
         # tracer warnings are about Python checks on shapes that hold for every input
         warnings.simplefilter("ignore")
         with torch.no_grad():
             torch.onnx.export(
-                wrapper,
+                module,
                 (example,),
                 str(path),
                 dynamo=False,
                 input_names=INPUT_NAMES,
-                output_names=OUTPUT_NAMES,
-                dynamic_axes={"input_ids": {0: "batch", 1: "length"}, "item_ids": {0: "batch"}, "scores": {0: "batch"}},
-                opset_version=opset_version,
+                output_names=output_names,
+                dynamic_axes=axes,
+                opset_version=opset,
             )
+    return path
+
+
+def export_item_vectors(model: Bert4RecForMaskedItemPrediction, path: str | os.PathLike) -> Path:
+    """Writes the real items' vectors (``model.item_vectors()``, row ``i`` is
+    vocabulary id ``i + 2``, i.e. entry ``i`` of ``item_vocab.json``'s items) as
+    one float32 safetensors tensor, ``item_vectors``."""
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with torch.no_grad():
+        vectors = model.item_vectors()[model.config.num_special_tokens :].float().contiguous()
+    save_file({"item_vectors": vectors}, str(path), metadata={"first_vocabulary_id": str(model.config.num_special_tokens)})
     return path
 
 
@@ -129,6 +177,8 @@ def export_model(
     path = export_onnx(
         model, output_dir / "model.onnx", k=k, exclude_history=exclude_history, opset_version=opset_version
     )
+    export_encoder_onnx(model, output_dir / ENCODER_FILE, opset_version=opset_version)
+    export_item_vectors(model, output_dir / VECTORS_FILE)
     _copy_vocabulary(model_dir, output_dir)
     description = {
         "format": format,
@@ -140,6 +190,18 @@ def export_model(
             "scores": "float32 (batch, k): -inf where no candidate is left",
         },
         "empty_slot_id": EMPTY_SLOT_ID,
+        "encoder": {
+            "file": ENCODER_FILE,
+            "outputs": {"query_vectors": "float32 (batch, hidden + 1): the state scored for the next item, then 1"},
+        },
+        "item_vectors": {
+            "file": VECTORS_FILE,
+            "tensor": "item_vectors: float32 (num_items, hidden + 1), item embedding then output bias; row i is "
+            "vocabulary id i + 2 (item_vocab.json's items in order)",
+            "score": "query_vectors @ item_vectors.T, plus the learned seen-item offset "
+            f"({float(model.head.seen_item_bias) if model.head.seen_item_bias is not None else 0.0}) "
+            "for the items of the history's last max_seq_length - 1",
+        },
         "k": k,
         "exclude_history": exclude_history,
         "pad_token_id": model.config.pad_token_id,
@@ -187,4 +249,14 @@ def verify_onnx(
     }
 
 
-__all__ = ["EMPTY_SLOT_ID", "Bert4RecTopK", "export_model", "export_onnx", "random_histories", "verify_onnx"]
+__all__ = [
+    "EMPTY_SLOT_ID",
+    "Bert4RecEncoder",
+    "Bert4RecTopK",
+    "export_encoder_onnx",
+    "export_item_vectors",
+    "export_model",
+    "export_onnx",
+    "random_histories",
+    "verify_onnx",
+]

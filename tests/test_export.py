@@ -141,3 +141,34 @@ def test_export_into_the_model_folder_itself(small_folder, capsys):
 def test_export_names_a_mistyped_local_folder(tmp_path, capsys):
     assert main(["export", str(tmp_path / "nothing-here")]) == 1
     assert f"no such folder: {tmp_path / 'nothing-here'}" in capsys.readouterr().err
+
+
+def test_exported_encoder_and_item_vectors_give_the_top_k_graphs_items(ml100k, tmp_path):
+    """What a vector index does with the export: query vectors from encoder.onnx, item
+    vectors from item_vectors.safetensors, inner products with the history left out."""
+    from safetensors.numpy import load_file
+
+    from bert4rec_hf.export import export_model
+
+    model, tokenizer, histories = ml100k
+    model.save_pretrained(tmp_path / "model")
+    tokenizer.save_pretrained(tmp_path / "model")
+    description = export_model(tmp_path / "model", tmp_path / "out", k=K)
+    assert description["encoder"]["file"] == "encoder.onnx"
+    assert json.loads((tmp_path / "out" / "export_config.json").read_text())["item_vectors"]["file"] == (
+        "item_vectors.safetensors"
+    )
+    session = onnxruntime.InferenceSession(str(tmp_path / "out" / "encoder.onnx"), providers=["CPUExecutionProvider"])
+    (queries,) = session.run(["query_vectors"], {"input_ids": histories.numpy()})
+    assert queries.shape == (len(histories), model.config.hidden_size + 1)
+    with torch.no_grad():
+        np.testing.assert_allclose(queries, model.next_item_vectors(histories).numpy(), rtol=0, atol=1e-4)
+    vectors = load_file(str(tmp_path / "out" / "item_vectors.safetensors"))["item_vectors"]
+    assert vectors.shape == (model.config.num_items, model.config.hidden_size + 1)
+    scores = queries.astype(np.float64) @ vectors.astype(np.float64).T
+    for row, history in enumerate(histories.numpy()):
+        scores[row, history[history >= 2] - 2] = -np.inf
+    searched = np.argsort(-scores, axis=1, kind="stable")[:, :K] + 2
+    top_k = onnxruntime.InferenceSession(str(tmp_path / "out" / "model.onnx"), providers=["CPUExecutionProvider"])
+    (item_ids,) = top_k.run(["item_ids"], {"input_ids": histories.numpy()})
+    assert np.array_equal(searched, item_ids)
