@@ -16,6 +16,16 @@ first use), so each peak RSS belongs to one side. Each side keeps its own
 defaults otherwise (dropout, last-item-only masking share, learning rate:
 see the printed settings).
 
+Quality is compared like for like first (printed first, ``like_for_like`` in
+the JSON): on ml-100k our model is trained twice, the default with the
+seen-item offset and the plain one (``seen_item_bias=false``; skip with
+``--no-plain-model``), and each side's best model is also ranked with each
+user's whole history excluded (ours: ``exclude_history=True``; RecBole's: its
+own ``full_sort_predict`` scores masked by ``recbole_driver.py``). Pairs: plain
+vs plain with history kept; offset model and plain model vs RecBole with the
+history excluded on both sides. The offset model's history-kept figures are not
+comparable with RecBole's.
+
 Epochs are not comparable: RecBole trains on every prefix of every history
 (~97k samples on ml-100k), we on sliding windows per user (a few thousand), so
 training speed is reported per masked item and per wall second, and quality
