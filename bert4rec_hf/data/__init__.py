@@ -13,7 +13,7 @@ from .collators import (
     MaskingArguments,
     left_pad,
 )
-from .readers import FORMATS, detect_format, read_interaction_file
+from .readers import FORMATS, detect_format, filter_by_rating, read_interaction_file
 from .registry import (
     DATASETS,
     DatasetSource,
@@ -24,7 +24,7 @@ from .registry import (
     read_interactions,
     register_dataset,
 )
-from .sequences import build_sequences
+from .sequences import FilterStep, build_sequences
 from .splits import (
     LeaveOneOutSplits,
     SplitReport,
@@ -41,6 +41,7 @@ __all__ = [
     "DataCollatorForMaskedItemPrediction",
     "DataCollatorForNextItemPrediction",
     "DatasetSource",
+    "FilterStep",
     "LeaveOneOutSplits",
     "MaskingArguments",
     "SplitReport",
@@ -48,6 +49,7 @@ __all__ = [
     "default_cache_dir",
     "detect_format",
     "download_dataset",
+    "filter_by_rating",
     "leave_one_out",
     "left_pad",
     "list_datasets",

@@ -32,16 +32,19 @@ from ..data import (
     LeaveOneOutSplits,
     MaskingArguments,
     build_sequences,
+    filter_by_rating,
     leave_one_out,
     load_interactions,
     read_interactions,
     training_histories,
 )
+from ..data.report import DataReport, describe_log, rating_filter_step
 from ..evaluation import RankingEvaluator, count_item_popularity, ranking_metrics
 from ..model_folder import local_folder, metrics_table, write_model_card
 from ..modeling_bert4rec import Bert4RecForMaskedItemPrediction
 from ..tokenization_bert4rec import ItemTokenizer
 from .config import ConfigError, RunConfig, load_config, parse_yaml, read_yaml
+from .planning import plan_training
 from .reporting import plot_training_history, write_atomically, write_json, write_yaml, yaml_text
 from .threads import apply_thread_policy
 from .time_budget import TimeBudgetCallback
@@ -89,6 +92,7 @@ class PreparedData:
     processed: LeaveOneOutSplits
     num_interactions: int
     seconds: float
+    report: DataReport | None = None
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -105,13 +109,15 @@ class PreparedData:
 
 
 def read_log(config: Mapping[str, Any]) -> pa.Table:
-    """The interaction log a configuration names: ``data_path`` or a registered data set."""
+    """The interaction log a configuration names: ``data_path`` or a registered data set,
+    as read: with ``rating_threshold`` set it keeps its ratings, which
+    ``filter_by_rating`` then filters (so the data report can say whom that removed)."""
     columns = {
         canonical: config[key]
         for canonical, key in (("user_id", "user_column"), ("item_id", "item_column"), ("timestamp", "time_column"))
         if config.get(key) is not None
     }
-    options: dict[str, Any] = {"rating_threshold": config.get("rating_threshold")}
+    options: dict[str, Any] = {"extra_columns": ("rating",)} if config.get("rating_threshold") is not None else {}
     if config.get("data_path"):
         if columns:
             options["columns"] = columns
@@ -125,12 +131,14 @@ def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = No
     """Reads, groups, filters and splits the log of a run configuration; with a
     ``tokenizer`` (a saved model's) the data is encoded with its vocabulary."""
     start = time.perf_counter()
-    table = read_log(config)
-    sequences = build_sequences(
+    read = read_log(config)
+    table = filter_by_rating(read, config.get("rating_threshold"), config.get("data_path") or config["dataset"])
+    sequences, filters = build_sequences(
         table,
         dedup=config.get("dedup"),
         min_user_interactions=config["min_user_interactions"],
         min_item_interactions=config["min_item_interactions"],
+        return_report=True,
     )
     processed = leave_one_out(
         sequences,
@@ -141,7 +149,10 @@ def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = No
         fit_on=config["fit_vocabulary_on"],
         train_on_validation_item=config["train_on_validation_item"],
     )
-    return PreparedData(processed, table.num_rows, time.perf_counter() - start)
+    if config.get("rating_threshold") is not None:
+        filters.insert(0, rating_filter_step(read, table, config["rating_threshold"]))
+    report = describe_log(read, sequences, filters, processed.report, source=config.get("data_path") or config["dataset"])
+    return PreparedData(processed, table.num_rows, time.perf_counter() - start, report)
 
 
 def build_model(config: Mapping[str, Any], vocab_size: int) -> Bert4RecForMaskedItemPrediction:
@@ -304,6 +315,33 @@ def save_run(
     return final_dir
 
 
+def with_data_path(config_dict: Mapping[str, Any] | None, data_path: str | os.PathLike | None) -> dict[str, Any]:
+    """The keyword layer with the log given as an argument set as ``data_path``;
+    a second, different ``data_path`` among the keyword arguments is refused."""
+    layer = dict(config_dict or {})
+    if data_path is None:
+        return layer
+    given = layer.get("data_path")
+    if given is not None and str(given) != os.fspath(data_path):
+        raise ConfigError(f"two logs given: {os.fspath(data_path)} (the argument) and data_path={given}; give one")
+    if not Path(data_path).expanduser().is_file():
+        raise FileNotFoundError(
+            f"{os.fspath(data_path)}: no such log file (a registered data set is named with --dataset / dataset=)"
+        )
+    return {**layer, "data_path": os.fspath(data_path)}
+
+
+def check_data_path(config: RunConfig) -> None:
+    """Refuses a ``data_path`` that is not a file, before anything is written or read."""
+    path = config.get("data_path")
+    if path and not Path(path).expanduser().is_file():
+        reason = "is a folder, not a log file" if Path(path).expanduser().is_dir() else "no such file"
+        raise FileNotFoundError(
+            f"{path}: {reason} (data_path from {config.source_of('data_path')}; "
+            "a registered data set is named with --dataset / dataset=)"
+        )
+
+
 def check_valid_metric(config: Mapping[str, Any]) -> None:
     """Refuses a ``valid_metric`` the evaluation does not report, before training:
     the Trainer would only fail at its first evaluation."""
@@ -386,15 +424,20 @@ def run_bert4rec(
     output_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    data_path: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Trains and evaluates BERT4Rec; returns ``{"valid": {...}, "test": {...},
-    "output_dir": ...}`` and prints the metrics as a table. A folder holding
+    "output_dir": ...}`` and prints the metrics as a table. ``data_path``: your
+    interaction log (the ``data_path`` key; format and columns detected), which
+    also names the run and its output folder (``outputs/<file name>``) unless
+    ``dataset`` or ``output_dir`` do. A folder holding
     another run's model, or an unfinished run, is refused unless ``overwrite``.
     ``resume``: continue the unfinished run in ``output_dir`` from its newest
     checkpoint, with the same configuration (with a fixed ``torch_threads``,
     to the same final weights as a run never interrupted)."""
-    config = load_config(dataset, config_file_list, config_dict)
+    config = load_config(dataset, config_file_list, with_data_path(config_dict, data_path))
     output_dir = Path(output_dir or config.get("output_dir") or Path("outputs") / config["dataset"])
+    check_data_path(config)
     check_valid_metric(config)
     masking_arguments(config)  # refused before the data is read, not when the Trainer is built
     checkpoint = check_resumable(output_dir, config) if resume else None
@@ -404,7 +447,11 @@ def run_bert4rec(
     trainer = build_trainer(config, data, output_dir)
     main_process = trainer.is_world_process_zero()
     if main_process:
-        print(f"Data: {data.summary} ({data.seconds:.1f} s)")
+        data.report.plan = plan_training(trainer, config)
+        data.report.write(output_dir)
+        print(data.report.to_text())
+        for warning in data.report.warnings:
+            logger.warning("data report: %s", warning)
         if checkpoint:
             print(f"Resuming from {checkpoint}")
         else:
@@ -465,6 +512,7 @@ __all__ = [
     "build_train_collator",
     "build_trainer",
     "build_training_arguments",
+    "check_data_path",
     "check_output_dir",
     "check_resumable",
     "check_valid_metric",
@@ -476,4 +524,5 @@ __all__ = [
     "remove_checkpoints",
     "run_bert4rec",
     "save_run",
+    "with_data_path",
 ]
