@@ -40,7 +40,8 @@ from ..data import (
 )
 from ..data.report import DataReport, describe_log, rating_filter_step
 from ..evaluation import RankingEvaluator, count_item_popularity, ranking_metrics
-from ..model_folder import local_folder, metrics_table, write_model_card
+from ..evaluation.baselines import evaluate_baselines
+from ..model_folder import history_excluded_by_default, local_folder, metrics_table, with_baselines, write_model_card
 from ..modeling_bert4rec import Bert4RecForMaskedItemPrediction
 from ..tokenization_bert4rec import ItemTokenizer
 from .config import ConfigError, RunConfig, load_config, parse_yaml, read_yaml
@@ -105,6 +106,7 @@ class PreparedData:
             "validation users": report.rows.get("validation"),
             "test users": report.rows.get("test"),
             "users left out of test": report.left_out("test"),
+            **({"repeat share": round(self.report.repeat_share, 4)} if self.report is not None else {}),
         }
 
 
@@ -151,7 +153,8 @@ def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = No
     )
     if config.get("rating_threshold") is not None:
         filters.insert(0, rating_filter_step(read, table, config["rating_threshold"]))
-    report = describe_log(read, sequences, filters, processed.report, source=config.get("data_path") or config["dataset"])
+    source = config.get("data_path") or config["dataset"]
+    report = describe_log(read, sequences, filters, processed.report, source=source)
     return PreparedData(processed, table.num_rows, time.perf_counter() - start, report)
 
 
@@ -279,24 +282,34 @@ def save_run(
     results: Mapping[str, Mapping[str, float]],
     output_dir: str | os.PathLike,
     seconds: float,
+    baselines: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
 ) -> Path:
-    """Writes the model folder: weights + code, vocabulary, model card, metrics,
-    resolved config and training curves; Trainer checkpoints are removed once
-    the best model is saved, so the folder is exactly what a hub upload needs."""
+    """Writes the model folder: weights + code (``config.json`` records the training
+    log's repeat share), vocabulary, model card, metrics with the baselines'
+    (evaluated here unless given), resolved config and training curves; Trainer
+    checkpoints are removed once the best model is saved, so the folder is exactly
+    what a hub upload needs."""
     output_dir = Path(output_dir)
     if not trainer.is_world_process_zero():
         return output_dir
+    if baselines is None:
+        baselines = evaluate_run_baselines(trainer, config, data)
     final_dir, output_dir = output_dir, output_dir / STAGED_MODEL
     shutil.rmtree(output_dir, ignore_errors=True)
+    if data.report is not None:
+        trainer.model.config.repeat_share = data.report.repeat_share
     trainer.model.save_pretrained(output_dir)  # not trainer.save_model: it adds a pickled training_args.bin
     data.processed.tokenizer.save_pretrained(output_dir)
     evaluation = trainer.evaluator.describe()
     trained = {"epochs trained": round(trainer.state.epoch or 0.0, 2), "optimizer steps": trainer.state.global_step}
-    write_model_card(output_dir, config, results, data.summary, evaluation, trained)
+    write_model_card(
+        output_dir, config, results, data.summary, evaluation, trained, baselines, trainer.model.config.repeat_share
+    )
     write_json(
         output_dir / "metrics.json",
         {
             **results,
+            "baselines": baselines,
             "evaluation": evaluation,
             "epochs": trainer.state.epoch,
             "global_steps": trainer.state.global_step,
@@ -340,6 +353,18 @@ def check_data_path(config: RunConfig) -> None:
             f"{path}: {reason} (data_path from {config.source_of('data_path')}; "
             "a registered data set is named with --dataset / dataset=)"
         )
+
+
+def evaluate_run_baselines(
+    trainer: Bert4RecTrainer, config: Mapping[str, Any], data: PreparedData
+) -> dict[str, dict[str, dict[str, float]]]:
+    """The baselines of a run, ranked by its evaluator on its validation and test
+    rows: the most popular items, and on a log with repeat consumption (the rule
+    of the recommender's default) where history items stay candidates, the most
+    recent items again."""
+    repeats = data.report is not None and not history_excluded_by_default(data.report.repeat_share)
+    repeats = repeats and trainer.evaluator.exclude_history is not True
+    return evaluate_baselines(data.processed, trainer.evaluator, config["max_seq_length"], repeats=repeats)
 
 
 def check_valid_metric(config: Mapping[str, Any]) -> None:
@@ -461,12 +486,13 @@ def run_bert4rec(
     trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
     results = evaluate_splits(trainer, data.processed)
-    save_run(trainer, config, data, results, output_dir, seconds)
+    baselines = evaluate_run_baselines(trainer, config, data) if main_process else {}
+    save_run(trainer, config, data, results, output_dir, seconds, baselines)
     if main_process:
-        print(f"\nEvaluation: {trainer.evaluator.describe()}\n{metrics_table(results)}")
+        print(f"\nEvaluation: {trainer.evaluator.describe()}\n{metrics_table(with_baselines(results, baselines))}")
         state = trainer.state
         print(f"Trained {state.epoch:.2f} epochs ({state.global_step} steps) in {seconds:.0f} s; model saved to {output_dir}")
-    return {**results, "output_dir": str(output_dir)}
+    return {**results, "baselines": baselines, "output_dir": str(output_dir)}
 
 
 def evaluate_saved_model(
@@ -516,6 +542,7 @@ __all__ = [
     "check_output_dir",
     "check_resumable",
     "check_valid_metric",
+    "evaluate_run_baselines",
     "evaluate_saved_model",
     "evaluate_splits",
     "masking_arguments",
