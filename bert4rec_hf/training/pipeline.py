@@ -358,10 +358,10 @@ def check_data_path(config: RunConfig) -> None:
 def evaluate_run_baselines(
     trainer: Bert4RecTrainer, config: Mapping[str, Any], data: PreparedData
 ) -> dict[str, dict[str, dict[str, float]]]:
-    """The baselines of a run, ranked by its evaluator on its validation and test
-    rows: the most popular items, and on a log with repeat consumption (the rule
-    of the recommender's default) where history items stay candidates, the most
-    recent items again."""
+    """The baselines of a run, ranked by its evaluator on its test rows: the most
+    popular items, and on a log with repeat consumption (the rule of the
+    recommender's default) where history items stay candidates, the most recent
+    items again."""
     repeats = data.report is not None and not history_excluded_by_default(data.report.repeat_share)
     repeats = repeats and trainer.evaluator.exclude_history is not True
     return evaluate_baselines(data.processed, trainer.evaluator, config["max_seq_length"], repeats=repeats)
