@@ -462,9 +462,9 @@ def run_bert4rec(
     to the same final weights as a run never interrupted)."""
     config = load_config(dataset, config_file_list, with_data_path(config_dict, data_path))
     output_dir = Path(output_dir or config.get("output_dir") or Path("outputs") / config["dataset"])
-    check_data_path(config)
     check_valid_metric(config)
     masking_arguments(config)  # refused before the data is read, not when the Trainer is built
+    check_data_path(config)
     checkpoint = check_resumable(output_dir, config) if resume else None
     if not resume:
         check_output_dir(output_dir, overwrite)
