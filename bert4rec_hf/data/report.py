@@ -46,8 +46,8 @@ def repeat_share(item_lists: pa.Array | pa.ChunkedArray) -> float:
         return 0.0
     codes = pc.dictionary_encode(pc.list_flatten(item_lists)).indices.to_numpy(zero_copy_only=False).astype(np.int64)
     owner = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
-    distinct_pairs = len(np.unique(owner * (int(codes.max()) + 1) + codes))
-    return (total - distinct_pairs) / total
+    pairs = np.sort(owner * (int(codes.max()) + 1) + codes)  # a sort: numpy's hashed unique is ~6x slower here
+    return int(np.count_nonzero(pairs[1:] == pairs[:-1])) / total
 
 
 def count_log(table: pa.Table) -> dict[str, int]:
