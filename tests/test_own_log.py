@@ -60,6 +60,8 @@ def test_a_missing_log_is_an_error_naming_it(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert main(["train", "nothere.csv"]) == 1
     assert "nothere.csv: no such log file" in capsys.readouterr().err
+    assert main(["train", "--set", "max_steps=5", "nothere.csv"]) == 1  # after --set's list too
+    assert "nothere.csv: no such log file" in capsys.readouterr().err
     assert not (tmp_path / "outputs").exists()
     with pytest.raises(FileNotFoundError, match="nothere.csv"):
         run_bert4rec(data_path=tmp_path / "nothere.csv")

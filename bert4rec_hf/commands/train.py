@@ -11,7 +11,10 @@ def _train(args: argparse.Namespace) -> int:
     from ..quick_start import run_bert4rec
     from ..training.config import parse_overrides
 
-    overrides = parse_overrides(args.overrides)
+    pairs = list(args.overrides)
+    if args.log is None and pairs and "=" not in pairs[-1]:  # `--set k=v clicks.csv`: --set's list took the log
+        args.log = pairs.pop()
+    overrides = parse_overrides(pairs)
     if args.resume and args.overwrite:
         raise ValueError("--resume continues the run in the output folder and --overwrite starts it again: give one")
     run_bert4rec(
