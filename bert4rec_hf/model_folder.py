@@ -178,7 +178,14 @@ def _baselines_note(baselines: Mapping[str, Any]) -> str:
 
 def default_model_card(config: Any, tokenizer: ItemTokenizer) -> str:
     """A model card for a folder without one: what it holds and how to query it,
-    with and without this package."""
+    with and without this package (leaving the history out only where the
+    recommender's default does)."""
+    repeat_share = getattr(config, "repeat_share", None)
+    leave_out = (
+        'scores[0, history[0]] = float("-inf")             # do not recommend what was seen'
+        if history_excluded_by_default(repeat_share)
+        else "# history items stay candidates: the training log had repeat consumption"
+    )
     return f"""{MODEL_CARD_METADATA}
 # BERT4Rec sequential recommender
 
@@ -190,7 +197,7 @@ saved with [bert4rec-hf](https://pypi.org/project/bert4rec-hf/). The folder hold
 
 ## With bert4rec-hf
 
-{history_default_line(getattr(config, "repeat_share", None))}
+{history_default_line(repeat_share)}
 
 ```python
 from bert4rec_hf import Bert4RecRecommender
@@ -212,7 +219,7 @@ with open(hf_hub_download(repo, "{VOCAB_FILE_NAME}")) as handle:  # a local fold
 index = {{item: i + 2 for i, item in enumerate(items)}}
 history = torch.tensor([[index[item] for item in ["<item id>", "<item id>"]]])
 scores = model.next_item_scores(history)          # (1, vocab_size); padding and [MASK] are -inf
-scores[0, history[0]] = float("-inf")             # do not recommend what was seen
+{leave_out}
 print([items[i - 2] for i in scores.topk(10).indices[0].tolist()])
 ```
 """

@@ -10,6 +10,7 @@ import pytest
 
 from bert4rec_hf import Bert4RecForMaskedItemPrediction, Bert4RecRecommender, ItemTokenizer, run_bert4rec
 from bert4rec_hf.cli import main
+from bert4rec_hf.model_folder import default_model_card
 
 from .helpers import tiny_model
 
@@ -113,5 +114,9 @@ def test_the_default_follows_the_recorded_repeat_share():
         assert Bert4RecRecommender(model, tokenizer).exclude_history is expected
     chosen = Bert4RecRecommender(tiny_model(repeat_share=0.4), tokenizer, exclude_history="window")
     assert chosen.exclude_history == "window"
+    for share, kept in ((0.4, True), (None, False)):  # the card of a folder saved without one says the same
+        card = default_model_card(tiny_model(repeat_share=share).config, tokenizer)
+        assert ("keeps each user's history items as candidates" in card) is kept
+        assert ("do not recommend what was seen" in card) is not kept
     with pytest.raises(ValueError, match="repeat_share"):
         tiny_model(repeat_share=1.5)

@@ -65,6 +65,8 @@ def measure_step_seconds(trainer: Any, steps: int = MEASURED_STEPS) -> float:
 def measure_evaluation_seconds(trainer: Any) -> float:
     """Seconds to rank every validation row, from one timed batch of them."""
     dataset = trainer.eval_dataset
+    if not len(dataset):
+        return 0.0
     size = min(trainer.args.per_device_eval_batch_size, len(dataset))
     model = copy.deepcopy(trainer.model).eval()
     batch = (trainer.eval_data_collator or trainer.data_collator)(_rows(dataset, size))
