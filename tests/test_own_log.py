@@ -79,6 +79,18 @@ def test_baselines_sit_beside_the_model(trained):
     assert "most recent items again (test)" in card and "keeps each user's history items as candidates" in card
 
 
+def test_a_re_evaluation_ranks_the_baselines_the_same_way(trained, tmp_path):
+    output = tmp_path / "eval.json"
+    assert main(["evaluate", str(trained), "--output", str(output)]) == 0
+    again = json.loads(output.read_text())
+    assert again["baselines"] == json.loads((trained / "metrics.json").read_text())["baselines"]  # same ranks
+    assert main(["evaluate", str(trained), "--exclude-history", "--output", str(output)]) == 0
+    excluded = json.loads(output.read_text())
+    assert set(excluded["baselines"]) == {"most popular"}  # history items out: nothing left to repeat
+    popular = [result["baselines"]["most popular"]["test"]["test_hit@10"] for result in (excluded, again)]
+    assert popular[0] > popular[1]  # fewer candidates ahead of each target
+
+
 def test_repeat_consumption_keeps_history_items_and_learns_a_positive_offset(trained):
     model = Bert4RecForMaskedItemPrediction.from_pretrained(trained)
     assert model.config.repeat_share > 0.6

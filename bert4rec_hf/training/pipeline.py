@@ -503,7 +503,7 @@ def evaluate_saved_model(
 ) -> dict[str, Any]:
     """Re-evaluates a saved model folder on the validation and test users of its
     data set, with any ``eval_mode``, ``topk`` or ``exclude_history`` given in
-    ``config_dict``. The folder's ``run_config.yaml`` (when present) is the
+    ``config_dict``, the baselines ranked the same way beside it. The folder's ``run_config.yaml`` (when present) is the
     lowest user layer, so the data is prepared exactly as for training."""
     model_dir = Path(local_folder(model_dir))
     saved = [model_dir / "run_config.yaml"] if (model_dir / "run_config.yaml").is_file() else []
@@ -519,8 +519,10 @@ def evaluate_saved_model(
     with TemporaryDirectory() as scratch:
         trainer = build_trainer(config, data, scratch, model=model)
         results = evaluate_splits(trainer, data.processed)
-    print(f"Evaluation of {model_dir}: {trainer.evaluator.describe()}\n{metrics_table(results)}")
-    return {**results, "evaluation": trainer.evaluator.describe()}
+        baselines = evaluate_run_baselines(trainer, config, data)
+    table = metrics_table(with_baselines(results, baselines))
+    print(f"Evaluation of {model_dir}: {trainer.evaluator.describe()}\n{table}")
+    return {**results, "baselines": baselines, "evaluation": trainer.evaluator.describe()}
 
 
 __all__ = [
