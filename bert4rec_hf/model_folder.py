@@ -138,8 +138,6 @@ tokenizer = ItemTokenizer.from_pretrained("<this folder or repo>")
 
 ## Data and split
 {data}
-- split: leave-one-out in time order (validation: the second-to-last item of each user,
-  test: the last item; training: everything before)
 
 ## Evaluation
 {evaluation}

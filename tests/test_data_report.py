@@ -99,6 +99,7 @@ def test_split_sizes_are_read_from_any_split_report(tmp_path):
     processed = leave_one_out(sequences, max_seq_length=20, fit_on="all")
     report = describe_log(table, sequences, steps, processed.report, source="ml-100k")
     assert report.splits["test"] == {"rows": 943, "users": 943}
+    assert report.split.startswith("leave-one-out")
     assert report.splits["train"]["rows"] == processed.splits["train"].num_rows
     other = describe_log(table, sequences, steps, SimpleNamespace(rows={"train": 5, "test": 2}, users={"train": 3}))
     assert other.splits == {"train": {"rows": 5, "users": 3}, "test": {"rows": 2}}

@@ -5,7 +5,7 @@ import shutil
 
 import pytest
 
-from bert4rec_hf import Bert4RecForMaskedItemPrediction, ItemTokenizer, run_bert4rec
+from bert4rec_hf import Bert4RecForMaskedItemPrediction, ItemTokenizer, evaluate_saved_model, run_bert4rec
 from bert4rec_hf.cli import main
 
 from .helpers import write_ml100k_slice
@@ -181,3 +181,32 @@ def test_train_command_rejects_an_unreported_valid_metric_before_training(small_
     assert main([*argv, "--output-dir", str(tmp_path / "x")]) == 1  # was: failed at the first evaluation
     assert "valid_metric 'hit@50' is not reported with topk=[5, 10, 20]" in capsys.readouterr().err
     assert not (tmp_path / "x").exists()
+
+
+def test_a_temporal_split_run_says_which_split_everywhere(small_log, tmp_path, capsys):
+    config = {
+        **SMALL, "epochs": 1, "data_path": str(small_log), "split": "temporal", "split_test_share": 0.2,
+        "split_validation_share": 0.2, "split_targets": "all",
+    }  # fmt: skip
+    results = run_bert4rec("slice", config_dict=config, output_dir=tmp_path / "temporal")
+    out = capsys.readouterr().out
+    assert "Early stopping and the best model: validation ndcg@10 of the global temporal split (training before" in out
+    metrics = json.loads((tmp_path / "temporal" / "metrics.json").read_text())
+    split = metrics["split"]
+    assert split["kind"] == "temporal" and split["targets"] == "all"
+    assert split["cutoffs"]["validation"] < split["cutoffs"]["test"]
+    # every interaction after the test cut-off is a row (targets: all), several per user
+    assert metrics["data"]["test rows"] == results["test"]["test_num_users"] > metrics["data"]["test users"]
+    assert "global temporal split" in (tmp_path / "temporal" / "README.md").read_text()
+    # a re-evaluation prepares the same split from the folder's run_config.yaml
+    again = evaluate_saved_model(tmp_path / "temporal")
+    assert again["split"] == split
+    assert again["test"]["test_ndcg@10"] == results["test"]["test_ndcg@10"]
+
+
+def test_a_temporal_split_of_a_log_without_timestamps_is_refused(tmp_path):
+    log = tmp_path / "clicks.txt"
+    log.write_text("".join(f"{user} {item}\n" for user in range(5) for item in range(user, user + 6)))
+    with pytest.raises(ValueError, match="no timestamps"):
+        run_bert4rec("clicks", config_dict={**SMALL, "data_path": str(log), "split": "temporal"}, output_dir=tmp_path / "m")
+    assert not (tmp_path / "m" / "config.json").exists()

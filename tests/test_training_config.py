@@ -56,6 +56,11 @@ def test_unknown_key_names_key_and_file(tmp_path):
         ({"data_path": 3}, "'data_path' must be str or null"),
         ({"dataset": None}, "'dataset' must be str, got None"),
         ({"data_format": "inter"}, "'data_format' must be one of [None, 'atomic', 'csv'"),
+        ({"split": "random"}, "'split' must be one of ['leave_one_out', 'temporal'], got 'random'"),
+        ({"split_targets": "last"}, "'split_targets' must be one of ['next', 'all']"),
+        ({"split_cutoff": "yesterday"}, "split_cutoff must be a time: a number or an ISO 8601 date/time"),
+        ({"split_test_share": 1.5}, "'split_test_share' must be a share of the log between 0 and 1 (exclusive), got 1.5"),
+        ({"split_validation_share": 0}, "'split_validation_share' must be a share of the log between 0 and 1"),
     ],
 )
 def test_wrong_types_name_the_key_and_source(values, message):
@@ -195,3 +200,10 @@ def test_masking_values_are_refused_naming_key_and_source(tmp_path):
         run_bert4rec(config_file_list=[pair], config_dict={"mask_replace_prob": 0.8, "data_path": "missing.csv"},
                      output_dir=tmp_path / "out")  # fmt: skip
     assert not (tmp_path / "out").exists()
+
+
+def test_a_cut_off_date_reads_from_yaml_unquoted(tmp_path):
+    (tmp_path / "temporal.yaml").write_text("split: temporal\nsplit_cutoff: 1998-03-01\nsplit_validation_cutoff: '1998-02-01T12:00:00Z'\n")
+    config = load_config(config_file_list=[tmp_path / "temporal.yaml"])
+    assert config["split"] == "temporal"
+    assert str(config["split_cutoff"]) == "1998-03-01"  # a date: YAML's reading, accepted as a time

@@ -1,8 +1,9 @@
-"""The data pipeline: interaction logs -> user sequences -> leave-one-out splits -> batches.
+"""The data pipeline: interaction logs -> user sequences -> leave-one-out or temporal splits -> batches.
 
     table = read_interactions("ratings.csv")            # or a registered name: read_interactions("ml-100k")
     sequences = build_sequences(table, min_user_interactions=5)
     splits, tokenizer, report = leave_one_out(sequences, max_seq_length=50)
+    # or along time: build_sequences(table, keep_timestamps=True), then temporal_split(sequences, test_share=0.1)
     train_collator = DataCollatorForMaskedItemPrediction(max_seq_length=50, vocab_size=tokenizer.vocab_size)
     eval_collator = DataCollatorForNextItemPrediction(max_seq_length=50)
 """
@@ -26,12 +27,14 @@ from .registry import (
 )
 from .sequences import FilterStep, build_sequences
 from .splits import (
+    DataSplits,
     LeaveOneOutSplits,
     SplitReport,
     leave_one_out,
     load_processed,
     save_processed,
     sliding_windows,
+    temporal_split,
     training_histories,
 )
 
@@ -40,6 +43,7 @@ __all__ = [
     "FORMATS",
     "DataCollatorForMaskedItemPrediction",
     "DataCollatorForNextItemPrediction",
+    "DataSplits",
     "DatasetSource",
     "FilterStep",
     "LeaveOneOutSplits",
@@ -60,5 +64,6 @@ __all__ = [
     "register_dataset",
     "save_processed",
     "sliding_windows",
+    "temporal_split",
     "training_histories",
 ]

@@ -30,6 +30,7 @@ not part of its value.
 from __future__ import annotations
 
 import csv
+import datetime
 import gzip
 import io
 import logging
@@ -48,6 +49,8 @@ import pyarrow.csv as pcsv
 logger = logging.getLogger(__name__)
 
 USER, ITEM, TIME, RATING = "user_id", "item_id", "timestamp", "rating"
+# schema metadata of a table whose timestamps are row numbers (a log without times): nothing to split along time
+ROW_NUMBER_TIMES = {b"timestamp": b"row number"}
 FORMATS = ("atomic", "csv", "tsv", "parquet", "udata", "dat", "lines")
 
 # Names a header may use for each canonical column (compared case-insensitively,
@@ -368,6 +371,32 @@ def _epoch_seconds(times: pa.Array) -> pa.Array:
     return pc.divide(micros.cast(pa.float64()), 1e6)
 
 
+def epoch_seconds(times: pa.Array) -> np.ndarray:
+    """A timestamp column as ``build_sequences`` keeps it (numbers, dates or times) -> float64 numpy."""
+    if pa.types.is_timestamp(times.type) or pa.types.is_date(times.type):
+        times = _epoch_seconds(times)
+    return times.to_numpy(zero_copy_only=False).astype(np.float64)
+
+
+def parse_time(value: float | str, name: str) -> float:
+    """A time a person wrote (a number in the log's unit, or ISO 8601 text such as
+    ``"1998-03-01"``, UTC unless it names a zone) -> seconds; the error names the setting."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if isinstance(value, (datetime.date, datetime.datetime)):
+        value = value.isoformat()
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            pass
+        try:
+            return float(_datetime_seconds(pa.array([value.strip()]))[0].as_py())
+        except _PARSE_ERRORS:
+            pass
+    raise ValueError(f"{name} must be a time: a number or an ISO 8601 date/time such as '1998-03-01', got {value!r}")
+
+
 def _datetime_seconds(column: pa.Array) -> pa.Array:
     """ISO 8601 text -> float64 seconds since the epoch. A value may end in a zone
     (``Z``, ``+02:00``, `` UTC``), honoured; one without a zone is taken as UTC, so
@@ -590,10 +619,14 @@ def _read_parquet(
 def _finish(
     path: Path, out: dict[str, pa.Array], extras: list[str], rating_threshold: float | None, num_rows: int
 ) -> pa.Table:
+    metadata = None
     if TIME not in out:
         logger.info("%s: no timestamp column; using the row number (file order is time order)", path)
         out[TIME] = pa.array(np.arange(num_rows, dtype=np.int64))
-    table = pa.table({name: out[name] for name in [USER, ITEM, TIME, *extras, *([RATING] if RATING in out else [])]})
+        metadata = ROW_NUMBER_TIMES
+    table = pa.table(
+        {name: out[name] for name in [USER, ITEM, TIME, *extras, *([RATING] if RATING in out else [])]}, metadata=metadata
+    )
     return filter_by_rating(table, rating_threshold, path).select([USER, ITEM, TIME, *extras])
 
 

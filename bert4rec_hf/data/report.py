@@ -75,8 +75,9 @@ class DataReport:
     ``interactions`` / ``users`` / ``items`` / ``history_length`` /
     ``repeat_share`` describe the log after the filters (what the model learns
     from); ``read`` counts it as read; ``filters`` says what each filter
-    removed and why; ``splits`` holds each split's ``rows`` and ``users``;
-    ``plan`` is filled by a training run (steps, estimated seconds)."""
+    removed and why; ``split`` names the split (its report's ``describe()``),
+    ``splits`` holds each part's ``rows`` and ``users``; ``plan`` is filled by a
+    training run (steps, estimated seconds)."""
 
     source: str
     read: dict[str, int]
@@ -86,6 +87,7 @@ class DataReport:
     history_length: dict[str, float]
     repeat_share: float
     filters: list[FilterStep] = field(default_factory=list)
+    split: str = ""
     splits: dict[str, dict[str, int]] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     plan: dict[str, Any] = field(default_factory=dict)
@@ -112,6 +114,8 @@ class DataReport:
             )
         if not self.filters:
             lines.append("- filters: none (rating_threshold, dedup, min_user_interactions, min_item_interactions off)")
+        if self.split:
+            lines.append(f"- split: {self.split}")
         for name, sizes in self.splits.items():
             lines.append(f"- split {name}: " + ", ".join(f"{value:,} {key}" for key, value in sizes.items()))
         if self.plan:
@@ -139,7 +143,7 @@ def describe_log(
     filter), ``sequences`` the ``build_sequences`` output the model learns
     from, ``filters`` what each filter removed (``build_sequences(...,
     return_report=True)`` and the rating threshold), ``split_report`` any
-    split's report with ``rows`` and ``users`` per split."""
+    split's report with ``rows`` and ``users`` per part (and ``describe()``)."""
     table = _as_table(sequences)
     lengths = pc.list_value_length(table["item_ids"]).to_numpy(zero_copy_only=False).astype(np.int64)
     if not len(lengths):
@@ -164,6 +168,7 @@ def describe_log(
         history_length=history_length,
         repeat_share=repeat_share(table["item_ids"]),
         filters=list(filters),
+        split=split_report.describe() if hasattr(split_report, "describe") else "",
         splits=splits,
     )
     report.warnings = suspicious(read, lengths)

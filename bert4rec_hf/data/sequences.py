@@ -18,7 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from datasets.table import InMemoryTable
 
-from .readers import ITEM, TIME, USER
+from .readers import ITEM, ROW_NUMBER_TIMES, TIME, USER
 
 logger = logging.getLogger(__name__)
 
@@ -150,6 +150,12 @@ def build_sequences(
         if table[name].null_count:
             raise ValueError(f"the interaction table has {table[name].null_count} null value(s) in {name!r}")
     _check_timestamps(table[TIME])
+    if keep_timestamps and (table.schema.metadata or {}).get(b"timestamp") == ROW_NUMBER_TIMES[b"timestamp"]:
+        raise ValueError(
+            "the log has no timestamps (it was read from a file without a time column, so the row number stands in "
+            "for the time): a split along time needs real times; give the log a time column (time_column) or split "
+            "it leave-one-out"
+        )
 
     total = table.num_rows
     keys = pa.table(

@@ -1,6 +1,6 @@
-"""Leave-one-out splits of user sequences, encoded with an ``ItemTokenizer``.
+"""Leave-one-out and global temporal splits of user sequences, encoded with an ``ItemTokenizer``.
 
-For a user with items ``x1 .. xn`` (time order):
+Leave-one-out (``leave_one_out``), for a user with items ``x1 .. xn`` (time order):
 
 * ``train``: ``x1 .. x(n-2)`` (``.. x(n-1)`` with ``train_on_validation_item``),
   cut into windows of at most ``max_seq_length`` items; the collator masks them
@@ -8,14 +8,28 @@ For a user with items ``x1 .. xn`` (time order):
 * ``validation``: history ``x1 .. x(n-2)``, label ``x(n-1)``.
 * ``test``: history ``x1 .. x(n-1)``, label ``xn``.
 
-Everything is computed on the flat item column with numpy offset arithmetic:
-one ``encode_array`` call encodes all interactions at once, and the windows are
-index arithmetic, so the cost does not grow with a Python loop over users or
-windows.
+A user's last item can be older than other users' training items, so
+leave-one-out lets the model learn from the future of the moment it is tested
+at. The global temporal split (``temporal_split``) cuts the whole log at two
+times instead, ``validation cut-off <= test cut-off``:
+
+* ``train``: every interaction before the validation cut-off (before the test
+  cut-off with ``train_on_validation_item``); no window reaches past it.
+* ``validation``: the first interaction of each user in [validation cut-off,
+  test cut-off), history everything before it (or every interaction in that
+  window, each with the history before it: ``targets="all"``).
+* ``test``: the same after the test cut-off, history everything before it.
+
+Both build the splits in one place (``_split``): an evaluation row's history is
+every known interaction of its user before its target. Everything is computed
+on the flat item column with numpy offset arithmetic: one ``encode_array`` call
+encodes all interactions at once, and the windows are index arithmetic, so the
+cost does not grow with a Python loop over users or windows.
 """
 
 from __future__ import annotations
 
+import datetime
 import json
 import logging
 import os
@@ -31,27 +45,33 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from ..tokenization_bert4rec import MASK_TOKEN_ID, VOCAB_FILE_NAME, ItemTokenizer
-from .readers import USER
+from .readers import USER, epoch_seconds, parse_time
 from .sequences import _as_table, in_memory_dataset, list_array
 
 logger = logging.getLogger(__name__)
 
 SPLITS = ("train", "validation", "test")
+SPLIT_KINDS = ("leave_one_out", "temporal")
+TEMPORAL_TARGETS = ("next", "all")
 REPORT_FILE_NAME = "split_report.json"
 MIN_INTERACTIONS = 3  # one to train on, one to validate, one to test
 
 
 @dataclass
 class SplitReport:
-    """What ``leave_one_out`` produced and whom it left out of each split, and why.
+    """What a split produced and whom it left out of each split, and why.
 
-    ``too_short``: users with too few interactions for the split (fewer than 3
-    for train and validation, fewer than 2 for test). ``unknown_target``: users
+    ``too_short``: users with too few interactions for leave-one-out (fewer than
+    3 for train and validation, fewer than 2 for test). ``unknown_target``: rows
     whose held-out item is not in the vocabulary (with a vocabulary fitted on the
     training part: an item nobody interacted with before). ``empty_history``:
-    users none of whose history items are in the vocabulary (only with a
-    tokenizer passed in). ``unknown_history_items``: interactions dropped from
-    histories for the same reason.
+    rows with no known history item (in a temporal split: users first seen after
+    the cut-off). ``untrained_target``: rows kept whose target no training
+    window holds (a vocabulary fitted on all items ranks them with embeddings
+    no gradient reached). ``unknown_history_items``: interactions dropped from
+    histories because their item is not in the vocabulary. ``split``,
+    ``cutoffs`` (seconds, the log's time unit) and ``targets`` say which split
+    was made.
     """
 
     num_users: int
@@ -67,8 +87,12 @@ class SplitReport:
     too_short: dict[str, int] = field(default_factory=dict)
     unknown_target: dict[str, int] = field(default_factory=dict)
     empty_history: dict[str, int] = field(default_factory=dict)
+    untrained_target: dict[str, int] = field(default_factory=dict)
     unknown_history_items: int = 0
     tokenizer_fitted: bool = True
+    split: str = "leave_one_out"
+    cutoffs: dict[str, float] = field(default_factory=dict)
+    targets: str = "next"
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,21 +104,37 @@ class SplitReport:
     def left_out(self, split: str) -> int:
         return self.too_short.get(split, 0) + self.unknown_target.get(split, 0) + self.empty_history.get(split, 0)
 
+    def describe(self) -> str:
+        """The split in words, for reports and model cards."""
+        trained = ", validation items trained on" if self.train_on_validation_item else ""
+        if self.split == "leave_one_out":
+            return f"leave-one-out (validation: each user's second-to-last item, test: the last{trained})"
+        which = "every interaction" if self.targets == "all" else "the first interaction of each user"
+        return (
+            f"global temporal split (training before {format_time(self.cutoffs['validation'])}; validation: {which} "
+            f"from then until {format_time(self.cutoffs['test'])}; test: {which} after it{trained})"
+        )
 
-class LeaveOneOutSplits(NamedTuple):
-    """``leave_one_out``'s result: unpack it as ``splits, tokenizer, report = ...``."""
+
+class DataSplits(NamedTuple):
+    """A split's result: unpack it as ``splits, tokenizer, report = ...``."""
 
     splits: datasets.DatasetDict
     tokenizer: ItemTokenizer
     report: SplitReport
 
 
-def training_histories(processed: LeaveOneOutSplits) -> pa.ChunkedArray:
-    """Each user's training interactions, each once: the history before the first
-    held-out item (the validation rows' histories; the test rows' when training
-    ran through the validation item). Training windows overlap (with stride 1 an
-    interaction is in up to ``max_seq_length`` of them), so statistics such as
-    item popularity are counted here, not over the windows."""
+LeaveOneOutSplits = DataSplits  # the name before temporal splits existed
+
+
+def training_histories(processed: DataSplits) -> pa.ChunkedArray:
+    """Each user's training interactions, each once. Training windows overlap (with
+    stride 1 an interaction is in up to ``max_seq_length`` of them), so statistics
+    such as item popularity are counted here, not over the windows. A temporal
+    split keeps them as its ``history`` split; leave-one-out's are the validation
+    rows' histories (the test rows' when training ran through the validation item)."""
+    if "history" in processed.splits:
+        return processed.splits["history"].with_format("arrow")["input_ids"]
     split = "test" if processed.report.train_on_validation_item else "validation"
     if processed.report.max_history_length is not None:
         raise ValueError(
@@ -102,6 +142,14 @@ def training_histories(processed: LeaveOneOutSplits) -> pa.ChunkedArray:
             "(max_history_length): they do not hold each user's training history"
         )
     return processed.splits[split].with_format("arrow")["input_ids"]
+
+
+def format_time(seconds: float) -> str:
+    """A cut-off for people: an ISO date when it looks like Unix time, the number otherwise."""
+    if 1e8 <= seconds <= 1e10:
+        moment = datetime.datetime.fromtimestamp(seconds, tz=datetime.timezone.utc)
+        return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+    return f"{seconds:g}"
 
 
 # ---------------------------------------------------------------------------- ragged-array helpers
@@ -149,21 +197,129 @@ def _check_int(name: str, value: Any, minimum: int) -> int:
     return int(value)
 
 
-def _eval_split(
-    users: pa.Array, history: np.ndarray, history_len: np.ndarray, targets: np.ndarray, rows: np.ndarray,
-    max_history_length: int | None,
-) -> datasets.Dataset:
-    """validation/test rows: the (tail of the) history and a scalar label."""
-    history_start = np.cumsum(history_len) - history_len
-    take = history_len[rows] if max_history_length is None else np.minimum(history_len[rows], max_history_length)
-    flat, offsets = gather_segments(history, history_start[rows] + history_len[rows] - take, take)
-    return in_memory_dataset(
-        {
-            USER: users.take(pa.array(rows)),
-            "input_ids": list_array(offsets, flat.astype(np.int32)),
-            "labels": pa.array(targets[rows].astype(np.int64)),
-        }
+class _Flat(NamedTuple):
+    """The sequences as flat arrays: user ``owner[i]``'s interaction ``i`` at ``position[i]``."""
+
+    users: pa.Array
+    values: pa.Array
+    lengths: np.ndarray
+    starts: np.ndarray
+    owner: np.ndarray
+    position: np.ndarray
+
+
+def _flatten(sequences: datasets.Dataset | pa.Table, extra: tuple[str, ...] = ()) -> tuple[_Flat, pa.Table]:
+    table = _as_table(sequences)
+    missing = [c for c in (USER, "item_ids", *extra) if c not in table.column_names]
+    if missing:
+        raise ValueError(f"the sequences lack the column(s) {missing}; they have {table.column_names}")
+    item_lists = table["item_ids"].combine_chunks()
+    lengths = pc.fill_null(pc.list_value_length(item_lists), 0).to_numpy(zero_copy_only=False).astype(np.int64)
+    starts = np.cumsum(lengths) - lengths
+    owner = np.repeat(np.arange(len(lengths)), lengths)
+    flat = _Flat(
+        users=table[USER].combine_chunks(), values=pc.list_flatten(item_lists), lengths=lengths, starts=starts,
+        owner=owner, position=np.arange(len(owner)) - starts[owner],
     )
+    return flat, table
+
+
+def _split(
+    flat: _Flat,
+    train_part: np.ndarray,
+    targets: dict[str, np.ndarray],
+    tokenizer: ItemTokenizer | None,
+    fit_on: str,
+    report: SplitReport,
+    extra_splits: tuple[str, ...] = (),
+) -> DataSplits:
+    """Encodes the items and builds the splits from where each part lies in the flat arrays.
+
+    ``train_part`` marks the interactions training windows are cut from;
+    ``targets[split]`` holds the flat index of each evaluation row's target, whose
+    history is every (known) earlier interaction of the same user. ``extra_splits``
+    may name ``"history"``: each user's training part once, for statistics.
+    """
+    if fit_on not in ("train", "all"):
+        raise ValueError(f"fit_on must be 'train' or 'all', got {fit_on!r}")
+    fitted = tokenizer is None
+    if fitted:
+        tokenizer = ItemTokenizer.fit(flat.values.filter(pa.array(train_part)) if fit_on == "train" else flat.values)
+    ids = tokenizer.encode_array(flat.values, unknown="mask")
+    known = ids != MASK_TOKEN_ID
+    num_users = len(flat.lengths)
+    report.num_items, report.vocab_size, report.tokenizer_fitted = tokenizer.num_items, tokenizer.vocab_size, fitted
+
+    # the interactions some training window or evaluation history reads
+    history_end = np.bincount(flat.owner[train_part], minlength=num_users)  # the training part is a prefix
+    for positions in targets.values():
+        np.maximum.at(history_end, flat.owner[positions], flat.position[positions])
+    report.unknown_history_items = int((~known & (flat.position < history_end[flat.owner])).sum())
+
+    keep = train_part & known
+    train_ids, train_len = ids[keep], np.bincount(flat.owner[keep], minlength=num_users)
+    train_users = np.flatnonzero(train_len > 0)
+    if len(train_users) == 0:
+        raise ValueError("no training rows: none of the training items is in the tokenizer's vocabulary")
+    has_train_part = np.bincount(flat.owner[train_part], minlength=num_users) > 0
+    report.empty_history = {"train": int((has_train_part & (train_len == 0)).sum())}
+    train_start = np.cumsum(train_len) - train_len
+    window_owner, window_start, window_len = sliding_windows(
+        train_len[train_users], report.max_seq_length, report.stride, prefixes=report.prefixes
+    )
+    window_user = train_users[window_owner]
+    windows, offsets = gather_segments(train_ids, train_start[window_user] + window_start, window_len)
+    splits = {
+        "train": in_memory_dataset(
+            {USER: flat.users.take(pa.array(window_user)), "input_ids": list_array(offsets, windows.astype(np.int32))}
+        )
+    }
+
+    known_ids = ids[known]
+    known_before = np.cumsum(known) - known  # known interactions before each flat index
+    trained = np.zeros(tokenizer.vocab_size, dtype=bool)
+    trained[train_ids] = True
+    report.users = {"train": len(train_users)}
+    for split, positions in targets.items():
+        row_owner = flat.owner[positions]
+        history_start = known_before[flat.starts[row_owner]]
+        history_len = known_before[positions] - history_start
+        target_known = known[positions]
+        report.unknown_target[split] = int((~target_known).sum())
+        report.empty_history[split] = int((target_known & (history_len == 0)).sum())
+        rows = target_known & (history_len > 0)
+        take = history_len[rows]
+        if report.max_history_length is not None:
+            take = np.minimum(take, report.max_history_length)
+        history, offsets = gather_segments(known_ids, history_start[rows] + history_len[rows] - take, take)
+        splits[split] = in_memory_dataset(
+            {
+                USER: flat.users.take(pa.array(row_owner[rows])),
+                "input_ids": list_array(offsets, history.astype(np.int32)),
+                "labels": pa.array(ids[positions[rows]].astype(np.int64)),
+            }
+        )
+        report.users[split] = len(np.unique(row_owner[rows]))
+        report.untrained_target[split] = int((~trained[ids[positions[rows]]]).sum())
+    if "history" in extra_splits:
+        splits["history"] = in_memory_dataset(
+            {USER: flat.users.take(pa.array(train_users)), "input_ids": list_array(
+                np.r_[0, np.cumsum(train_len[train_users])], train_ids.astype(np.int32))}
+        )
+    result = datasets.DatasetDict(splits)
+    report.rows = {name: result[name].num_rows for name in SPLITS}
+    _log(report)
+    return DataSplits(result, tokenizer, report)
+
+
+def _window_settings(max_seq_length: int, stride: int | None, max_history_length: int | None) -> tuple[int, int, int | None]:
+    max_seq_length = _check_int("max_seq_length", max_seq_length, 2)
+    stride = max(1, max_seq_length // 2) if stride is None else _check_int("stride", stride, 1)
+    if stride > max_seq_length:
+        raise ValueError(f"stride ({stride}) must not exceed max_seq_length ({max_seq_length}): windows would skip items")
+    if max_history_length is not None:
+        max_history_length = _check_int("max_history_length", max_history_length, 1)
+    return max_seq_length, stride, max_history_length
 
 
 def leave_one_out(
@@ -175,7 +331,7 @@ def leave_one_out(
     fit_on: Literal["train", "all"] = "train",
     prefixes: bool = False,
     train_on_validation_item: bool = False,
-) -> LeaveOneOutSplits:
+) -> DataSplits:
     """Splits ``build_sequences`` output into encoded train/validation/test sets.
 
     Args:
@@ -207,129 +363,161 @@ def leave_one_out(
             trained on, so they track training progress, not generalisation.
 
     Returns:
-        ``LeaveOneOutSplits(splits, tokenizer, report)``: ``splits`` is a
+        ``DataSplits(splits, tokenizer, report)``: ``splits`` is a
         ``DatasetDict``; ``train`` has ``user_id`` and ``input_ids`` (one row per
         window), ``validation``/``test`` have ``user_id``, ``input_ids`` (history)
         and ``labels`` (the encoded target, an int). ``report`` is a ``SplitReport``.
     """
-    max_seq_length = _check_int("max_seq_length", max_seq_length, 2)
-    stride = max(1, max_seq_length // 2) if stride is None else _check_int("stride", stride, 1)
-    if stride > max_seq_length:
-        raise ValueError(f"stride ({stride}) must not exceed max_seq_length ({max_seq_length}): windows would skip items")
-    if max_history_length is not None:
-        max_history_length = _check_int("max_history_length", max_history_length, 1)
-
-    table = _as_table(sequences)
-    missing = [c for c in (USER, "item_ids") if c not in table.column_names]
-    if missing:
-        raise ValueError(f"the sequences lack the column(s) {missing}; they have {table.column_names}")
-    item_lists = table["item_ids"].combine_chunks()
-    users = table[USER].combine_chunks()
-    lengths = pc.fill_null(pc.list_value_length(item_lists), 0).to_numpy(zero_copy_only=False).astype(np.int64)
-    num_users = len(lengths)
+    max_seq_length, stride, max_history_length = _window_settings(max_seq_length, stride, max_history_length)
+    flat, _ = _flatten(sequences)
+    lengths, num_users = flat.lengths, len(flat.lengths)
     if num_users == 0 or lengths.max() < MIN_INTERACTIONS:
         longest = int(lengths.max()) if num_users else 0
         raise ValueError(
             f"no user has the {MIN_INTERACTIONS} interactions leave-one-out needs (one each to train, validate "
             f"and test); the longest of the {num_users} sequences has {longest}"
         )
-    values = pc.list_flatten(item_lists)
-    starts = np.cumsum(lengths) - lengths
-    owner = np.repeat(np.arange(num_users), lengths)
-    position = np.arange(len(owner)) - starts[owner]
-    length_of = lengths[owner]
-    history_part = position < length_of - 2
-    train_part = (position < length_of - 1) if train_on_validation_item else history_part
-
-    if fit_on not in ("train", "all"):
-        raise ValueError(f"fit_on must be 'train' or 'all', got {fit_on!r}")
-    fitted = tokenizer is None
-    if fitted:
-        tokenizer = ItemTokenizer.fit(values.filter(pa.array(train_part)) if fit_on == "train" else values)
-    ids = tokenizer.encode_array(values, unknown="mask")
-    known = ids != MASK_TOKEN_ID
-
-    # training part: known items of x1 .. x(n-2) (.. x(n-1) with train_on_validation_item)
-    keep = train_part & known
-    train_ids, train_len = ids[keep], np.bincount(owner[keep], minlength=num_users)
-    # validation history: known items of x1 .. x(n-2), the training part unless it runs through x(n-1)
-    val_ids, val_len = train_ids, train_len
-    if train_on_validation_item:
-        val_keep = history_part & known
-        val_ids, val_len = ids[val_keep], np.bincount(owner[val_keep], minlength=num_users)
-    # test history: known items of x1 .. x(n-1)
-    test_keep = (position < length_of - 1) & known
-    test_ids, test_len = ids[test_keep], np.bincount(owner[test_keep], minlength=num_users)
-
     has_val, has_test = lengths >= MIN_INTERACTIONS, lengths >= 2
-    val_target = np.full(num_users, MASK_TOKEN_ID, dtype=np.int64)
-    test_target = np.full(num_users, MASK_TOKEN_ID, dtype=np.int64)
-    val_target[has_val] = ids[(starts + lengths - 2)[has_val]]
-    test_target[has_test] = ids[(starts + lengths - 1)[has_test]]
-
+    train_end = lengths - (1 if train_on_validation_item else 2)
+    train_part = has_val[flat.owner] & (flat.position < train_end[flat.owner])
     report = SplitReport(
-        num_users=num_users, num_items=tokenizer.num_items, vocab_size=tokenizer.vocab_size,
-        max_seq_length=max_seq_length, stride=stride, max_history_length=max_history_length,
-        prefixes=bool(prefixes), train_on_validation_item=bool(train_on_validation_item), tokenizer_fitted=fitted,
-        unknown_history_items=int(((position < length_of - 1) & ~known).sum()),
+        num_users=num_users, num_items=0, vocab_size=0, max_seq_length=max_seq_length, stride=stride,
+        max_history_length=max_history_length, prefixes=bool(prefixes),
+        train_on_validation_item=bool(train_on_validation_item),
+        too_short={"train": int((~has_val).sum()), "validation": int((~has_val).sum()), "test": int((~has_test).sum())},
     )
-    report.too_short = {"train": int((~has_val).sum()), "validation": int((~has_val).sum()), "test": int((~has_test).sum())}
-    val_known, test_known = val_target != MASK_TOKEN_ID, test_target != MASK_TOKEN_ID
-    report.unknown_target = {"validation": int((has_val & ~val_known).sum()), "test": int((has_test & ~test_known).sum())}
-    report.empty_history = {
-        "train": int((has_val & (train_len == 0)).sum()),
-        "validation": int((has_val & val_known & (val_len == 0)).sum()),
-        "test": int((has_test & test_known & (test_len == 0)).sum()),
-    }
+    last = flat.starts + lengths - 1
+    targets = {"validation": (last - 1)[has_val], "test": last[has_test]}
+    return _split(flat, train_part, targets, tokenizer, fit_on, report)
 
-    train_users = np.flatnonzero(has_val & (train_len > 0))
-    if len(train_users) == 0:
-        raise ValueError("no training rows: none of the training items is in the tokenizer's vocabulary")
-    train_start = np.cumsum(train_len) - train_len
-    window_owner, window_start, window_len = sliding_windows(
-        train_len[train_users], max_seq_length, stride, prefixes=prefixes
-    )
-    window_user = train_users[window_owner]
-    flat, offsets = gather_segments(train_ids, train_start[window_user] + window_start, window_len)
-    train = in_memory_dataset(
-        {USER: users.take(pa.array(window_user)), "input_ids": list_array(offsets, flat.astype(np.int32))}
-    )
 
-    val_rows = np.flatnonzero(has_val & val_known & (val_len > 0))
-    test_rows = np.flatnonzero(has_test & test_known & (test_len > 0))
-    splits = datasets.DatasetDict(
-        train=train,
-        validation=_eval_split(users, val_ids, val_len, val_target, val_rows, max_history_length),
-        test=_eval_split(users, test_ids, test_len, test_target, test_rows, max_history_length),
+def temporal_split(
+    sequences: datasets.Dataset | pa.Table,
+    tokenizer: ItemTokenizer | None = None,
+    max_seq_length: int = 50,
+    stride: int | None = None,
+    max_history_length: int | None = None,
+    fit_on: Literal["train", "all"] = "train",
+    prefixes: bool = False,
+    train_on_validation_item: bool = False,
+    cutoff: float | str | None = None,
+    validation_cutoff: float | str | None = None,
+    test_share: float = 0.1,
+    validation_share: float = 0.1,
+    targets: Literal["next", "all"] = "next",
+) -> DataSplits:
+    """A global temporal split of ``build_sequences(..., keep_timestamps=True)`` output.
+
+    The log is cut at two times shared by all users (see the module docstring), so
+    no model ever learns from interactions after the moment it is evaluated at.
+
+    Args:
+        cutoff: the test cut-off: a time in the log's unit (seconds since the epoch
+            for dates) or an ISO 8601 date/time (``"1998-03-01"``, taken as UTC).
+            None: the time after which ``test_share`` of all interactions lie.
+        validation_cutoff: the validation cut-off, at or before ``cutoff``. None:
+            the time after which ``validation_share`` of all interactions lie
+            before the test cut-off.
+        targets: ``"next"``: one row per user active after a cut-off, its first
+            interaction there; ``"all"``: one row per interaction there, each with
+            the user's history up to it (later interactions use earlier ones of
+            the same window as input, never as training data).
+        fit_on: the items a new vocabulary is fitted on. ``"train"`` (default)
+            leaves out rows whose target item first appeared after the cut-off
+            (``report.unknown_target``); ``"all"`` keeps them, ranked with
+            untrained embeddings (``report.untrained_target``).
+        Others: as ``leave_one_out``; ``train_on_validation_item`` trains on
+            everything before the test cut-off (validation then scores trained items).
+
+    Returns:
+        ``DataSplits`` as ``leave_one_out``'s, plus a ``history`` split: each
+        user's training interactions once (``training_histories``).
+    """
+    max_seq_length, stride, max_history_length = _window_settings(max_seq_length, stride, max_history_length)
+    if targets not in TEMPORAL_TARGETS:
+        raise ValueError(f"targets must be one of {TEMPORAL_TARGETS}, got {targets!r}")
+    flat, table = _flatten(sequences, extra=("timestamps",))
+    times = epoch_seconds(pc.list_flatten(table["timestamps"].combine_chunks()))
+    if len(times) != len(flat.owner):
+        raise ValueError("the sequences' timestamps and item_ids differ in length")
+    test_at, validation_at = _cutoffs(np.sort(times), cutoff, validation_cutoff, test_share, validation_share)
+    train_part = times < (test_at if train_on_validation_item else validation_at)
+    in_validation = (times >= validation_at) & (times < test_at)
+    in_test = times >= test_at
+    if targets == "next":  # each user's first interaction in the window (sequences are in time order)
+        in_validation &= flat.position == np.bincount(flat.owner[times < validation_at], minlength=len(flat.lengths))[flat.owner]
+        in_test &= flat.position == np.bincount(flat.owner[~in_test], minlength=len(flat.lengths))[flat.owner]
+    report = SplitReport(
+        num_users=len(flat.lengths), num_items=0, vocab_size=0, max_seq_length=max_seq_length, stride=stride,
+        max_history_length=max_history_length, prefixes=bool(prefixes),
+        train_on_validation_item=bool(train_on_validation_item), split="temporal",
+        cutoffs={"validation": validation_at, "test": test_at}, targets=targets,
     )
-    report.rows = {name: splits[name].num_rows for name in SPLITS}
-    report.users = {"train": len(train_users), "validation": len(val_rows), "test": len(test_rows)}
-    _log(report)
-    return LeaveOneOutSplits(splits, tokenizer, report)
+    positions = {"validation": np.flatnonzero(in_validation), "test": np.flatnonzero(in_test)}
+    return _split(flat, train_part, positions, tokenizer, fit_on, report, extra_splits=("history",))
+
+
+def _share(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < 1:
+        raise ValueError(f"{name} must be a number between 0 and 1 (a share of the log), got {value!r}")
+    return float(value)
+
+
+def _cutoffs(
+    times: np.ndarray, cutoff: float | str | None, validation_cutoff: float | str | None,
+    test_share: float, validation_share: float,
+) -> tuple[float, float]:
+    """(test cut-off, validation cut-off) from explicit times or shares of the sorted ``times``."""
+    span = f"the log runs from {format_time(times[0])} to {format_time(times[-1])}"
+    if cutoff is None:
+        test_at = float(times[int(len(times) * (1 - _share("test_share", test_share)))])
+    else:
+        test_at = parse_time(cutoff, "cutoff")
+    if validation_cutoff is None:
+        before_test = int(np.searchsorted(times, test_at))
+        step = int(round(len(times) * _share("validation_share", validation_share)))
+        validation_at = float(times[max(before_test - max(step, 1), 0)])
+    else:
+        validation_at = parse_time(validation_cutoff, "validation_cutoff")
+    if validation_at > test_at:
+        raise ValueError(
+            f"the validation cut-off ({format_time(validation_at)}) is after the test cut-off ({format_time(test_at)})"
+        )
+    for what, count in (
+        (f"before the validation cut-off {format_time(validation_at)} (nothing to train on)", (times < validation_at).sum()),
+        (f"between the validation cut-off {format_time(validation_at)} and the test cut-off {format_time(test_at)} "
+         "(nothing to validate on; many equal timestamps?)", ((times >= validation_at) & (times < test_at)).sum()),
+        (f"at or after the test cut-off {format_time(test_at)} (nothing to test on)", (times >= test_at).sum()),
+    ):
+        if count == 0:
+            raise ValueError(f"temporal split: no interaction lies {what}; {span}")
+    return test_at, validation_at
 
 
 def _log(report: SplitReport) -> None:
     logger.info(
-        "leave-one-out: %d users, %d items; rows: %s (train windows of %d, stride %d%s%s)",
-        report.num_users, report.num_items, report.rows, report.max_seq_length, report.stride,
+        "%s: %d users, %d items; rows: %s (train windows of %d, stride %d%s)",
+        report.describe(), report.num_users, report.num_items, report.rows, report.max_seq_length, report.stride,
         ", prefixes" if report.prefixes else "",
-        ", validation items trained on" if report.train_on_validation_item else "",
     )
     for split in SPLITS:
         if report.left_out(split):
             logger.warning(
-                "leave-one-out: %d user(s) left out of %s (too few interactions: %d, held-out item not in the "
-                "vocabulary: %d, no known history item: %d)",
-                report.left_out(split), split, report.too_short.get(split, 0), report.unknown_target.get(split, 0),
-                report.empty_history.get(split, 0),
+                "%s: %d row(s) left out of %s (too few interactions: %d, held-out item not in the vocabulary: %d, "
+                "no known history item: %d)",
+                report.split, report.left_out(split), split, report.too_short.get(split, 0),
+                report.unknown_target.get(split, 0), report.empty_history.get(split, 0),
             )
+        if report.untrained_target.get(split):
+            logger.warning("%s: %d %s target(s) are items no training window holds", report.split,
+                           report.untrained_target[split], split)
     if report.unknown_history_items:
-        logger.warning("leave-one-out: %d history interaction(s) with items outside the vocabulary were dropped",
-                       report.unknown_history_items)
+        logger.warning("%s: %d history interaction(s) with items outside the vocabulary were dropped",
+                       report.split, report.unknown_history_items)
 
 
 # ---------------------------------------------------------------------------- persistence
-def save_processed(processed: LeaveOneOutSplits, save_directory: str | os.PathLike) -> Path:
+def save_processed(processed: DataSplits, save_directory: str | os.PathLike) -> Path:
     """Writes the splits (``save_to_disk``), ``item_vocab.json`` and the report.
 
     The folder is assembled beside the target and renamed into place, so an
@@ -368,7 +556,7 @@ def save_processed(processed: LeaveOneOutSplits, save_directory: str | os.PathLi
     return target
 
 
-def load_processed(save_directory: str | os.PathLike) -> LeaveOneOutSplits:
+def load_processed(save_directory: str | os.PathLike) -> DataSplits:
     """Reads a folder written by ``save_processed`` (the splits are memory-mapped)."""
     path = Path(save_directory)
     for name in ("dataset_dict.json", VOCAB_FILE_NAME, REPORT_FILE_NAME):
@@ -385,4 +573,4 @@ def load_processed(save_directory: str | os.PathLike) -> LeaveOneOutSplits:
             f"{path}: the splits were encoded with a vocabulary of {report.vocab_size} entries but "
             f"{VOCAB_FILE_NAME} has {tokenizer.vocab_size}"
         )
-    return LeaveOneOutSplits(splits, tokenizer, report)
+    return DataSplits(splits, tokenizer, report)

@@ -9,6 +9,7 @@ the file it came from.
 
 from __future__ import annotations
 
+import datetime
 import difflib
 import importlib.resources
 import os
@@ -20,6 +21,8 @@ from typing import Any
 import yaml
 
 from ..data import FORMATS, MaskingArguments
+from ..data.readers import parse_time
+from ..data.splits import SPLIT_KINDS, TEMPORAL_TARGETS
 
 CONFIG_PACKAGE = "bert4rec_hf.configuration"
 KEYWORD_SOURCE = "keyword arguments"
@@ -39,6 +42,8 @@ _NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "time_budget": (float, int),
     "output_dir": (str,),
     "torch_threads": (int,),
+    "split_cutoff": (str, int, float, datetime.date),  # YAML reads an unquoted 1998-03-01 as a date
+    "split_validation_cutoff": (str, int, float, datetime.date),
 }
 # Keys that take more than the type of their default.
 _WIDER_TYPES: dict[str, tuple[type, ...]] = {"exclude_history": (bool, str)}
@@ -48,6 +53,8 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "dedup": (None, "consecutive", "all"),
     "eval_mode": ("full", "uni100", "pop100"),
     "fit_vocabulary_on": ("all", "train"),
+    "split": SPLIT_KINDS,
+    "split_targets": TEMPORAL_TARGETS,
 }
 
 
@@ -149,6 +156,13 @@ def _check(key: str, value: Any, types: Mapping[str, tuple[type, ...]], source: 
             MaskingArguments.check(key, value)
         except ValueError as err:
             raise ConfigError(f"{source}: '{key}'{str(err).removeprefix(key)}") from None
+    if key in ("split_cutoff", "split_validation_cutoff"):
+        try:
+            parse_time(value, key)
+        except ValueError as err:
+            raise ConfigError(f"{source}: {err}") from None
+    if key in ("split_test_share", "split_validation_share") and not 0 < value < 1:
+        raise ConfigError(f"{source}: '{key}' must be a share of the log between 0 and 1 (exclusive), got {value!r}")
     if key == "torch_threads" and value < 1:
         raise ConfigError(f"{source}: 'torch_threads' must be a positive number of threads or null (adapt), got {value!r}")
     if key == "topk" and (not value or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in value)):

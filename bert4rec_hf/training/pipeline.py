@@ -29,13 +29,14 @@ from ..configuration_bert4rec import Bert4RecConfig
 from ..data import (
     DataCollatorForMaskedItemPrediction,
     DataCollatorForNextItemPrediction,
-    LeaveOneOutSplits,
+    DataSplits,
     MaskingArguments,
     build_sequences,
     filter_by_rating,
     leave_one_out,
     load_interactions,
     read_interactions,
+    temporal_split,
     training_histories,
 )
 from ..data.report import DataReport, describe_log, rating_filter_step
@@ -73,6 +74,14 @@ TRAINING_ARGUMENTS = {
     "dataloader_num_workers": "dataloader_num_workers",
     "report_to": "report_to",
 }
+# Run-configuration keys of the temporal split, and the argument of temporal_split each sets.
+TEMPORAL_SPLIT_KEYS = {
+    "split_cutoff": "cutoff",
+    "split_validation_cutoff": "validation_cutoff",
+    "split_test_share": "test_share",
+    "split_validation_share": "validation_share",
+    "split_targets": "targets",
+}
 CHECKPOINTS = "checkpoints"
 # Beside the checkpoints: the configuration they were trained with, so a resume can refuse another one.
 RESUME_CONFIG = "run_config.yaml"
@@ -88,24 +97,41 @@ RUN_FILES = (
 
 @dataclass
 class PreparedData:
-    """Leave-one-out splits, their vocabulary and what the split left out."""
+    """The splits (leave-one-out or temporal), their vocabulary and what the split left out."""
 
-    processed: LeaveOneOutSplits
+    processed: DataSplits
     num_interactions: int
     seconds: float
     report: DataReport | None = None
 
     @property
+    def split_record(self) -> dict[str, Any]:
+        """Which split the metrics are on, for ``metrics.json``: its kind and, for a temporal one, its cut-offs."""
+        report = self.processed.report
+        record = {"kind": report.split, "description": report.describe()}
+        if report.split == "temporal":
+            record |= {"cutoffs": report.cutoffs, "targets": report.targets}
+        return record
+
+    @property
     def summary(self) -> dict[str, Any]:
         report = self.processed.report
-        return {
+        summary = {
             "interactions": self.num_interactions,
             "users": report.num_users,
             "items": self.processed.tokenizer.num_items,
+            "split": report.describe(),
             "training windows": report.rows.get("train"),
-            "validation users": report.rows.get("validation"),
-            "test users": report.rows.get("test"),
-            "users left out of test": report.left_out("test"),
+            "validation users": report.users.get("validation"),
+            "test users": report.users.get("test"),
+        }
+        if report.targets == "all":
+            summary |= {"validation rows": report.rows.get("validation"), "test rows": report.rows.get("test")}
+        if report.split == "temporal":
+            summary["test users first seen after the cut-off"] = report.empty_history.get("test", 0)
+        return summary | {
+            "test rows left out": report.left_out("test"),
+            "test targets no training window holds": report.untrained_target.get("test", 0),
             **({"repeat share": round(self.report.repeat_share, 4)} if self.report is not None else {}),
         }
 
@@ -135,15 +161,16 @@ def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = No
     start = time.perf_counter()
     read = read_log(config)
     table = filter_by_rating(read, config.get("rating_threshold"), config.get("data_path") or config["dataset"])
+    temporal = config["split"] == "temporal"
     sequences, filters = build_sequences(
         table,
         dedup=config.get("dedup"),
         min_user_interactions=config["min_user_interactions"],
         min_item_interactions=config["min_item_interactions"],
+        keep_timestamps=temporal,
         return_report=True,
     )
-    processed = leave_one_out(
-        sequences,
+    settings = dict(
         max_seq_length=config["max_seq_length"],
         stride=config.get("train_stride"),
         prefixes=config["train_prefixes"],
@@ -151,6 +178,10 @@ def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = No
         fit_on=config["fit_vocabulary_on"],
         train_on_validation_item=config["train_on_validation_item"],
     )
+    if temporal:
+        processed = temporal_split(sequences, **settings, **{arg: config[key] for key, arg in TEMPORAL_SPLIT_KEYS.items()})
+    else:
+        processed = leave_one_out(sequences, **settings)
     if config.get("rating_threshold") is not None:
         filters.insert(0, rating_filter_step(read, table, config["rating_threshold"]))
     source = config.get("data_path") or config["dataset"]
@@ -190,7 +221,7 @@ def build_train_collator(config: Mapping[str, Any], vocab_size: int) -> DataColl
     )
 
 
-def build_evaluator(config: Mapping[str, Any], processed: LeaveOneOutSplits) -> RankingEvaluator:
+def build_evaluator(config: Mapping[str, Any], processed: DataSplits) -> RankingEvaluator:
     popularity = None
     if config["eval_mode"].startswith("pop"):
         popularity = count_item_popularity(training_histories(processed), processed.tokenizer.vocab_size)
@@ -266,7 +297,7 @@ def build_trainer(
     )
 
 
-def evaluate_splits(trainer: Bert4RecTrainer, processed: LeaveOneOutSplits) -> dict[str, dict[str, float]]:
+def evaluate_splits(trainer: Bert4RecTrainer, processed: DataSplits) -> dict[str, dict[str, float]]:
     """Validation and test metrics of the trainer's (best) model."""
     trainer.remove_callback(EarlyStoppingCallback)  # it watches eval_* metrics of training only
     return {
@@ -317,6 +348,7 @@ def save_run(
             "train_seconds": seconds,
             "data_seconds": data.seconds,
             "data": data.summary,
+            "split": data.split_record,
         },
     )
     write_yaml(output_dir / "run_config.yaml", config)
@@ -477,6 +509,7 @@ def run_bert4rec(
         print(data.report.to_text())
         for warning in data.report.warnings:
             logger.warning("data report: %s", warning)
+        print(f"Early stopping and the best model: validation {config['valid_metric']} of the {data.processed.report.describe()}")
         if checkpoint:
             print(f"Resuming from {checkpoint}")
         else:
@@ -489,7 +522,8 @@ def run_bert4rec(
     baselines = evaluate_run_baselines(trainer, config, data) if main_process else {}
     save_run(trainer, config, data, results, output_dir, seconds, baselines)
     if main_process:
-        print(f"\nEvaluation: {trainer.evaluator.describe()}\n{metrics_table(with_baselines(results, baselines))}")
+        table = metrics_table(with_baselines(results, baselines))
+        print(f"\nEvaluation: {trainer.evaluator.describe()}; {data.processed.report.describe()}\n{table}")
         state = trainer.state
         print(f"Trained {state.epoch:.2f} epochs ({state.global_step} steps) in {seconds:.0f} s; model saved to {output_dir}")
     return {**results, "baselines": baselines, "output_dir": str(output_dir)}
@@ -503,8 +537,9 @@ def evaluate_saved_model(
 ) -> dict[str, Any]:
     """Re-evaluates a saved model folder on the validation and test users of its
     data set, with any ``eval_mode``, ``topk`` or ``exclude_history`` given in
-    ``config_dict``, the baselines ranked the same way beside it. The folder's ``run_config.yaml`` (when present) is the
-    lowest user layer, so the data is prepared exactly as for training."""
+    ``config_dict``, the baselines ranked the same way beside it. The folder's
+    ``run_config.yaml`` (when present) is the lowest user layer, so the data is
+    prepared exactly as for training."""
     model_dir = Path(local_folder(model_dir))
     saved = [model_dir / "run_config.yaml"] if (model_dir / "run_config.yaml").is_file() else []
     if not (saved or dataset or config_file_list or (config_dict or {}).get("data_path")):
@@ -520,9 +555,12 @@ def evaluate_saved_model(
         trainer = build_trainer(config, data, scratch, model=model)
         results = evaluate_splits(trainer, data.processed)
         baselines = evaluate_run_baselines(trainer, config, data)
+    split = data.processed.report.describe()
     table = metrics_table(with_baselines(results, baselines))
-    print(f"Evaluation of {model_dir}: {trainer.evaluator.describe()}\n{table}")
-    return {**results, "baselines": baselines, "evaluation": trainer.evaluator.describe()}
+    print(f"Evaluation of {model_dir}: {trainer.evaluator.describe()}; {split}\n{table}")
+    return {
+        **results, "baselines": baselines, "evaluation": trainer.evaluator.describe(), "split": data.split_record,
+    }  # fmt: skip
 
 
 __all__ = [
@@ -533,6 +571,7 @@ __all__ = [
     "RESUME_MAY_DIFFER",
     "RUN_FILES",
     "STAGED_MODEL",
+    "TEMPORAL_SPLIT_KEYS",
     "TRAINING_ARGUMENTS",
     "PreparedData",
     "build_evaluator",
