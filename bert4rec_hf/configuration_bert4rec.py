@@ -20,8 +20,9 @@ IGNORE_INDEX = -100
 HIDDEN_ACTIVATIONS = ("gelu", "relu", "swish", "tanh", "sigmoid")
 LOSS_TYPES = ("CE", "BPR", "SSM")
 SAMPLING_DISTRIBUTIONS = ("uniform", "popularity")
-# Fields that record a training setting of the run (set from its masking settings, never read by the model).
-TRAINING_RECORDS = ("mask_ratio",)
+# Fields that record a training setting of the run (set from its masking settings, never read by the model)
+# or a fact of its training data (set by the training run, read by the recommender's defaults).
+TRAINING_RECORDS = ("mask_ratio", "repeat_share")
 
 
 class Bert4RecConfig(PreTrainedConfig):
@@ -64,6 +65,10 @@ class Bert4RecConfig(PreTrainedConfig):
             the next one, and the learned offset (negative there, positive where repeats are common)
             says so. Off: the paper's model. Checkpoints saved without the field load with it on and
             the offset at 0, which scores as they did.
+        repeat_share: the share of the training log's interactions that repeat an item the user
+            already had, recorded by the training run (``None``: not recorded). The model never reads
+            it; ``Bert4RecRecommender``'s default ``exclude_history`` follows it (history items stay
+            candidates where people come back to items).
         pad_token_id / mask_token_id: indices of the special tokens (0 and 1).
 
     Example:
@@ -103,6 +108,7 @@ class Bert4RecConfig(PreTrainedConfig):
     num_sampled_negatives: int = 1024
     sampling_distribution: str = "uniform"
     seen_item_bias: bool = True
+    repeat_share: float | None = None
     pad_token_id: int = PAD_TOKEN_ID
     mask_token_id: int = MASK_TOKEN_ID
     tie_word_embeddings: bool = True
@@ -187,6 +193,10 @@ class Bert4RecConfig(PreTrainedConfig):
             )
         if not isinstance(self.seen_item_bias, bool):
             raise ValueError(f"Bert4RecConfig.seen_item_bias must be True or False, got {self.seen_item_bias!r}")
+        share = self.repeat_share
+        number = isinstance(share, (int, float)) and not isinstance(share, bool)
+        if share is not None and not (number and 0 <= share <= 1):
+            raise ValueError(f"Bert4RecConfig.repeat_share must be a share in [0, 1] or None, got {share!r}")
         if (self.pad_token_id, self.mask_token_id) != (PAD_TOKEN_ID, MASK_TOKEN_ID):
             raise ValueError(
                 "Bert4RecConfig.pad_token_id and mask_token_id must be 0 and 1 (real items start at 2), "

@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 from .candidates import exclude, excluded_items
-from .model_folder import local_folder
+from .model_folder import history_excluded_by_default, local_folder
 from .modeling_bert4rec import Bert4RecForMaskedItemPrediction
 
 EXPORT_FORMATS = ("onnx",)
@@ -163,17 +163,20 @@ def export_model(
     output_dir: str | os.PathLike,
     format: str = "onnx",
     k: int = 10,
-    exclude_history: bool = True,
+    exclude_history: bool | None = None,
     opset_version: int = DEFAULT_OPSET,
 ) -> dict[str, Any]:
     """Exports a saved model folder to ``output_dir``: ``model.onnx``, the item
     vocabulary (``item_vocab.json``) and ``export_config.json`` (inputs,
     outputs, k, padding id). ``output_dir`` may be ``model_dir`` itself.
-    Returns the export description."""
+    ``exclude_history=None`` follows the model, as ``Bert4RecRecommender`` does
+    (``model_folder.history_excluded_by_default``). Returns the export description."""
     if format not in EXPORT_FORMATS:
         raise ValueError(f"format must be one of {EXPORT_FORMATS}, got {format!r}")
     model_dir, output_dir = Path(local_folder(model_dir)), Path(output_dir)
     model = Bert4RecForMaskedItemPrediction.from_pretrained(model_dir).eval()
+    if exclude_history is None:
+        exclude_history = history_excluded_by_default(model.config.repeat_share)
     path = export_onnx(
         model, output_dir / "model.onnx", k=k, exclude_history=exclude_history, opset_version=opset_version
     )

@@ -19,6 +19,9 @@ from .data.collators import MaskingArguments
 from .tokenization_bert4rec import VOCAB_FILE_NAME, ItemTokenizer
 
 METRIC_ORDER = ("hit", "ndcg", "mrr", "precision")
+# Below this share of repeat interactions in the training log, the recommender leaves each
+# user's history out by default.
+REPEAT_SHARE_THRESHOLD = 0.01
 # Hub metadata at the top of every model card this package writes.
 MODEL_CARD_METADATA = """---
 library_name: transformers
@@ -43,6 +46,42 @@ def _metric_names(metrics: Mapping[str, float]) -> list[str]:
     return sorted(names, key=order)
 
 
+def history_excluded_by_default(repeat_share: float | None) -> bool:
+    """The recommender's default ``exclude_history`` for a model whose training log had
+    ``repeat_share`` repeat interactions (``config.repeat_share``): leave the user's
+    history out where people (almost) never come back to an item, keep it where they
+    do. ``None`` (a folder saved before it was recorded): leave it out, as always."""
+    return repeat_share is None or repeat_share < REPEAT_SHARE_THRESHOLD
+
+
+def history_default_line(repeat_share: float | None) -> str:
+    """One sentence for a model card: the recommender's default and why."""
+    if repeat_share is None:
+        return (
+            "The training log's repeat share was not recorded: `Bert4RecRecommender` leaves each user's "
+            "history out of the recommendations by default (`exclude_history=False` keeps it)."
+        )
+    excluded = history_excluded_by_default(repeat_share)
+    return (
+        f"{repeat_share:.1%} of the training interactions repeat an item the user already had, "
+        + ("below" if excluded else "at or above")
+        + f" {REPEAT_SHARE_THRESHOLD:.0%}: `Bert4RecRecommender` "
+        + ("leaves each user's history out" if excluded else "keeps each user's history items as candidates")
+        + " by default (`exclude_history=" + ("False` keeps them" if excluded else "True` leaves them out")
+        + "; `bert4rec recommend --exclude-history`)."
+    )
+
+
+def with_baselines(
+    results: Mapping[str, Mapping[str, float]], baselines: Mapping[str, Mapping[str, Mapping[str, float]]]
+) -> dict[str, Mapping[str, float]]:
+    """The model's splits, then each baseline's test metrics as a column ``<name> (test)``."""
+    columns = dict(results)
+    for name, metrics in baselines.items():
+        columns[f"{name} (test)"] = {key.removeprefix("test_"): value for key, value in metrics["test"].items()}
+    return columns
+
+
 def metrics_table(results: Mapping[str, Mapping[str, float]]) -> str:
     """A Markdown table: one row per metric, one column per split."""
     splits = list(results)
@@ -64,12 +103,16 @@ def write_model_card(
     data_summary: Mapping[str, Any],
     evaluation: str,
     trained: Mapping[str, Any],
+    baselines: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
+    repeat_share: float | None = None,
 ) -> Path:
     """README.md of the model folder: what was trained on what, and how well.
 
     ``trained`` is what training actually ran (epochs, steps): ``max_steps``,
     ``time_budget`` or early stopping can end it long before the configured
-    ``epochs``, so the card shows both, each labelled."""
+    ``epochs``, so the card shows both, each labelled. ``baselines``' test
+    metrics are columns beside the model's; ``repeat_share`` (the training
+    log's) says whether the recommender keeps history items by default."""
     model_keys = Bert4RecConfig.run_settings()
     training_keys = (
         "epochs", "max_steps", "time_budget", "stopping_step", "train_batch_size", "learning_rate", "weight_decay",
@@ -99,7 +142,10 @@ tokenizer = ItemTokenizer.from_pretrained("<this folder or repo>")
 ## Evaluation
 {evaluation}
 
-{metrics_table(results)}
+{metrics_table(with_baselines(results, baselines or {}))}
+{_baselines_note(baselines or {})}
+## Recommending
+{history_default_line(repeat_share)}
 
 ## Training run
 What training actually ran (it can stop before the configured `epochs`: `max_steps`,
@@ -119,9 +165,25 @@ What training actually ran (it can stop before the configured `epochs`: `max_ste
     return path
 
 
+def _baselines_note(baselines: Mapping[str, Any]) -> str:
+    if not baselines:
+        return ""
+    return (
+        f"\nBaselines ({', '.join(baselines)}) are ranked on the same users against the same candidates; "
+        "popularity counts each training interaction once.\n"
+    )
+
+
 def default_model_card(config: Any, tokenizer: ItemTokenizer) -> str:
     """A model card for a folder without one: what it holds and how to query it,
-    with and without this package."""
+    with and without this package (leaving the history out only where the
+    recommender's default does)."""
+    repeat_share = getattr(config, "repeat_share", None)
+    leave_out = (
+        'scores[0, history[0]] = float("-inf")             # do not recommend what was seen'
+        if history_excluded_by_default(repeat_share)
+        else "# history items stay candidates: the training log had repeat consumption"
+    )
     return f"""{MODEL_CARD_METADATA}
 # BERT4Rec sequential recommender
 
@@ -132,6 +194,8 @@ saved with [bert4rec-hf](https://pypi.org/project/bert4rec-hf/). The folder hold
 (`{VOCAB_FILE_NAME}`: plain JSON, index `i + 2` is `items[i]`; 0 is padding, 1 is `[MASK]`).
 
 ## With bert4rec-hf
+
+{history_default_line(repeat_share)}
 
 ```python
 from bert4rec_hf import Bert4RecRecommender
@@ -153,7 +217,7 @@ with open(hf_hub_download(repo, "{VOCAB_FILE_NAME}")) as handle:  # a local fold
 index = {{item: i + 2 for i, item in enumerate(items)}}
 history = torch.tensor([[index[item] for item in ["<item id>", "<item id>"]]])
 scores = model.next_item_scores(history)          # (1, vocab_size); padding and [MASK] are -inf
-scores[0, history[0]] = float("-inf")             # do not recommend what was seen
+{leave_out}
 print([items[i - 2] for i in scores.topk(10).indices[0].tolist()])
 ```
 """
@@ -187,4 +251,15 @@ def local_folder(path: str | os.PathLike) -> str:
     return folder
 
 
-__all__ = ["MODEL_CARD_METADATA", "default_model_card", "local_folder", "metrics_table", "resolve_device", "write_model_card"]
+__all__ = [
+    "MODEL_CARD_METADATA",
+    "REPEAT_SHARE_THRESHOLD",
+    "default_model_card",
+    "history_default_line",
+    "history_excluded_by_default",
+    "local_folder",
+    "metrics_table",
+    "resolve_device",
+    "with_baselines",
+    "write_model_card",
+]

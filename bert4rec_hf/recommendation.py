@@ -33,7 +33,7 @@ import torch
 
 from .candidates import blocked_items, exclude, excluded_items
 from .data.collators import DataCollatorForNextItemPrediction, left_pad
-from .model_folder import default_model_card, local_folder, resolve_device
+from .model_folder import default_model_card, history_excluded_by_default, local_folder, resolve_device
 from .tokenization_bert4rec import MASK_TOKEN_ID, NUM_SPECIAL_TOKENS, ItemTokenizer
 
 logger = logging.getLogger(__name__)
@@ -130,6 +130,13 @@ class Bert4RecRecommender:
         device: where the model runs (default: the model's device).
         model_card: Markdown written as ``README.md`` by ``save_pretrained``
             (default: the loaded folder's card, or a generated one).
+        exclude_history: ``recommend``'s default (``True``, ``"window"`` or
+            ``False``). ``None`` follows the data the model was trained on
+            (``config.repeat_share``, recorded by the training run): the
+            history is left out unless at least 1% of the training
+            interactions repeated an item the user already had
+            (``model_folder.history_excluded_by_default``); a model without
+            the record leaves it out.
     """
 
     def __init__(
@@ -138,6 +145,7 @@ class Bert4RecRecommender:
         tokenizer: ItemTokenizer,
         device: str | torch.device | None = None,
         model_card: str | None = None,
+        exclude_history: ExcludeHistory | None = None,
     ):
         config = getattr(model, "config", None)
         if config is None or getattr(config, "model_type", None) != "bert4rec":
@@ -152,6 +160,11 @@ class Bert4RecRecommender:
                 f"special tokens) but the model's vocab_size is {config.vocab_size}: the tokenizer belongs to another "
                 "checkpoint (after ItemTokenizer.add_items, call extend_vocabulary or model.resize_token_embeddings)"
             )
+        if exclude_history is None:
+            exclude_history = history_excluded_by_default(getattr(config, "repeat_share", None))
+        elif exclude_history not in (True, False, "window"):
+            raise ValueError(f"exclude_history must be True, False, 'window' or None, got {exclude_history!r}")
+        self.exclude_history = exclude_history
         self.model = model if device is None else model.to(resolve_device(device))
         self.tokenizer = tokenizer
         self.model_card = model_card
@@ -164,9 +177,11 @@ class Bert4RecRecommender:
         pretrained_path: str | os.PathLike,
         device: str | torch.device | None = None,
         tokenizer: ItemTokenizer | None = None,
+        exclude_history: ExcludeHistory | None = None,
         **hub_kwargs: Any,
     ) -> Bert4RecRecommender:
-        """Loads model, vocabulary and model card from a folder or Hub repository.
+        """Loads model, vocabulary and model card from a folder or Hub repository;
+        ``exclude_history``: ``recommend``'s default (``None``: the model's, see the class).
 
         ``device`` defaults to CUDA when available, else CPU; it is checked
         before anything loads (``ValueError``), as is a local folder that does
@@ -186,7 +201,7 @@ class Bert4RecRecommender:
             pretrained_path, MODEL_CARD_NAME, _raise_exceptions_for_missing_entries=False, **hub_kwargs
         )
         card = Path(card_path).read_text(encoding="utf-8") if card_path else None
-        return cls(model.eval(), tokenizer, device=device, model_card=card)
+        return cls(model.eval(), tokenizer, device=device, model_card=card, exclude_history=exclude_history)
 
     def save_pretrained(self, save_directory: str | os.PathLike) -> Path:
         """Writes everything a Hub repository needs: ``config.json``,
@@ -228,14 +243,17 @@ class Bert4RecRecommender:
         return self.tokenizer.num_items
 
     def __repr__(self) -> str:
-        return f"Bert4RecRecommender(num_items={self.num_items}, device={self.device})"
+        return (
+            f"Bert4RecRecommender(num_items={self.num_items}, device={self.device}, "
+            f"exclude_history={self.exclude_history!r})"
+        )
 
     # ------------------------------------------------------------------ recommending
     def recommend(
         self,
         histories: Any,
         k: int = 10,
-        exclude_history: ExcludeHistory = True,
+        exclude_history: ExcludeHistory | None = None,
         allow_items: Iterable[Any] | None = None,
         deny_items: Iterable[Any] | None = None,
         unknown: UnknownIds = "error",
@@ -255,8 +273,9 @@ class Bert4RecRecommender:
             exclude_history: ``True``: never recommend an item of the given
                 history, all of it; ``"window"``: exclude only the items the
                 model reads (its last ``max_seq_length - 1``); ``False``: keep
-                them (repeat consumption). The evaluator's option of the same
-                name excludes the same items.
+                them (repeat consumption); ``None``: the recommender's default
+                (``self.exclude_history``, which follows the training data).
+                The evaluator's option of the same name excludes the same items.
             exclude_seen: the former name of ``exclude_history`` (deprecated).
             allow_items / deny_items: raw ids every history's candidates are
                 restricted to / never include.
@@ -274,7 +293,7 @@ class Bert4RecRecommender:
             For one history a ``Recommendation`` (or a list of item ids), for
             a batch a list of them, in input order.
         """
-        exclude_history = _renamed_exclude_seen(exclude_history, exclude_seen)
+        exclude_history = self._exclude_history(_renamed_exclude_seen(exclude_history, exclude_seen))
         self._check_options(k, exclude_history, unknown, on_empty, batch_size)
         rows, single = normalise_histories(histories)
         encoded = self.encode_histories(rows, unknown=unknown)
@@ -309,6 +328,7 @@ class Bert4RecRecommender:
         bound.apply_defaults()
         given = bound.arguments
         exclude_history = _renamed_exclude_seen(given["exclude_history"], given["exclude_seen"])
+        exclude_history = self._exclude_history(exclude_history)
         self._check_options(given["k"], exclude_history, given["unknown"], given["on_empty"], given["batch_size"])
         self._blocked_items(given["allow_items"], given["deny_items"], given["unknown"])
 
@@ -414,6 +434,9 @@ class Bert4RecRecommender:
         return np.split(ids, np.cumsum(lengths)[:-1])
 
     # ------------------------------------------------------------------ helpers
+    def _exclude_history(self, exclude_history: ExcludeHistory | None) -> ExcludeHistory:
+        return self.exclude_history if exclude_history is None else exclude_history
+
     def _check_options(self, k: Any, exclude_history: Any, unknown: Any, on_empty: Any, batch_size: Any) -> None:
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")

@@ -130,6 +130,20 @@ def test_verify_passes_when_histories_leave_fewer_than_k_items(small_folder, tmp
     assert description["empty_slot_id"] == -1 and "-1" in description["outputs"]["item_ids"]
 
 
+@pytest.mark.parametrize(("repeat_share", "excluded"), [(None, True), (0.0, True), (0.3, False)])
+def test_the_history_default_follows_the_model(tmp_path, capsys, repeat_share, excluded):
+    """As the recommender's: kept as candidates for a model trained on a log with repeats."""
+    folder = tmp_path / "model"
+    tiny_model(vocab_size=10, max_seq_length=5, repeat_share=repeat_share).save_pretrained(folder)
+    ItemTokenizer.fit(range(10, 90, 10)).save_pretrained(folder)
+    assert main(["export", str(folder), "--top-k", "8", "--output", str(tmp_path / "onnx"), "--verify"]) == 0
+    assert '"same_top_k_rows": 1.0' in capsys.readouterr().out
+    assert json.loads((tmp_path / "onnx" / "export_config.json").read_text())["exclude_history"] is excluded
+    session = onnxruntime.InferenceSession(str(tmp_path / "onnx" / "model.onnx"), providers=["CPUExecutionProvider"])
+    item_ids, _ = session.run(["item_ids", "scores"], {"input_ids": np.array([[0, 2, 3, 4, 5]])})
+    assert bool((item_ids[0] == -1).any()) is excluded  # 8 items, 4 in the history: only 4 candidates when excluded
+
+
 def test_export_into_the_model_folder_itself(small_folder, capsys):
     vocabulary = (small_folder / "item_vocab.json").read_text()
     argv = ["export", str(small_folder), "--top-k", "3", "--output", str(small_folder)]

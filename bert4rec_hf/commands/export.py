@@ -23,7 +23,8 @@ def _export(args: argparse.Namespace) -> int:
     if args.verify:
         model = Bert4RecForMaskedItemPrediction.from_pretrained(model_dir).eval()
         histories = random_histories(model.config.vocab_size, max(model.config.max_seq_length - 1, 1), rows=256)
-        check = verify_onnx(output_dir / description["file"], model, histories, exclude_history=args.exclude_history)
+        excluded = description["exclude_history"]
+        check = verify_onnx(output_dir / description["file"], model, histories, exclude_history=excluded)
         print("onnxruntime vs PyTorch: " + json.dumps(check))
         if check["same_top_k_rows"] < 1.0:
             print("bert4rec export: error: the exported model's top-k differs from PyTorch's", file=sys.stderr)
@@ -41,8 +42,9 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="items returned per history (default 10); a slot with no candidate left holds id -1, score -inf",
     )  # fmt: skip
     parser.add_argument(
-        "--exclude-history", action=argparse.BooleanOptionalAction, default=True,
-        help="never return items already in the history (default: on)",
+        "--exclude-history", action=argparse.BooleanOptionalAction, default=None,
+        help="never return items already in the history (default: the model's, as bert4rec recommend: on, "
+        "off for a model trained on a log where people come back to items)",
     )  # fmt: skip
     parser.add_argument("--opset", type=int, default=17, help="ONNX opset version (default 17)")
     parser.add_argument(

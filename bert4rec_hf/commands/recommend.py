@@ -174,7 +174,7 @@ def _recommend(args: argparse.Namespace) -> int:
     recommender = Bert4RecRecommender.from_pretrained(args.model_dir, device=args.device)
     options = {
         "k": args.k,
-        "exclude_history": {"all": True, "window": "window", "none": False}[_exclude_history(args)],
+        "exclude_history": {"all": True, "window": "window", "none": False, None: None}[_exclude_history(args)],
         "allow_items": args.allow,
         "deny_items": args.deny,
         "unknown": args.unknown,
@@ -212,8 +212,9 @@ def register(commands: argparse._SubParsersAction) -> None:
     parser.add_argument("--output", metavar="JSONL", help="where --input's recommendations go (default: stdout)")
     parser.add_argument("-k", type=int, default=10, help="items per history (default 10)")
     parser.add_argument(
-        "--exclude-history", choices=["all", "window", "none"], default="all",
-        help="leave out every history item (all, default), only those the model reads (window), or none",
+        "--exclude-history", choices=["all", "window", "none"],
+        help="leave out every history item (all), only those the model reads (window), or none; default: the "
+        "model's (all, or none for a model trained on a log where people come back to items: see its model card)",
     )  # fmt: skip
     parser.add_argument("--exclude-seen", choices=["all", "window", "none"], help=argparse.SUPPRESS)  # former name
     parser.add_argument(

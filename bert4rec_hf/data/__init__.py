@@ -14,7 +14,7 @@ from .collators import (
     MaskingArguments,
     left_pad,
 )
-from .readers import FORMATS, detect_format, read_interaction_file
+from .readers import FORMATS, detect_format, filter_by_rating, read_interaction_file
 from .registry import (
     DATASETS,
     DatasetSource,
@@ -25,7 +25,7 @@ from .registry import (
     read_interactions,
     register_dataset,
 )
-from .sequences import build_sequences
+from .sequences import FilterStep, build_sequences
 from .splits import (
     DataSplits,
     LeaveOneOutSplits,
@@ -45,6 +45,7 @@ __all__ = [
     "DataCollatorForNextItemPrediction",
     "DataSplits",
     "DatasetSource",
+    "FilterStep",
     "LeaveOneOutSplits",
     "MaskingArguments",
     "SplitReport",
@@ -52,6 +53,7 @@ __all__ = [
     "default_cache_dir",
     "detect_format",
     "download_dataset",
+    "filter_by_rating",
     "leave_one_out",
     "left_pad",
     "list_datasets",

@@ -627,9 +627,20 @@ def _finish(
     table = pa.table(
         {name: out[name] for name in [USER, ITEM, TIME, *extras, *([RATING] if RATING in out else [])]}, metadata=metadata
     )
-    if rating_threshold is not None:
-        if not pa.types.is_integer(table[RATING].type) and not pa.types.is_floating(table[RATING].type):
-            raise ValueError(f"{path}: rating_threshold needs a numeric rating column")
-        table = table.filter(pc.greater_equal(table[RATING], rating_threshold))
-        logger.info("%s: kept %d of %d interactions with rating >= %s", path, table.num_rows, num_rows, rating_threshold)
-    return table.select([USER, ITEM, TIME, *extras])
+    return filter_by_rating(table, rating_threshold, path).select([USER, ITEM, TIME, *extras])
+
+
+def filter_by_rating(table: pa.Table, rating_threshold: float | None, source: str | os.PathLike = "the log") -> pa.Table:
+    """The interactions rated at least ``rating_threshold`` (implicit feedback
+    from explicit ratings); ``None`` keeps all. The readers' ``rating_threshold``
+    is this filter; a run applies it after reading, so its data report can say
+    whom it removed."""
+    if rating_threshold is None:
+        return table
+    if RATING not in table.column_names:
+        raise ValueError(f"{source}: rating_threshold needs a rating column; the log has {table.column_names}")
+    if not pa.types.is_integer(table[RATING].type) and not pa.types.is_floating(table[RATING].type):
+        raise ValueError(f"{source}: rating_threshold needs a numeric rating column")
+    kept = table.filter(pc.greater_equal(table[RATING], rating_threshold))
+    logger.info("%s: kept %d of %d interactions with rating >= %s", source, kept.num_rows, table.num_rows, rating_threshold)
+    return kept

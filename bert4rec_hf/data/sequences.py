@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from dataclasses import dataclass
 from typing import Literal
 
 import datasets
@@ -23,6 +24,17 @@ logger = logging.getLogger(__name__)
 
 Dedup = Literal["consecutive", "all"]
 _INT32_MAX = np.iinfo(np.int32).max
+
+
+@dataclass
+class FilterStep:
+    """What one filter of the log removed, and why (the data report lists them)."""
+
+    name: str
+    reason: str
+    interactions: int
+    users: int
+    items: int
 
 
 def list_array(offsets: np.ndarray, values: pa.Array | np.ndarray) -> pa.Array:
@@ -101,7 +113,8 @@ def build_sequences(
     min_user_interactions: int = 0,
     min_item_interactions: int = 0,
     keep_timestamps: bool = False,
-) -> datasets.Dataset:
+    return_report: bool = False,
+) -> datasets.Dataset | tuple[datasets.Dataset, list[FilterStep]]:
     """Groups an interaction table (``read_interactions``) into one row per user:
     ``user_id``, ``item_ids`` (raw ids in time order) and, with
     ``keep_timestamps``, ``timestamps``.
@@ -119,6 +132,8 @@ def build_sequences(
             (RecBole's ``user_inter_num_interval`` / ``item_inter_num_interval``
             lower bounds), applied after ``dedup`` and repeated until no user or
             item falls below its bound.
+        return_report: also return what each filter removed (``FilterStep``
+            for dedup and the k-core filter, when they are on).
     """
     if dedup not in (None, "consecutive", "all"):
         raise ValueError(f"dedup must be None, 'consecutive' or 'all', got {dedup!r}")
@@ -177,6 +192,20 @@ def build_sequences(
 
     codes = user_codes[kept]
     starts = np.flatnonzero(np.r_[True, codes[1:] != codes[:-1]])
+    steps = []
+    if dedup is not None:  # a user's or an item's first interaction always stays: only interactions go
+        why = "an item repeated right after itself" if dedup == "consecutive" else "a user-item pair seen before"
+        steps.append(FilterStep("dedup", f"{why} (dedup={dedup})", total - after_dedup, 0, 0))
+    if min_user_interactions > 1 or min_item_interactions > 1:
+        users_before = int(user_codes[-1]) + 1
+        items_before = int(np.count_nonzero(np.bincount(item_codes[keep], minlength=num_items)))
+        items_after = int(np.count_nonzero(np.bincount(item_codes[kept], minlength=num_items)))
+        steps.append(FilterStep(
+            "k-core",
+            f"users with fewer than {min_user_interactions} or items with fewer than {min_item_interactions} "
+            "interactions, repeated until none is left (min_user_interactions, min_item_interactions)",
+            after_dedup - len(kept), users_before - len(starts), items_before - items_after,
+        ))  # fmt: skip
     offsets = np.r_[starts, len(kept)].astype(np.int64)
     take = pa.array(kept)
     columns = {USER: users.take(pa.array(kept[starts])), "item_ids": list_array(offsets, items.take(take))}
@@ -186,4 +215,5 @@ def build_sequences(
         "built %d user sequences from %d interactions (%d removed as duplicates, %d by the k-core filter)",
         len(starts), len(kept), total - after_dedup, after_dedup - len(kept),
     )
-    return in_memory_dataset(columns)
+    sequences = in_memory_dataset(columns)
+    return (sequences, steps) if return_report else sequences

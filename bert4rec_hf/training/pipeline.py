@@ -32,17 +32,21 @@ from ..data import (
     DataSplits,
     MaskingArguments,
     build_sequences,
+    filter_by_rating,
     leave_one_out,
     load_interactions,
     read_interactions,
     temporal_split,
     training_histories,
 )
+from ..data.report import DataReport, describe_log, rating_filter_step
 from ..evaluation import RankingEvaluator, count_item_popularity, ranking_metrics
-from ..model_folder import local_folder, metrics_table, write_model_card
+from ..evaluation.baselines import evaluate_baselines
+from ..model_folder import history_excluded_by_default, local_folder, metrics_table, with_baselines, write_model_card
 from ..modeling_bert4rec import Bert4RecForMaskedItemPrediction
 from ..tokenization_bert4rec import ItemTokenizer
 from .config import ConfigError, RunConfig, load_config, parse_yaml, read_yaml
+from .planning import plan_training
 from .reporting import plot_training_history, write_atomically, write_json, write_yaml, yaml_text
 from .threads import apply_thread_policy
 from .time_budget import TimeBudgetCallback
@@ -98,6 +102,7 @@ class PreparedData:
     processed: DataSplits
     num_interactions: int
     seconds: float
+    report: DataReport | None = None
 
     @property
     def split_record(self) -> dict[str, Any]:
@@ -127,17 +132,20 @@ class PreparedData:
         return summary | {
             "test rows left out": report.left_out("test"),
             "test targets no training window holds": report.untrained_target.get("test", 0),
+            **({"repeat share": round(self.report.repeat_share, 4)} if self.report is not None else {}),
         }
 
 
 def read_log(config: Mapping[str, Any]) -> pa.Table:
-    """The interaction log a configuration names: ``data_path`` or a registered data set."""
+    """The interaction log a configuration names: ``data_path`` or a registered data set,
+    as read: with ``rating_threshold`` set it keeps its ratings, which
+    ``filter_by_rating`` then filters (so the data report can say whom that removed)."""
     columns = {
         canonical: config[key]
         for canonical, key in (("user_id", "user_column"), ("item_id", "item_column"), ("timestamp", "time_column"))
         if config.get(key) is not None
     }
-    options: dict[str, Any] = {"rating_threshold": config.get("rating_threshold")}
+    options: dict[str, Any] = {"extra_columns": ("rating",)} if config.get("rating_threshold") is not None else {}
     if config.get("data_path"):
         if columns:
             options["columns"] = columns
@@ -151,14 +159,16 @@ def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = No
     """Reads, groups, filters and splits the log of a run configuration; with a
     ``tokenizer`` (a saved model's) the data is encoded with its vocabulary."""
     start = time.perf_counter()
-    table = read_log(config)
+    read = read_log(config)
+    table = filter_by_rating(read, config.get("rating_threshold"), config.get("data_path") or config["dataset"])
     temporal = config["split"] == "temporal"
-    sequences = build_sequences(
+    sequences, filters = build_sequences(
         table,
         dedup=config.get("dedup"),
         min_user_interactions=config["min_user_interactions"],
         min_item_interactions=config["min_item_interactions"],
         keep_timestamps=temporal,
+        return_report=True,
     )
     settings = dict(
         max_seq_length=config["max_seq_length"],
@@ -172,7 +182,11 @@ def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = No
         processed = temporal_split(sequences, **settings, **{arg: config[key] for key, arg in TEMPORAL_SPLIT_KEYS.items()})
     else:
         processed = leave_one_out(sequences, **settings)
-    return PreparedData(processed, table.num_rows, time.perf_counter() - start)
+    if config.get("rating_threshold") is not None:
+        filters.insert(0, rating_filter_step(read, table, config["rating_threshold"]))
+    source = config.get("data_path") or config["dataset"]
+    report = describe_log(read, sequences, filters, processed.report, source=source)
+    return PreparedData(processed, table.num_rows, time.perf_counter() - start, report)
 
 
 def build_model(config: Mapping[str, Any], vocab_size: int) -> Bert4RecForMaskedItemPrediction:
@@ -299,24 +313,34 @@ def save_run(
     results: Mapping[str, Mapping[str, float]],
     output_dir: str | os.PathLike,
     seconds: float,
+    baselines: Mapping[str, Mapping[str, Mapping[str, float]]] | None = None,
 ) -> Path:
-    """Writes the model folder: weights + code, vocabulary, model card, metrics,
-    resolved config and training curves; Trainer checkpoints are removed once
-    the best model is saved, so the folder is exactly what a hub upload needs."""
+    """Writes the model folder: weights + code (``config.json`` records the training
+    log's repeat share), vocabulary, model card, metrics with the baselines'
+    (evaluated here unless given), resolved config and training curves; Trainer
+    checkpoints are removed once the best model is saved, so the folder is exactly
+    what a hub upload needs."""
     output_dir = Path(output_dir)
     if not trainer.is_world_process_zero():
         return output_dir
+    if baselines is None:
+        baselines = evaluate_run_baselines(trainer, config, data)
     final_dir, output_dir = output_dir, output_dir / STAGED_MODEL
     shutil.rmtree(output_dir, ignore_errors=True)
+    if data.report is not None:
+        trainer.model.config.repeat_share = data.report.repeat_share
     trainer.model.save_pretrained(output_dir)  # not trainer.save_model: it adds a pickled training_args.bin
     data.processed.tokenizer.save_pretrained(output_dir)
     evaluation = trainer.evaluator.describe()
     trained = {"epochs trained": round(trainer.state.epoch or 0.0, 2), "optimizer steps": trainer.state.global_step}
-    write_model_card(output_dir, config, results, data.summary, evaluation, trained)
+    write_model_card(
+        output_dir, config, results, data.summary, evaluation, trained, baselines, trainer.model.config.repeat_share
+    )
     write_json(
         output_dir / "metrics.json",
         {
             **results,
+            "baselines": baselines,
             "evaluation": evaluation,
             "epochs": trainer.state.epoch,
             "global_steps": trainer.state.global_step,
@@ -334,6 +358,45 @@ def save_run(
     output_dir.rmdir()
     remove_checkpoints(final_dir / CHECKPOINTS)
     return final_dir
+
+
+def with_data_path(config_dict: Mapping[str, Any] | None, data_path: str | os.PathLike | None) -> dict[str, Any]:
+    """The keyword layer with the log given as an argument set as ``data_path``;
+    a second, different ``data_path`` among the keyword arguments is refused."""
+    layer = dict(config_dict or {})
+    if data_path is None:
+        return layer
+    given = layer.get("data_path")
+    if given is not None and str(given) != os.fspath(data_path):
+        raise ConfigError(f"two logs given: {os.fspath(data_path)} (the argument) and data_path={given}; give one")
+    if not Path(data_path).expanduser().is_file():
+        raise FileNotFoundError(
+            f"{os.fspath(data_path)}: no such log file (a registered data set is named with --dataset / dataset=)"
+        )
+    return {**layer, "data_path": os.fspath(data_path)}
+
+
+def check_data_path(config: RunConfig) -> None:
+    """Refuses a ``data_path`` that is not a file, before anything is written or read."""
+    path = config.get("data_path")
+    if path and not Path(path).expanduser().is_file():
+        reason = "is a folder, not a log file" if Path(path).expanduser().is_dir() else "no such file"
+        raise FileNotFoundError(
+            f"{path}: {reason} (data_path from {config.source_of('data_path')}; "
+            "a registered data set is named with --dataset / dataset=)"
+        )
+
+
+def evaluate_run_baselines(
+    trainer: Bert4RecTrainer, config: Mapping[str, Any], data: PreparedData
+) -> dict[str, dict[str, dict[str, float]]]:
+    """The baselines of a run, ranked by its evaluator on its test rows: the most
+    popular items, and on a log with repeat consumption (the rule of the
+    recommender's default) where history items stay candidates, the most recent
+    items again."""
+    repeats = data.report is not None and not history_excluded_by_default(data.report.repeat_share)
+    repeats = repeats and trainer.evaluator.exclude_history is not True
+    return evaluate_baselines(data.processed, trainer.evaluator, config["max_seq_length"], repeats=repeats)
 
 
 def check_valid_metric(config: Mapping[str, Any]) -> None:
@@ -418,17 +481,22 @@ def run_bert4rec(
     output_dir: str | os.PathLike | None = None,
     overwrite: bool = False,
     resume: bool = False,
+    data_path: str | os.PathLike | None = None,
 ) -> dict[str, Any]:
     """Trains and evaluates BERT4Rec; returns ``{"valid": {...}, "test": {...},
-    "output_dir": ...}`` and prints the metrics as a table. A folder holding
+    "output_dir": ...}`` and prints the metrics as a table. ``data_path``: your
+    interaction log (the ``data_path`` key; format and columns detected), which
+    also names the run and its output folder (``outputs/<file name>``) unless
+    ``dataset`` or ``output_dir`` do. A folder holding
     another run's model, or an unfinished run, is refused unless ``overwrite``.
     ``resume``: continue the unfinished run in ``output_dir`` from its newest
     checkpoint, with the same configuration (with a fixed ``torch_threads``,
     to the same final weights as a run never interrupted)."""
-    config = load_config(dataset, config_file_list, config_dict)
+    config = load_config(dataset, config_file_list, with_data_path(config_dict, data_path))
     output_dir = Path(output_dir or config.get("output_dir") or Path("outputs") / config["dataset"])
     check_valid_metric(config)
     masking_arguments(config)  # refused before the data is read, not when the Trainer is built
+    check_data_path(config)
     checkpoint = check_resumable(output_dir, config) if resume else None
     if not resume:
         check_output_dir(output_dir, overwrite)
@@ -436,7 +504,11 @@ def run_bert4rec(
     trainer = build_trainer(config, data, output_dir)
     main_process = trainer.is_world_process_zero()
     if main_process:
-        print(f"Data: {data.summary} ({data.seconds:.1f} s)")
+        data.report.plan = plan_training(trainer, config)
+        data.report.write(output_dir)
+        print(data.report.to_text())
+        for warning in data.report.warnings:
+            logger.warning("data report: %s", warning)
         print(f"Early stopping and the best model: validation {config['valid_metric']} of the {data.processed.report.describe()}")
         if checkpoint:
             print(f"Resuming from {checkpoint}")
@@ -447,12 +519,14 @@ def run_bert4rec(
     trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
     results = evaluate_splits(trainer, data.processed)
-    save_run(trainer, config, data, results, output_dir, seconds)
+    baselines = evaluate_run_baselines(trainer, config, data) if main_process else {}
+    save_run(trainer, config, data, results, output_dir, seconds, baselines)
     if main_process:
-        print(f"\nEvaluation: {trainer.evaluator.describe()}; {data.processed.report.describe()}\n{metrics_table(results)}")
+        table = metrics_table(with_baselines(results, baselines))
+        print(f"\nEvaluation: {trainer.evaluator.describe()}; {data.processed.report.describe()}\n{table}")
         state = trainer.state
         print(f"Trained {state.epoch:.2f} epochs ({state.global_step} steps) in {seconds:.0f} s; model saved to {output_dir}")
-    return {**results, "output_dir": str(output_dir)}
+    return {**results, "baselines": baselines, "output_dir": str(output_dir)}
 
 
 def evaluate_saved_model(
@@ -463,8 +537,9 @@ def evaluate_saved_model(
 ) -> dict[str, Any]:
     """Re-evaluates a saved model folder on the validation and test users of its
     data set, with any ``eval_mode``, ``topk`` or ``exclude_history`` given in
-    ``config_dict``. The folder's ``run_config.yaml`` (when present) is the
-    lowest user layer, so the data is prepared exactly as for training."""
+    ``config_dict``, the baselines ranked the same way beside it. The folder's
+    ``run_config.yaml`` (when present) is the lowest user layer, so the data is
+    prepared exactly as for training."""
     model_dir = Path(local_folder(model_dir))
     saved = [model_dir / "run_config.yaml"] if (model_dir / "run_config.yaml").is_file() else []
     if not (saved or dataset or config_file_list or (config_dict or {}).get("data_path")):
@@ -479,9 +554,13 @@ def evaluate_saved_model(
     with TemporaryDirectory() as scratch:
         trainer = build_trainer(config, data, scratch, model=model)
         results = evaluate_splits(trainer, data.processed)
+        baselines = evaluate_run_baselines(trainer, config, data)
     split = data.processed.report.describe()
-    print(f"Evaluation of {model_dir}: {trainer.evaluator.describe()}; {split}\n{metrics_table(results)}")
-    return {**results, "evaluation": trainer.evaluator.describe(), "split": data.split_record}
+    table = metrics_table(with_baselines(results, baselines))
+    print(f"Evaluation of {model_dir}: {trainer.evaluator.describe()}; {split}\n{table}")
+    return {
+        **results, "baselines": baselines, "evaluation": trainer.evaluator.describe(), "split": data.split_record,
+    }  # fmt: skip
 
 
 __all__ = [
@@ -500,9 +579,11 @@ __all__ = [
     "build_train_collator",
     "build_trainer",
     "build_training_arguments",
+    "check_data_path",
     "check_output_dir",
     "check_resumable",
     "check_valid_metric",
+    "evaluate_run_baselines",
     "evaluate_saved_model",
     "evaluate_splits",
     "masking_arguments",
@@ -511,4 +592,5 @@ __all__ = [
     "remove_checkpoints",
     "run_bert4rec",
     "save_run",
+    "with_data_path",
 ]

@@ -1,0 +1,116 @@
+"""How long a run will take, said before it starts.
+
+The planned number of optimizer steps and evaluations follows from the run's
+settings and the training rows; the time is measured, not guessed: a few real
+training steps (forward, backward, AdamW step) and one validation batch are
+timed on a copy of the model, with the run's collators and batch sizes, on
+this machine as loaded now. The copy, a copy of the collator and a forked RNG
+keep the run itself exactly as it would be without the estimate.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import numpy as np
+import torch
+
+# Timed training steps, after one untimed warm-up step.
+MEASURED_STEPS = 3
+
+
+def planned_steps(config: Mapping[str, Any], train_rows: int, world_size: int = 1) -> tuple[int, int]:
+    """``(optimizer steps, steps per epoch)`` the configuration asks for: ``max_steps``
+    when set, else ``epochs`` passes over ``train_rows`` (the Trainer's arithmetic).
+    Early stopping and ``time_budget`` can end a run sooner, never later."""
+    per_epoch = max(1, math.ceil(train_rows / (config["train_batch_size"] * world_size)))
+    if config["max_steps"] > 0:
+        return int(config["max_steps"]), per_epoch
+    return math.ceil(config["epochs"] * per_epoch), per_epoch
+
+
+def _rows(dataset: Any, count: int, offset: int = 0) -> list[dict[str, Any]]:
+    """``count`` rows spread evenly over ``dataset`` (its first rows are one user's windows)."""
+    index = (np.linspace(0, len(dataset) - 1, count).astype(np.int64) + offset) % len(dataset)
+    batch = dataset[index.tolist()]
+    return [{key: batch[key][i] for key in batch if key != "user_id"} for i in range(len(index))]
+
+
+def _on(device: torch.device, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    return {key: value.to(device) if torch.is_tensor(value) else value for key, value in batch.items()}
+
+
+def measure_step_seconds(trainer: Any, steps: int = MEASURED_STEPS) -> float:
+    """Seconds per training step of ``trainer``'s model, batch size and collator."""
+    model = copy.deepcopy(trainer.model).train()
+    collator = copy.deepcopy(trainer.data_collator)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=trainer.args.learning_rate)
+    size = min(trainer.args.per_device_train_batch_size, len(trainer.train_dataset))
+    device = trainer.args.device
+    with torch.random.fork_rng(devices=[]):
+        for step in range(steps + 1):
+            if step == 1:
+                start = time.perf_counter()
+            batch = _on(device, collator(_rows(trainer.train_dataset, size, offset=step)))
+            model(**batch).loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+    return (time.perf_counter() - start) / steps
+
+
+def measure_evaluation_seconds(trainer: Any) -> float:
+    """Seconds to rank every validation row, from one timed batch of them."""
+    dataset = trainer.eval_dataset
+    if not len(dataset):
+        return 0.0
+    size = min(trainer.args.per_device_eval_batch_size, len(dataset))
+    model = copy.deepcopy(trainer.model).eval()
+    batch = (trainer.eval_data_collator or trainer.data_collator)(_rows(dataset, size))
+    start = time.perf_counter()
+    trainer.prediction_step(model, batch, prediction_loss_only=False)
+    return (time.perf_counter() - start) * math.ceil(len(dataset) / size)
+
+
+def plan_training(trainer: Any, config: Mapping[str, Any]) -> dict[str, Any]:
+    """The run's plan: steps, evaluations, measured seconds per step and per
+    evaluation, and the estimated wall time of training (final validation and
+    test evaluations included; data preparation not), with a one-line summary."""
+    steps, per_epoch = planned_steps(config, len(trainer.train_dataset), trainer.args.world_size)
+    evaluations = steps // config["eval_steps"] if config.get("eval_steps") else math.ceil(steps / per_epoch)
+    step_seconds = measure_step_seconds(trainer)
+    evaluation_seconds = measure_evaluation_seconds(trainer)
+    estimate = steps * step_seconds + (evaluations + 2) * evaluation_seconds
+    budget = config.get("time_budget")
+    if budget is not None:
+        estimate = min(estimate, budget + 2 * evaluation_seconds)
+    summary = (
+        f"at most {steps:,} steps ({steps / per_epoch:.3g} epochs of {per_epoch:,} steps) and {evaluations:,} "
+        f"evaluations; about {_duration(estimate)} on this machine as loaded now ({step_seconds * 1000:.0f} ms "
+        f"per step, {_duration(evaluation_seconds)} per evaluation, measured on {MEASURED_STEPS} training steps "
+        "and one validation batch"
+        + (f"; time_budget stops training after {_duration(budget)}" if budget is not None else "")
+        + "; early stopping can end sooner)"
+    )
+    return {
+        "planned_steps": steps,
+        "steps_per_epoch": per_epoch,
+        "evaluations": evaluations,
+        "seconds_per_step": step_seconds,
+        "seconds_per_evaluation": evaluation_seconds,
+        "estimated_seconds": estimate,
+        "summary": summary,
+    }
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.1f} s"
+    minutes = round(seconds / 60)
+    return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+__all__ = ["MEASURED_STEPS", "measure_evaluation_seconds", "measure_step_seconds", "plan_training", "planned_steps"]
