@@ -13,6 +13,7 @@ from .collators import (
     MaskingArguments,
     left_pad,
 )
+from .item_features import ItemFeatureField, ItemFeatureTable, read_item_features
 from .readers import FORMATS, detect_format, read_interaction_file
 from .registry import (
     DATASETS,
@@ -21,6 +22,7 @@ from .registry import (
     download_dataset,
     list_datasets,
     load_interactions,
+    load_item_features,
     read_interactions,
     register_dataset,
 )
@@ -41,6 +43,8 @@ __all__ = [
     "DataCollatorForMaskedItemPrediction",
     "DataCollatorForNextItemPrediction",
     "DatasetSource",
+    "ItemFeatureField",
+    "ItemFeatureTable",
     "LeaveOneOutSplits",
     "MaskingArguments",
     "SplitReport",
@@ -52,9 +56,11 @@ __all__ = [
     "left_pad",
     "list_datasets",
     "load_interactions",
+    "load_item_features",
     "load_processed",
     "read_interaction_file",
     "read_interactions",
+    "read_item_features",
     "register_dataset",
     "save_processed",
     "sliding_windows",
