@@ -39,6 +39,8 @@ _NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "time_budget": (float, int),
     "output_dir": (str,),
     "torch_threads": (int,),
+    "item_features": (list,),
+    "item_features_path": (str,),
 }
 # Keys that take more than the type of their default.
 _WIDER_TYPES: dict[str, tuple[type, ...]] = {"exclude_history": (bool, str)}
@@ -48,6 +50,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "dedup": (None, "consecutive", "all"),
     "eval_mode": ("full", "uni100", "pop100"),
     "fit_vocabulary_on": ("all", "train"),
+    "item_features_missing": ("error", "neutral"),
 }
 
 
@@ -151,6 +154,8 @@ def _check(key: str, value: Any, types: Mapping[str, tuple[type, ...]], source: 
             raise ConfigError(f"{source}: '{key}'{str(err).removeprefix(key)}") from None
     if key == "torch_threads" and value < 1:
         raise ConfigError(f"{source}: 'torch_threads' must be a positive number of threads or null (adapt), got {value!r}")
+    if key == "item_features" and (not value or not all(isinstance(name, str) and name for name in value)):
+        raise ConfigError(f"{source}: 'item_features' must be a non-empty list of column names (name or name:kind), got {value!r}")
     if key == "topk" and (not value or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in value)):
         raise ConfigError(f"{source}: 'topk' must be a non-empty list of positive integers, got {value!r}")
     if isinstance(value, float) and float in allowed:

@@ -29,15 +29,18 @@ from ..configuration_bert4rec import Bert4RecConfig
 from ..data import (
     DataCollatorForMaskedItemPrediction,
     DataCollatorForNextItemPrediction,
+    ItemFeatureTable,
     LeaveOneOutSplits,
     MaskingArguments,
     build_sequences,
     leave_one_out,
     load_interactions,
+    load_item_features,
     read_interactions,
     training_histories,
 )
 from ..evaluation import RankingEvaluator, count_item_popularity, ranking_metrics
+from ..finetuning import write_item_features
 from ..model_folder import local_folder, metrics_table, write_model_card
 from ..modeling_bert4rec import Bert4RecForMaskedItemPrediction
 from ..tokenization_bert4rec import ItemTokenizer
@@ -89,6 +92,7 @@ class PreparedData:
     processed: LeaveOneOutSplits
     num_interactions: int
     seconds: float
+    item_features: ItemFeatureTable | None = None
 
     @property
     def summary(self) -> dict[str, Any]:
@@ -121,6 +125,16 @@ def read_log(config: Mapping[str, Any]) -> pa.Table:
     return load_interactions(config["dataset"], **options)
 
 
+def read_item_table(config: Mapping[str, Any]) -> ItemFeatureTable | None:
+    """The item table a configuration names (``item_features`` from ``item_features_path``, or
+    the registered data set's own table); None when it asks for no features."""
+    if not config.get("item_features"):
+        if config.get("item_features_path"):
+            raise ConfigError("item_features_path is set but item_features names no column; list the columns to use")
+        return None
+    return load_item_features(config.get("item_features_path") or config["dataset"], config["item_features"])
+
+
 def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = None) -> PreparedData:
     """Reads, groups, filters and splits the log of a run configuration; with a
     ``tokenizer`` (a saved model's) the data is encoded with its vocabulary."""
@@ -141,15 +155,27 @@ def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = No
         fit_on=config["fit_vocabulary_on"],
         train_on_validation_item=config["train_on_validation_item"],
     )
-    return PreparedData(processed, table.num_rows, time.perf_counter() - start)
+    return PreparedData(processed, table.num_rows, time.perf_counter() - start, read_item_table(config))
 
 
-def build_model(config: Mapping[str, Any], vocab_size: int) -> Bert4RecForMaskedItemPrediction:
-    """A fresh model of the run's model settings; its config also records the run's ``mask_ratio``."""
+def build_model(
+    config: Mapping[str, Any],
+    vocab_size: int,
+    item_features: ItemFeatureTable | None = None,
+    tokenizer: ItemTokenizer | None = None,
+) -> Bert4RecForMaskedItemPrediction:
+    """A fresh model of the run's model settings; its config also records the run's ``mask_ratio``.
+    With ``item_features`` (and the ``tokenizer`` its rows are aligned to) the model fuses
+    them into its item embeddings; their vocabularies and standardisation are fitted on the table."""
+    fields = [spec.to_dict() for spec in item_features.fit_fields()] if item_features is not None else None
     model_config = Bert4RecConfig(
-        vocab_size=vocab_size, mask_ratio=config["mask_ratio"], **{key: config[key] for key in MODEL_KEYS}
-    )
-    return Bert4RecForMaskedItemPrediction(model_config)
+        vocab_size=vocab_size, mask_ratio=config["mask_ratio"], item_features=fields,
+        **{key: config[key] for key in MODEL_KEYS},
+    )  # fmt: skip
+    model = Bert4RecForMaskedItemPrediction(model_config)
+    if item_features is not None:
+        write_item_features(model, tokenizer, item_features, missing=config["item_features_missing"])
+    return model
 
 
 def masking_arguments(config: Mapping[str, Any]) -> MaskingArguments:
@@ -223,7 +249,8 @@ def build_trainer(
     """The Trainer of a run: Cloze masking for training, next-item batches for evaluation."""
     processed = data.processed
     set_seed(config["seed"])
-    model = model if model is not None else build_model(config, processed.tokenizer.vocab_size)
+    if model is None:
+        model = build_model(config, processed.tokenizer.vocab_size, data.item_features, processed.tokenizer)
     if config["loss_type"] == "SSM" and config["sampling_distribution"] == "popularity" and model.sampling_weights is None:
         model.set_sampling_weights(
             count_item_popularity(training_histories(processed), processed.tokenizer.vocab_size)
@@ -472,6 +499,7 @@ __all__ = [
     "evaluate_splits",
     "masking_arguments",
     "prepare_data",
+    "read_item_table",
     "read_log",
     "remove_checkpoints",
     "run_bert4rec",
