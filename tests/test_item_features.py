@@ -188,3 +188,24 @@ def test_a_new_item_is_recommended_from_its_features_alone(tmp_path):
     assert scores[new_id] == scores[tokenizer.encode([13])[0]]
     recommended = Bert4RecRecommender(model, tokenizer).recommend(history, k=2)
     assert before.items == [13] and set(recommended.items) == {13, 99}
+
+
+def test_onnx_export_scores_with_the_features(tmp_path):
+    onnxruntime = pytest.importorskip("onnxruntime")
+    from bert4rec_hf.export import export_onnx
+
+    table = read_item_features(_atomic(tmp_path))
+    tokenizer = ItemTokenizer.fit(ITEMS)
+    model = _featured_model(table, tokenizer)
+    with torch.no_grad():  # features that matter: the export must carry the table, not only the id embeddings
+        model.bert4rec.embeddings.item_features.value_projection.weight.mul_(100)
+    histories = torch.tensor([tokenizer.encode([10, 11, 12]), [0, *tokenizer.encode([13, 10])]])
+    path = export_onnx(model, tmp_path / "model.onnx", k=2, exclude_history=False)
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    item_ids, scores = session.run(["item_ids", "scores"], {"input_ids": histories.numpy()})
+    expected = model.next_item_scores(histories).topk(2)
+    np.testing.assert_array_equal(item_ids, expected.indices.numpy())
+    np.testing.assert_allclose(scores, expected.values.numpy(), rtol=1e-4, atol=1e-5)
+    with torch.no_grad():  # the features decide: without them the scores are others
+        model.bert4rec.embeddings.item_features.item_values.zero_()
+    assert not torch.allclose(model.next_item_scores(histories).topk(2).values, expected.values, rtol=1e-3)
