@@ -21,6 +21,7 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -40,7 +41,8 @@ from ..data import (
     training_histories,
 )
 from ..evaluation import RankingEvaluator, count_item_popularity, ranking_metrics
-from ..finetuning import write_item_features
+from ..evaluation.cold_start import hold_out_items, target_groups
+from ..finetuning import extend_vocabulary, write_item_features
 from ..model_folder import local_folder, metrics_table, write_model_card
 from ..modeling_bert4rec import Bert4RecForMaskedItemPrediction
 from ..tokenization_bert4rec import ItemTokenizer
@@ -93,11 +95,14 @@ class PreparedData:
     num_interactions: int
     seconds: float
     item_features: ItemFeatureTable | None = None
+    cold_items: pa.Array | None = None
 
     @property
     def summary(self) -> dict[str, Any]:
         report = self.processed.report
+        cold = {} if self.cold_items is None else {"cold items (held out of training)": len(self.cold_items)}
         return {
+            **cold,
             "interactions": self.num_interactions,
             "users": report.num_users,
             "items": self.processed.tokenizer.num_items,
@@ -137,7 +142,9 @@ def read_item_table(config: Mapping[str, Any]) -> ItemFeatureTable | None:
 
 def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = None) -> PreparedData:
     """Reads, groups, filters and splits the log of a run configuration; with a
-    ``tokenizer`` (a saved model's) the data is encoded with its vocabulary."""
+    ``tokenizer`` (a saved model's) the data is encoded with its vocabulary. Without
+    one and with ``cold_item_share`` > 0, the held-out items (``cold_items``) are left
+    out of the vocabulary, so of training (the cold-start protocol, ``evaluation.cold_start``)."""
     start = time.perf_counter()
     table = read_log(config)
     sequences = build_sequences(
@@ -146,6 +153,11 @@ def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = No
         min_user_interactions=config["min_user_interactions"],
         min_item_interactions=config["min_item_interactions"],
     )
+    cold_items = None
+    if tokenizer is None and config["cold_item_share"] > 0:
+        items = pc.list_flatten(sequences.with_format("arrow")["item_ids"])
+        cold_items = hold_out_items(items, config["cold_item_share"], config["seed"])
+        tokenizer = ItemTokenizer.fit(items.filter(pc.invert(pc.is_in(items, value_set=cold_items))))
     processed = leave_one_out(
         sequences,
         max_seq_length=config["max_seq_length"],
@@ -155,7 +167,8 @@ def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = No
         fit_on=config["fit_vocabulary_on"],
         train_on_validation_item=config["train_on_validation_item"],
     )
-    return PreparedData(processed, table.num_rows, time.perf_counter() - start, read_item_table(config))
+    seconds = time.perf_counter() - start
+    return PreparedData(processed, table.num_rows, seconds, read_item_table(config), cold_items)
 
 
 def build_model(
@@ -286,6 +299,29 @@ def evaluate_splits(trainer: Bert4RecTrainer, processed: LeaveOneOutSplits) -> d
         split_name: trainer.evaluate(processed.splits[split], metric_key_prefix=split_name)
         for split_name, split in (("valid", "validation"), ("test", "test"))
     }
+
+
+def evaluate_cold_start(
+    trainer: Bert4RecTrainer, config: Mapping[str, Any], data: PreparedData
+) -> tuple[dict[str, dict[str, float]], PreparedData]:
+    """The cold-start protocol's test: the held-out items are added to the trained model
+    (with their features when it has item features), the log is encoded again with the
+    grown vocabulary, and test metrics are computed for every user and for those whose
+    target is cold or warm. Returns the results and the grown data (what the model folder saves)."""
+    tokenizer = ItemTokenizer(data.processed.tokenizer.items)
+    first_cold_id = len(tokenizer)
+    model = trainer.model
+    features = data.item_features if model.config.item_features is not None else None
+    extend_vocabulary(model, tokenizer, data.cold_items.to_pylist(), item_features=features)
+    grown = prepare_data(config, tokenizer)
+    grown.cold_items, grown.seconds = data.cold_items, data.seconds
+    trainer.evaluator = build_evaluator(config, grown.processed)
+    test = grown.processed.splits["test"]
+    groups = target_groups(test.with_format("numpy")["labels"], first_cold_id)
+    results = {"test": trainer.evaluate(test, metric_key_prefix="test")}
+    for group, rows in groups.items():
+        results[f"test_{group}"] = trainer.evaluate(test.select(rows), metric_key_prefix=f"test_{group}")
+    return results, grown
 
 
 def save_run(
@@ -441,6 +477,9 @@ def run_bert4rec(
     trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
     results = evaluate_splits(trainer, data.processed)
+    if data.cold_items is not None:
+        cold_results, data = evaluate_cold_start(trainer, config, data)
+        results = {"valid": results["valid"], **cold_results}
     save_run(trainer, config, data, results, output_dir, seconds)
     if main_process:
         print(f"\nEvaluation: {trainer.evaluator.describe()}\n{metrics_table(results)}")
@@ -495,6 +534,7 @@ __all__ = [
     "check_output_dir",
     "check_resumable",
     "check_valid_metric",
+    "evaluate_cold_start",
     "evaluate_saved_model",
     "evaluate_splits",
     "masking_arguments",
