@@ -100,9 +100,14 @@ class PreparedData:
     @property
     def summary(self) -> dict[str, Any]:
         report = self.processed.report
-        cold = {} if self.cold_items is None else {"cold items (held out of training)": len(self.cold_items)}
+        extra = {}
+        if self.item_features is not None:
+            kinds = self.item_features.kinds
+            extra["item features"] = f"{', '.join(f'{name} ({kind})' for name, kind in kinds.items())} from {self.item_features.source}"
+        if self.cold_items is not None:
+            extra["cold items (held out of training)"] = len(self.cold_items)
         return {
-            **cold,
+            **extra,
             "interactions": self.num_interactions,
             "users": report.num_users,
             "items": self.processed.tokenizer.num_items,
@@ -191,6 +196,12 @@ def build_model(
     return model
 
 
+def build_model_for(config: Mapping[str, Any], data: PreparedData) -> Bert4RecForMaskedItemPrediction:
+    """A fresh model for prepared data: its vocabulary, and its item features when the run names some."""
+    tokenizer = data.processed.tokenizer
+    return build_model(config, tokenizer.vocab_size, data.item_features, tokenizer)
+
+
 def masking_arguments(config: Mapping[str, Any]) -> MaskingArguments:
     """The run's Cloze settings (``MASKING_KEYS``). ``load_config`` checks each value; a
     combination out of range is a ``ConfigError`` naming the keys and where they were set."""
@@ -263,7 +274,7 @@ def build_trainer(
     processed = data.processed
     set_seed(config["seed"])
     if model is None:
-        model = build_model(config, processed.tokenizer.vocab_size, data.item_features, processed.tokenizer)
+        model = build_model_for(config, data)
     if config["loss_type"] == "SSM" and config["sampling_distribution"] == "popularity" and model.sampling_weights is None:
         model.set_sampling_weights(
             count_item_popularity(training_histories(processed), processed.tokenizer.vocab_size)
@@ -528,6 +539,7 @@ __all__ = [
     "PreparedData",
     "build_evaluator",
     "build_model",
+    "build_model_for",
     "build_train_collator",
     "build_trainer",
     "build_training_arguments",
