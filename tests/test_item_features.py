@@ -66,10 +66,10 @@ def test_atomic_csv_and_parquet_tables_encode_alike(tmp_path):
     assert atomic.kinds == {"genre": "token_seq", "year": "float", "emb": "float_seq"}
     csv = tmp_path / "items.csv"
     csv.write_text(
-        "item_id,genre,year,emb\n10,Action Comedy,1990,0.5 1.0\n11,Drama,2000,-0.5 0.0\n12,,1995,0.0 2.0\n"
+        "item_id,genre,year,emb:float_seq\n10,Action Comedy,1990,0.5 1.0\n11,Drama,2000,-0.5 0.0\n12,,1995,0.0 2.0\n"
         "13,Comedy Drama Action,,1.0 1.0\n"
     )
-    from_csv = read_item_features(csv, ["genre:token_seq", "year", "emb:float_seq"])
+    from_csv = read_item_features(csv, ["genre:token_seq", "year", "emb"])  # emb's kind from the header
     parquet = tmp_path / "items.parquet"
     pq.write_table(
         pa.table({

@@ -4,7 +4,7 @@ Tables: RecBole atomic ``.item`` files (header ``name:type``, types ``token``,
 ``token_seq``, ``float``, ``float_seq``; sequences are space-separated), CSV /
 TSV with a header, and parquet. A field's kind comes from, in this order, a
 ``name:kind`` in the request (``fields=["class", "release_year:float"]``), the
-atomic header, the parquet type (a list of numbers is ``float_seq``, a list of
+header (``name:kind``, as in atomic files), the parquet type (a list of numbers is ``float_seq``, a list of
 text ``token_seq``), or the values (numbers: ``float``, anything else:
 ``token``). A ``float_seq`` is a dense vector (precomputed text or image
 embeddings): every item that has one has the same length.
@@ -326,7 +326,8 @@ def read_item_features(
             layout = _atomic_layout(path)
         else:
             layout = _delimited_layout(path, delimiter or ("\t" if format == "tsv" else ","), True, None, True, set())
-            layout.names = [n.split(":")[0].strip() for n in layout.names]
+            typed = [_parse_field_request(name) for name in layout.names]  # a header may say name:kind too
+            layout.names, layout.types = [name for name, _ in typed], {name: kind for name, kind in typed if kind}
         names, declared = layout.names, dict(layout.types)
 
         def locate(row: int) -> str:
