@@ -20,6 +20,7 @@ IGNORE_INDEX = -100
 HIDDEN_ACTIVATIONS = ("gelu", "relu", "swish", "tanh", "sigmoid")
 LOSS_TYPES = ("CE", "BPR", "SSM")
 SAMPLING_DISTRIBUTIONS = ("uniform", "popularity")
+ITEM_FEATURE_KINDS = ("token", "token_seq", "float", "float_seq")
 # Fields that record a training setting of the run (set from its masking settings, never read by the model)
 # or a fact of its training data (set by the training run, read by the recommender's defaults).
 TRAINING_RECORDS = ("mask_ratio", "repeat_share")
@@ -69,6 +70,12 @@ class Bert4RecConfig(PreTrainedConfig):
             already had, recorded by the training run (``None``: not recorded). The model never reads
             it; ``Bert4RecRecommender``'s default ``exclude_history`` follows it (history items stay
             candidates where people come back to items).
+        item_features: the item side features fused into every item's embedding (input and output
+            side, so an item nobody interacted with is scored from its features), one dict per field:
+            ``{"name", "kind": "token" | "token_seq", "vocabulary": [tokens], "length": most tokens per
+            item}`` or ``{"name", "kind": "float" | "float_seq", "dim", "mean": [...], "std": [...]}``
+            (as ``bert4rec_hf.data.item_features.ItemFeatureField.to_dict`` writes them). None: the
+            paper's id-only model, unchanged.
         pad_token_id / mask_token_id: indices of the special tokens (0 and 1).
 
     Example:
@@ -109,6 +116,7 @@ class Bert4RecConfig(PreTrainedConfig):
     sampling_distribution: str = "uniform"
     seen_item_bias: bool = True
     repeat_share: float | None = None
+    item_features: list | None = None
     pad_token_id: int = PAD_TOKEN_ID
     mask_token_id: int = MASK_TOKEN_ID
     tie_word_embeddings: bool = True
@@ -132,7 +140,7 @@ class Bert4RecConfig(PreTrainedConfig):
         """The model settings of a run configuration (``configuration/model/bert4rec.yaml``):
         every field of this class but the vocabulary's, the fixed ones and the records of
         training settings (``TRAINING_RECORDS``)."""
-        fixed = {"vocab_size", "pad_token_id", "mask_token_id", "tie_word_embeddings", "is_decoder", "add_cross_attention"}
+        fixed = {"vocab_size", "item_features", "pad_token_id", "mask_token_id", "tie_word_embeddings", "is_decoder", "add_cross_attention"}
         fields = Bert4RecConfig.__annotations__.items()
         return tuple(
             name
@@ -197,6 +205,7 @@ class Bert4RecConfig(PreTrainedConfig):
         number = isinstance(share, (int, float)) and not isinstance(share, bool)
         if share is not None and not (number and 0 <= share <= 1):
             raise ValueError(f"Bert4RecConfig.repeat_share must be a share in [0, 1] or None, got {share!r}")
+        self.validate_item_features()
         if (self.pad_token_id, self.mask_token_id) != (PAD_TOKEN_ID, MASK_TOKEN_ID):
             raise ValueError(
                 "Bert4RecConfig.pad_token_id and mask_token_id must be 0 and 1 (real items start at 2), "
@@ -204,6 +213,26 @@ class Bert4RecConfig(PreTrainedConfig):
             )
         if self.is_decoder:
             raise ValueError("Bert4RecConfig.is_decoder must be False: BERT4Rec attends in both directions")
+
+    def validate_item_features(self) -> None:
+        """Each item feature field is complete and of a known kind (see ``item_features``)."""
+        if self.item_features is None:
+            return
+        if not isinstance(self.item_features, list) or not self.item_features:
+            raise ValueError(f"Bert4RecConfig.item_features must be a non-empty list or None, got {self.item_features!r}")
+        needs = {"token": ("vocabulary", "length"), "float": ("dim", "mean", "std")}
+        for index, spec in enumerate(self.item_features):
+            kind = spec.get("kind") if isinstance(spec, dict) else None
+            if kind not in ITEM_FEATURE_KINDS or not spec.get("name"):
+                raise ValueError(
+                    f"Bert4RecConfig.item_features[{index}] needs a name and a kind in {ITEM_FEATURE_KINDS}, got {spec!r}"
+                )
+            missing = [key for key in needs[kind.removesuffix("_seq")] if key not in spec]
+            if missing:
+                raise ValueError(f"Bert4RecConfig.item_features[{index}] ({spec['name']!r}, {kind}) lacks {missing}")
+            size = spec["length"] if kind.startswith("token") else spec["dim"]
+            if isinstance(size, bool) or not isinstance(size, int) or size < 1:
+                raise ValueError(f"Bert4RecConfig.item_features[{index}] ({spec['name']!r}): length/dim must be >= 1, got {size!r}")
 
 
 __all__ = ["IGNORE_INDEX", "MASK_TOKEN_ID", "NUM_SPECIAL_TOKENS", "PAD_TOKEN_ID", "Bert4RecConfig"]

@@ -199,7 +199,8 @@ def export_model(
         },
         "item_vectors": {
             "file": VECTORS_FILE,
-            "tensor": "item_vectors: float32 (num_items, hidden + 1), item embedding then output bias; row i is "
+            "tensor": "item_vectors: float32 (num_items, hidden + 1), item embedding (with its features, when the model "
+            "has item features) then output bias; row i is "
             "vocabulary id i + 2 (item_vocab.json's items in order)",
             "score": "query_vectors @ item_vectors.T, plus the learned seen-item offset "
             f"({float(model.head.seen_item_bias) if model.head.seen_item_bias is not None else 0.0}) "

@@ -27,6 +27,7 @@ from transformers.utils.generic import can_return_tuple
 from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_bert4rec import IGNORE_INDEX, MASK_TOKEN_ID, PAD_TOKEN_ID, Bert4RecConfig
+from .features_bert4rec import ItemFeatureEmbeddings
 from .losses_bert4rec import cloze_loss
 from .scoring_bert4rec import ItemScorer, distinct_items, item_vectors
 
@@ -76,7 +77,9 @@ class MaskedItemPredictionOutput(ModelOutput):
 
 
 class Bert4RecEmbeddings(nn.Module):
-    """Item + learned position embeddings, then LayerNorm and dropout.
+    """Item + learned position embeddings, then LayerNorm and dropout. With
+    ``config.item_features`` an item's embedding is its id embedding plus its
+    feature vector (``features_bert4rec``).
 
     Positions are right-aligned: the most recent item always sits at position
     ``max_seq_length - 1``, so left padding of any width leaves the outputs of
@@ -87,6 +90,7 @@ class Bert4RecEmbeddings(nn.Module):
         super().__init__()
         self.max_seq_length = config.max_seq_length
         self.item_embeddings = nn.Embedding(config.vocab_size, config.hidden_size, padding_idx=config.pad_token_id)
+        self.item_features = ItemFeatureEmbeddings(config) if config.item_features else None
         self.position_embeddings = nn.Embedding(config.max_seq_length, config.hidden_size)
         self.LayerNorm = nn.LayerNorm(config.hidden_size, eps=config.layer_norm_eps)
         self.dropout = nn.Dropout(config.hidden_dropout_prob)
@@ -98,7 +102,10 @@ class Bert4RecEmbeddings(nn.Module):
                 f"input_ids has {length} positions but the model reads at most max_seq_length={self.max_seq_length}"
             )
         positions = torch.arange(self.max_seq_length - length, self.max_seq_length, device=input_ids.device)
-        embeddings = self.item_embeddings(input_ids) + self.position_embeddings(positions)
+        items = self.item_embeddings(input_ids)
+        if self.item_features is not None:
+            items = items + self.item_features(input_ids)
+        embeddings = items + self.position_embeddings(positions)
         return self.dropout(self.LayerNorm(embeddings))
 
 
@@ -250,8 +257,15 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         ``input_ids`` the scores leave it out."""
         offset = self.head.seen_item_bias
         seen = distinct_items(input_ids) if input_ids is not None and offset is not None else None
-        decoder = self.head.decoder
-        return ItemScorer(self.head.transform(hidden_states), decoder.weight, decoder.bias, seen, offset)
+        return ItemScorer(self.head.transform(hidden_states), self.output_item_matrix(), self.head.decoder.bias, seen, offset)
+
+    def output_item_matrix(self) -> torch.Tensor:
+        """``(vocab_size, hidden)``: the item embeddings every score is computed against, the
+        one place they are made: the output matrix (tied to the input embeddings), plus each
+        item's feature vector when the model has item features (so a cold item scores by them)."""
+        weight = self.head.decoder.weight
+        features = self.bert4rec.embeddings.item_features
+        return weight if features is None else weight + features()
 
     def set_sampling_weights(self, weights: torch.Tensor | None) -> None:
         """Proposal weights of the sampled-softmax negatives (``loss_type="SSM"``
@@ -271,10 +285,14 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         self.sampling_weights = weights
 
     def resize_token_embeddings(self, *args, **kwargs) -> nn.Embedding:
-        """transformers' resize; popularity weights set for the old catalog are
+        """transformers' resize; the item feature table grows with it (new rows: no
+        features; ``finetuning.extend_vocabulary`` writes them). Popularity weights set for the old catalog are
         dropped, as they would never propose a new item as a negative: count them
         again on the new training data (``build_trainer`` does when they are unset)."""
         embeddings = super().resize_token_embeddings(*args, **kwargs)
+        features = self.bert4rec.embeddings.item_features
+        if features is not None:
+            features.resize(self.config.vocab_size)
         if self.sampling_weights is not None and self.sampling_weights.shape[0] != self.config.vocab_size:
             self.set_sampling_weights(None)
         return embeddings
@@ -361,7 +379,7 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
     def item_vectors(self) -> torch.Tensor:
         """``(vocab_size, hidden + 1)``: the item embeddings scores are computed
         against, each with its output bias appended."""
-        return item_vectors(self.head.decoder.weight, self.head.decoder.bias)
+        return item_vectors(self.output_item_matrix(), self.head.decoder.bias)
 
     def next_item_scorer(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> ItemScorer:
         """The item scorer of the [MASK] appended to each left-padded history."""

@@ -7,6 +7,7 @@ import sys
 import textwrap
 from pathlib import Path
 
+import pytest
 import torch
 
 import bert4rec_hf
@@ -25,8 +26,20 @@ def _relative_imports(module: str, seen: set[str] | None = None) -> set[str]:
     return seen
 
 
-def test_saved_folder_loads_without_the_package(tmp_path):
-    model = tiny_model()
+FEATURES = [
+    {"name": "genre", "kind": "token_seq", "vocabulary": ["a", "b", "c"], "length": 2},
+    {"name": "vector", "kind": "float_seq", "dim": 3, "mean": [0.0] * 3, "std": [1.0] * 3},
+]
+
+
+@pytest.mark.parametrize("item_features", [None, FEATURES], ids=["id-only", "with-item-features"])
+def test_saved_folder_loads_without_the_package(tmp_path, item_features):
+    model = tiny_model(item_features=item_features)
+    if item_features:  # a feature table the remote code must read back from model.safetensors
+        generator = torch.Generator().manual_seed(1)
+        model.bert4rec.embeddings.item_features.set_items(
+            2, torch.randint(0, 4, (50, 2), generator=generator), torch.randn(50, 3, generator=generator)
+        )
     model.save_pretrained(tmp_path)
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["auto_map"] == {
@@ -35,8 +48,9 @@ def test_saved_folder_loads_without_the_package(tmp_path):
         "AutoModelForMaskedLM": "modeling_bert4rec.Bert4RecForMaskedItemPrediction",
     }
     needed = _relative_imports("modeling_bert4rec.py")
-    # the model's code is the paper's model, its scorer and losses, and the configuration: nothing of training
-    assert needed == {"configuration_bert4rec.py", "losses_bert4rec.py", "scoring_bert4rec.py"}
+    # the model's code is the paper's model, its item features, scorer and losses, and the configuration:
+    # nothing of training
+    assert needed == {"configuration_bert4rec.py", "features_bert4rec.py", "losses_bert4rec.py", "scoring_bert4rec.py"}
     assert {p.name for p in tmp_path.iterdir()} >= {"modeling_bert4rec.py", *needed}
     histories = torch.randint(2, 52, (4, 9), generator=torch.Generator().manual_seed(0))
     expected = model.next_item_scores(histories)

@@ -14,6 +14,7 @@ from .collators import (
     MaskingArguments,
     left_pad,
 )
+from .item_features import ItemFeatureField, ItemFeatureTable, read_item_features
 from .readers import FORMATS, detect_format, filter_by_rating, read_interaction_file
 from .registry import (
     DATASETS,
@@ -22,6 +23,7 @@ from .registry import (
     download_dataset,
     list_datasets,
     load_interactions,
+    load_item_features,
     read_interactions,
     register_dataset,
 )
@@ -46,6 +48,8 @@ __all__ = [
     "DataSplits",
     "DatasetSource",
     "FilterStep",
+    "ItemFeatureField",
+    "ItemFeatureTable",
     "LeaveOneOutSplits",
     "MaskingArguments",
     "SplitReport",
@@ -58,9 +62,11 @@ __all__ = [
     "left_pad",
     "list_datasets",
     "load_interactions",
+    "load_item_features",
     "load_processed",
     "read_interaction_file",
     "read_interactions",
+    "read_item_features",
     "register_dataset",
     "save_processed",
     "sliding_windows",

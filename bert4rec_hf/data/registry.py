@@ -36,6 +36,7 @@ from urllib.parse import urlparse
 
 import pyarrow as pa
 
+from .item_features import ItemFeatureTable, read_item_features
 from .readers import read_interaction_file
 
 logger = logging.getLogger(__name__)
@@ -62,6 +63,8 @@ class DatasetSource:
     logged so it can be pinned. ``member``: the file to extract from a zip/tar
     archive; None when the download is the data file itself. ``embedded``: a
     file shipped in ``bert4rec_hf/data/datasets``, used instead of the download.
+    ``item_table``: a shipped item table (RecBole ``.item``) of the same items,
+    read by ``load_item_features``.
     """
 
     name: str
@@ -70,6 +73,7 @@ class DatasetSource:
     md5: str | None = None
     member: str | None = None
     embedded: str | None = None
+    item_table: str | None = None
     reader_options: Mapping[str, Any] = field(default_factory=dict)
     description: str = ""
     license: str = ""
@@ -87,6 +91,7 @@ _SOURCES = [
     DatasetSource(
         name="ml-100k",
         embedded="ml-100k.inter.gz",
+        item_table="ml-100k.item.gz",
         url="https://files.grouplens.org/datasets/movielens/ml-100k.zip",
         md5="0e33842e24a9c977be4e0107933c0723",  # GroupLens' published ml-100k.zip.md5
         member="ml-100k/u.data",
@@ -290,6 +295,22 @@ def load_interactions(
         options = {**options, "format": None}  # the download has its own layout
     path = download_dataset(source, cache_dir)
     return read_interaction_file(path, **{k: v for k, v in options.items() if v is not None})
+
+
+def load_item_features(
+    name_or_path: str | os.PathLike, fields: Sequence[str] | None = None, **options: Any
+) -> ItemFeatureTable:
+    """``read_item_features`` of a file, or of the item table a registered data set ships
+    (``ml-100k``: genres ``class``, ``release_year``, ``movie_title``)."""
+    path = Path(name_or_path).expanduser()
+    if path.is_file() or not isinstance(name_or_path, str) or name_or_path not in _REGISTRY:
+        return read_item_features(path, fields, **options)
+    source = _REGISTRY[name_or_path]
+    resource = resources.files(__package__).joinpath("datasets", source.item_table or "")
+    if not source.item_table or not resource.is_file():
+        raise FileNotFoundError(f"{name_or_path}: the data set ships no item table; set item_features_path")
+    with resources.as_file(resource) as shipped:
+        return read_item_features(shipped, fields, **options)
 
 
 def read_interactions(

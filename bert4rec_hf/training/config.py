@@ -44,6 +44,8 @@ _NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "torch_threads": (int,),
     "split_cutoff": (str, int, float, datetime.date),  # YAML reads an unquoted 1998-03-01 as a date
     "split_validation_cutoff": (str, int, float, datetime.date),
+    "item_features": (list,),
+    "item_features_path": (str,),
 }
 # Keys that take more than the type of their default.
 _WIDER_TYPES: dict[str, tuple[type, ...]] = {"exclude_history": (bool, str)}
@@ -55,6 +57,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "fit_vocabulary_on": ("all", "train"),
     "split": SPLIT_KINDS,
     "split_targets": TEMPORAL_TARGETS,
+    "item_features_missing": ("error", "neutral"),
 }
 
 
@@ -165,6 +168,10 @@ def _check(key: str, value: Any, types: Mapping[str, tuple[type, ...]], source: 
         raise ConfigError(f"{source}: '{key}' must be a share of the log between 0 and 1 (exclusive), got {value!r}")
     if key == "torch_threads" and value < 1:
         raise ConfigError(f"{source}: 'torch_threads' must be a positive number of threads or null (adapt), got {value!r}")
+    if key == "item_features" and (not value or not all(isinstance(name, str) and name for name in value)):
+        raise ConfigError(f"{source}: 'item_features' must be a non-empty list of column names (name or name:kind), got {value!r}")
+    if key == "cold_item_share" and not 0.0 <= value < 1.0:
+        raise ConfigError(f"{source}: 'cold_item_share' must be in [0, 1), got {value!r}")
     if key == "topk" and (not value or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in value)):
         raise ConfigError(f"{source}: 'topk' must be a non-empty list of positive integers, got {value!r}")
     if isinstance(value, float) and float in allowed:

@@ -21,6 +21,7 @@ from tempfile import TemporaryDirectory
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import torch
 from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -30,11 +31,13 @@ from ..data import (
     DataCollatorForMaskedItemPrediction,
     DataCollatorForNextItemPrediction,
     DataSplits,
+    ItemFeatureTable,
     MaskingArguments,
     build_sequences,
     filter_by_rating,
     leave_one_out,
     load_interactions,
+    load_item_features,
     read_interactions,
     temporal_split,
     training_histories,
@@ -42,6 +45,8 @@ from ..data import (
 from ..data.report import DataReport, describe_log, rating_filter_step
 from ..evaluation import RankingEvaluator, count_item_popularity, ranking_metrics
 from ..evaluation.baselines import evaluate_baselines
+from ..evaluation.cold_start import hold_out_items, target_groups
+from ..finetuning import extend_vocabulary, write_item_features
 from ..model_folder import history_excluded_by_default, local_folder, metrics_table, with_baselines, write_model_card
 from ..modeling_bert4rec import Bert4RecForMaskedItemPrediction
 from ..tokenization_bert4rec import ItemTokenizer
@@ -103,6 +108,8 @@ class PreparedData:
     num_interactions: int
     seconds: float
     report: DataReport | None = None
+    item_features: ItemFeatureTable | None = None
+    cold_items: pa.Array | None = None
 
     @property
     def split_record(self) -> dict[str, Any]:
@@ -116,7 +123,13 @@ class PreparedData:
     @property
     def summary(self) -> dict[str, Any]:
         report = self.processed.report
-        summary = {
+        summary = {}
+        if self.item_features is not None:
+            kinds = self.item_features.kinds
+            summary["item features"] = f"{', '.join(f'{name} ({kind})' for name, kind in kinds.items())} from {self.item_features.source}"
+        if self.cold_items is not None:
+            summary["cold items (held out of training)"] = len(self.cold_items)
+        summary |= {
             "interactions": self.num_interactions,
             "users": report.num_users,
             "items": self.processed.tokenizer.num_items,
@@ -155,9 +168,21 @@ def read_log(config: Mapping[str, Any]) -> pa.Table:
     return load_interactions(config["dataset"], **options)
 
 
+def read_item_table(config: Mapping[str, Any]) -> ItemFeatureTable | None:
+    """The item table a configuration names (``item_features`` from ``item_features_path``, or
+    the registered data set's own table); None when it asks for no features."""
+    if not config.get("item_features"):
+        if config.get("item_features_path"):
+            raise ConfigError("item_features_path is set but item_features names no column; list the columns to use")
+        return None
+    return load_item_features(config.get("item_features_path") or config["dataset"], config["item_features"])
+
+
 def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = None) -> PreparedData:
     """Reads, groups, filters and splits the log of a run configuration; with a
-    ``tokenizer`` (a saved model's) the data is encoded with its vocabulary."""
+    ``tokenizer`` (a saved model's) the data is encoded with its vocabulary. Without
+    one and with ``cold_item_share`` > 0, the held-out items (``cold_items``) are left
+    out of the vocabulary, so of training (the cold-start protocol, ``evaluation.cold_start``)."""
     start = time.perf_counter()
     read = read_log(config)
     table = filter_by_rating(read, config.get("rating_threshold"), config.get("data_path") or config["dataset"])
@@ -170,6 +195,11 @@ def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = No
         keep_timestamps=temporal,
         return_report=True,
     )
+    cold_items = None
+    if tokenizer is None and config["cold_item_share"] > 0:
+        items = pc.list_flatten(sequences.with_format("arrow")["item_ids"])
+        cold_items = hold_out_items(items, config["cold_item_share"], config["seed"])
+        tokenizer = ItemTokenizer.fit(items.filter(pc.invert(pc.is_in(items, value_set=cold_items))))
     settings = dict(
         max_seq_length=config["max_seq_length"],
         stride=config.get("train_stride"),
@@ -186,15 +216,36 @@ def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = No
         filters.insert(0, rating_filter_step(read, table, config["rating_threshold"]))
     source = config.get("data_path") or config["dataset"]
     report = describe_log(read, sequences, filters, processed.report, source=source)
-    return PreparedData(processed, table.num_rows, time.perf_counter() - start, report)
-
-
-def build_model(config: Mapping[str, Any], vocab_size: int) -> Bert4RecForMaskedItemPrediction:
-    """A fresh model of the run's model settings; its config also records the run's ``mask_ratio``."""
-    model_config = Bert4RecConfig(
-        vocab_size=vocab_size, mask_ratio=config["mask_ratio"], **{key: config[key] for key in MODEL_KEYS}
+    return PreparedData(
+        processed, table.num_rows, time.perf_counter() - start, report,
+        item_features=read_item_table(config), cold_items=cold_items,
     )
-    return Bert4RecForMaskedItemPrediction(model_config)
+
+
+def build_model(
+    config: Mapping[str, Any],
+    vocab_size: int,
+    item_features: ItemFeatureTable | None = None,
+    tokenizer: ItemTokenizer | None = None,
+) -> Bert4RecForMaskedItemPrediction:
+    """A fresh model of the run's model settings; its config also records the run's ``mask_ratio``.
+    With ``item_features`` (and the ``tokenizer`` its rows are aligned to) the model fuses
+    them into its item embeddings; their vocabularies and standardisation are fitted on the table."""
+    fields = [spec.to_dict() for spec in item_features.fit_fields()] if item_features is not None else None
+    model_config = Bert4RecConfig(
+        vocab_size=vocab_size, mask_ratio=config["mask_ratio"], item_features=fields,
+        **{key: config[key] for key in MODEL_KEYS},
+    )  # fmt: skip
+    model = Bert4RecForMaskedItemPrediction(model_config)
+    if item_features is not None:
+        write_item_features(model, tokenizer, item_features, missing=config["item_features_missing"])
+    return model
+
+
+def build_model_for(config: Mapping[str, Any], data: PreparedData) -> Bert4RecForMaskedItemPrediction:
+    """A fresh model for prepared data: its vocabulary, and its item features when the run names some."""
+    tokenizer = data.processed.tokenizer
+    return build_model(config, tokenizer.vocab_size, data.item_features, tokenizer)
 
 
 def masking_arguments(config: Mapping[str, Any]) -> MaskingArguments:
@@ -268,7 +319,8 @@ def build_trainer(
     """The Trainer of a run: Cloze masking for training, next-item batches for evaluation."""
     processed = data.processed
     set_seed(config["seed"])
-    model = model if model is not None else build_model(config, processed.tokenizer.vocab_size)
+    if model is None:
+        model = build_model_for(config, data)
     if config["loss_type"] == "SSM" and config["sampling_distribution"] == "popularity" and model.sampling_weights is None:
         model.set_sampling_weights(
             count_item_popularity(training_histories(processed), processed.tokenizer.vocab_size)
@@ -304,6 +356,29 @@ def evaluate_splits(trainer: Bert4RecTrainer, processed: DataSplits) -> dict[str
         split_name: trainer.evaluate(processed.splits[split], metric_key_prefix=split_name)
         for split_name, split in (("valid", "validation"), ("test", "test"))
     }
+
+
+def evaluate_cold_start(
+    trainer: Bert4RecTrainer, config: Mapping[str, Any], data: PreparedData
+) -> tuple[dict[str, dict[str, float]], PreparedData]:
+    """The cold-start protocol's test: the held-out items are added to the trained model
+    (with their features when it has item features), the log is encoded again with the
+    grown vocabulary, and test metrics are computed for every user and for those whose
+    target is cold or warm. Returns the results and the grown data (what the model folder saves)."""
+    tokenizer = ItemTokenizer(data.processed.tokenizer.items)
+    first_cold_id = len(tokenizer)
+    model = trainer.model
+    features = data.item_features if model.config.item_features is not None else None
+    extend_vocabulary(model, tokenizer, data.cold_items.to_pylist(), item_features=features)
+    grown = prepare_data(config, tokenizer)
+    grown.cold_items, grown.seconds = data.cold_items, data.seconds
+    trainer.evaluator = build_evaluator(config, grown.processed)
+    test = grown.processed.splits["test"]
+    groups = target_groups(test.with_format("numpy")["labels"], first_cold_id)
+    results = {"test": trainer.evaluate(test, metric_key_prefix="test")}
+    for group, rows in groups.items():
+        results[f"test_{group}"] = trainer.evaluate(test.select(rows), metric_key_prefix=f"test_{group}")
+    return results, grown
 
 
 def save_run(
@@ -519,6 +594,9 @@ def run_bert4rec(
     trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
     results = evaluate_splits(trainer, data.processed)
+    if data.cold_items is not None:
+        cold_results, data = evaluate_cold_start(trainer, config, data)
+        results = {"valid": results["valid"], **cold_results}
     baselines = evaluate_run_baselines(trainer, config, data) if main_process else {}
     save_run(trainer, config, data, results, output_dir, seconds, baselines)
     if main_process:
@@ -576,6 +654,7 @@ __all__ = [
     "PreparedData",
     "build_evaluator",
     "build_model",
+    "build_model_for",
     "build_train_collator",
     "build_trainer",
     "build_training_arguments",
@@ -583,11 +662,13 @@ __all__ = [
     "check_output_dir",
     "check_resumable",
     "check_valid_metric",
+    "evaluate_cold_start",
     "evaluate_run_baselines",
     "evaluate_saved_model",
     "evaluate_splits",
     "masking_arguments",
     "prepare_data",
+    "read_item_table",
     "read_log",
     "remove_checkpoints",
     "run_bert4rec",

@@ -56,7 +56,7 @@ from .pipeline import (
     MODEL_KEYS,
     TRAINING_ARGUMENTS,
     PreparedData,
-    build_model,
+    build_model_for,
     build_trainer,
     check_output_dir,
     check_valid_metric,
@@ -276,7 +276,7 @@ class Bert4RecTuningTrainer(Bert4RecTrainer):
     def model_for_trial(self, trial=None):
         """``model_init``: the trial's model, initialised as a normal run's (the Trainer seeds first)."""
         config = self.trial_config(trial)
-        model = build_model(config, self.prepared(config).processed.tokenizer.vocab_size)
+        model = build_model_for(config, self.prepared(config))
         if trial is not None:
             # A normal run builds its model before the Trainer, whose __init__ seeds again; seeding again
             # here gives the trial the same masking and batch order as `bert4rec train` with its values.

@@ -1,0 +1,77 @@
+"""The cold-start protocol: items held out of training, added with their features, evaluated apart."""
+
+from importlib import resources
+
+import numpy as np
+import pyarrow as pa
+import pytest
+import torch
+
+from bert4rec_hf import Bert4RecForMaskedItemPrediction, ItemTokenizer, run_bert4rec
+from bert4rec_hf.data import read_item_features
+from bert4rec_hf.evaluation.cold_start import hold_out_items, most_popular_ranks, target_groups
+from bert4rec_hf.training import load_config
+from bert4rec_hf.training.pipeline import prepare_data
+
+from .helpers import write_ml100k_slice
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+ITEM_TABLE = str(resources.files("bert4rec_hf.data").joinpath("datasets", "ml-100k.item.gz"))
+SMALL = {
+    "epochs": 1, "max_steps": 4, "eval_steps": 4, "hidden_size": 16, "inner_size": 32, "n_heads": 2, "n_layers": 1,
+    "train_batch_size": 64, "eval_batch_size": 128, "max_seq_length": 20, "train_stride": 10, "eval_loss": False,
+}  # fmt: skip
+
+
+def test_held_out_items_are_a_seeded_share_of_the_distinct_items():
+    items = pa.array([5, 3, 5, 9, 1, 3, 7, 8, 2, 4, 6, 0])
+    first, again = hold_out_items(items, 0.3, seed=1), hold_out_items(items, 0.3, seed=1)
+    assert first.equals(again) and len(first) == 3 and len(set(first.to_pylist())) == 3
+    assert set(first.to_pylist()) <= set(items.to_pylist())
+    others = [hold_out_items(items, 0.3, seed=s).to_pylist() for s in range(2, 8)]
+    assert any(o != first.to_pylist() for o in others)
+    with pytest.raises(ValueError, match=r"must be in \[0, 1\)"):
+        hold_out_items(items, 1.0, seed=1)
+
+
+def test_most_popular_ranks_count_items_scoring_at_least_the_target():
+    generator = np.random.default_rng(0)
+    counts = np.r_[0, 0, generator.integers(0, 5, size=40)]  # many ties, and items never trained on (0)
+    targets = generator.integers(2, len(counts), size=25)
+    brute = [int((np.delete(counts[2:], t - 2) >= counts[t]).sum()) for t in targets]
+    np.testing.assert_array_equal(most_popular_ranks(torch.tensor(counts), targets), brute)
+
+
+def test_target_groups_split_by_the_first_cold_id():
+    groups = target_groups([2, 9, 5, 10, 12], first_cold_id=10)
+    np.testing.assert_array_equal(groups["cold"], [3, 4])
+    np.testing.assert_array_equal(groups["warm"], [0, 1, 2])
+
+
+def test_cold_start_run_trains_without_the_cold_items_and_reports_them_apart(tmp_path):
+    log = write_ml100k_slice(tmp_path / "slice.csv", 120)
+    config = {
+        **SMALL, "data_path": str(log), "cold_item_share": 0.2, "item_features": ["class", "release_year"],
+        "item_features_path": ITEM_TABLE,
+    }  # fmt: skip
+    training = prepare_data(load_config("slice", config_dict=config))
+    cold = set(training.cold_items.to_pylist())
+    assert cold and not any(item in training.processed.tokenizer for item in cold)
+    windows = np.concatenate(training.processed.splits["train"].with_format("numpy")["input_ids"])
+    assert windows.max() < len(training.processed.tokenizer)  # no training row holds a cold item
+
+    results = run_bert4rec("slice", config_dict=config, output_dir=tmp_path / "run")
+    cold_users, warm_users = results["test_cold"]["test_cold_num_users"], results["test_warm"]["test_warm_num_users"]
+    assert cold_users > 0 and cold_users + warm_users == results["test"]["test_num_users"]
+    assert results["test"]["test_num_users"] > training.processed.splits["test"].num_rows  # cold targets now count
+
+    model = Bert4RecForMaskedItemPrediction.from_pretrained(tmp_path / "run")
+    tokenizer = ItemTokenizer.from_pretrained(tmp_path / "run")
+    assert model.config.vocab_size == len(tokenizer) and all(item in tokenizer for item in cold)
+    table = read_item_features(ITEM_TABLE, ["class", "release_year"])
+    new_ids = tokenizer.encode(sorted(cold))
+    expected = table.encode(table.fit_fields(), tokenizer)["tokens"][np.asarray(new_ids) - 2]
+    saved = model.bert4rec.embeddings.item_features.item_tokens[new_ids]
+    assert saved.any(dim=1).all()  # every cold item has its features: its score comes from them
+    # the saved fields are those fitted on the whole table, so the cold rows encode as the table says
+    np.testing.assert_array_equal(saved.numpy(), expected)
