@@ -13,9 +13,9 @@
 
 ``quality`` reads each folder's ``metrics.json`` and ``run_config.yaml``. For a
 cold-start run it also ranks the test targets by training popularity (the
-most-popular baseline, ``evaluation.cold_start.most_popular_ranks``: a cold
-item was never trained on, so it ties with the least popular items and never
-reaches the top 10), over the same test users, cold and warm.
+most-popular baseline, ``evaluation.baselines.MostPopular``, ranked by the
+evaluator as a run ranks: a cold item was never trained on, so it ranks below
+every trained item and never reaches the top 10), over the same test users, cold and warm.
 
 ``speed`` trains the default model (hidden 64, 2 layers, max_seq_length 50,
 full-softmax CE) on Cloze batches of a synthetic log, without and with
@@ -44,11 +44,14 @@ BEAUTY_ITEMS = 54_542
 def quality_row(run_dir: Path) -> dict:
     """One run's test figures, and the most-popular baseline's on the same users."""
     import numpy as np
+    import torch
 
     from bert4rec_hf import ItemTokenizer
+    from bert4rec_hf.configuration_bert4rec import NUM_SPECIAL_TOKENS
     from bert4rec_hf.data import training_histories
-    from bert4rec_hf.evaluation import count_item_popularity, ranking_metrics
-    from bert4rec_hf.evaluation.cold_start import most_popular_ranks, target_groups
+    from bert4rec_hf.evaluation import RankingEvaluator, count_item_popularity
+    from bert4rec_hf.evaluation.baselines import MostPopular, evaluate_baseline
+    from bert4rec_hf.evaluation.cold_start import target_groups
     from bert4rec_hf.training import load_config
     from bert4rec_hf.training.pipeline import prepare_data
 
@@ -64,17 +67,21 @@ def quality_row(run_dir: Path) -> dict:
     training = prepare_data(config)  # the split the model trained on (cold items held out)
     popularity = count_item_popularity(training_histories(training.processed), training.processed.tokenizer.vocab_size)
     grown = prepare_data(config, ItemTokenizer.from_pretrained(run_dir))  # the test split it was evaluated on
-    test = grown.processed.splits["test"].with_format("numpy")["labels"]
-    counts = np.zeros(grown.processed.tokenizer.vocab_size)
-    counts[: len(popularity)] = popularity.numpy()
-    ranks = most_popular_ranks(counts, test)
+    split = grown.processed.splits["test"]
+    test = split.with_format("numpy")["labels"]
+    counts = torch.zeros(grown.processed.tokenizer.vocab_size)  # cold items: never trained on, count 0
+    counts[: len(popularity)] = popularity
+    counts[:NUM_SPECIAL_TOKENS] = -1.0  # below every real item
     parts = {"test": np.arange(len(test))}
     if "test_cold" in metrics:
         parts.update({f"test_{k}": v for k, v in target_groups(test, len(popularity)).items()})
-    if "test_cold" in metrics:
-        row["cold_targets"] = cold_target_ranks(run_dir, grown.processed.splits["test"], parts["test_cold"], len(popularity))
+        row["cold_targets"] = cold_target_ranks(run_dir, split, parts["test_cold"], len(popularity))
+    evaluator = RankingEvaluator(mode="full", ks=[10])  # the runs' protocol: full ranking, history kept
     row["most_popular"] = {
-        group: {m: v for m, v in ranking_metrics(ranks[rows], [10]).items() if m in (*METRICS, "num_users")}
+        group: {
+            m: v for m, v in evaluate_baseline(MostPopular(counts), split.select(rows), evaluator, config["max_seq_length"]).items()
+            if m in (*METRICS, "num_users")
+        }
         for group, rows in parts.items()
     }
     return row

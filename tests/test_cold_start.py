@@ -5,11 +5,10 @@ from importlib import resources
 import numpy as np
 import pyarrow as pa
 import pytest
-import torch
 
 from bert4rec_hf import Bert4RecForMaskedItemPrediction, ItemTokenizer, run_bert4rec
 from bert4rec_hf.data import read_item_features
-from bert4rec_hf.evaluation.cold_start import hold_out_items, most_popular_ranks, target_groups
+from bert4rec_hf.evaluation.cold_start import hold_out_items, target_groups
 from bert4rec_hf.training import load_config
 from bert4rec_hf.training.pipeline import prepare_data
 
@@ -32,14 +31,6 @@ def test_held_out_items_are_a_seeded_share_of_the_distinct_items():
     assert any(o != first.to_pylist() for o in others)
     with pytest.raises(ValueError, match=r"must be in \[0, 1\)"):
         hold_out_items(items, 1.0, seed=1)
-
-
-def test_most_popular_ranks_count_items_scoring_at_least_the_target():
-    generator = np.random.default_rng(0)
-    counts = np.r_[0, 0, generator.integers(0, 5, size=40)]  # many ties, and items never trained on (0)
-    targets = generator.integers(2, len(counts), size=25)
-    brute = [int((np.delete(counts[2:], t - 2) >= counts[t]).sum()) for t in targets]
-    np.testing.assert_array_equal(most_popular_ranks(torch.tensor(counts), targets), brute)
 
 
 def test_target_groups_split_by_the_first_cold_id():

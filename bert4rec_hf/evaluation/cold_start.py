@@ -9,7 +9,7 @@ has item features: an id-only model can only give them fresh embeddings), the
 test split is encoded again with the grown vocabulary, and the test metrics
 are reported for every user, for those whose target is a cold item
 (``test_cold``) and for the others (``test_warm``; ``target_groups``).
-``most_popular_ranks`` is the baseline the figures compare with: it never
+The figures compare with ``evaluation.baselines.MostPopular``, which never
 ranks a cold item above a trained one.
 """
 
@@ -20,9 +20,6 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
-
-from ..configuration_bert4rec import NUM_SPECIAL_TOKENS
 
 
 def hold_out_items(items: Any, share: float, seed: int) -> pa.Array:
@@ -45,15 +42,4 @@ def target_groups(labels: Any, first_cold_id: int) -> dict[str, np.ndarray]:
     return {"cold": np.flatnonzero(cold), "warm": np.flatnonzero(~cold)}
 
 
-def most_popular_ranks(popularity: torch.Tensor | np.ndarray, targets: Any) -> np.ndarray:
-    """Full-ranking ranks of ``targets`` under the most-popular baseline: an item's score is
-    its training count (``count_item_popularity``), and the rank counts the other real
-    items scoring greater than or equal to the target (ties count against the model, as
-    in ``RankingEvaluator``), so an item never trained on ties with every such item."""
-    counts = np.asarray(popularity, dtype=np.float64)[NUM_SPECIAL_TOKENS:]
-    target_counts = counts[np.asarray(targets, dtype=np.int64) - NUM_SPECIAL_TOKENS]
-    ordered = np.sort(counts)
-    return len(counts) - np.searchsorted(ordered, target_counts, side="left") - 1
-
-
-__all__ = ["hold_out_items", "most_popular_ranks", "target_groups"]
+__all__ = ["hold_out_items", "target_groups"]
