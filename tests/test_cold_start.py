@@ -5,12 +5,15 @@ from importlib import resources
 import numpy as np
 import pyarrow as pa
 import pytest
+import torch
 
 from bert4rec_hf import Bert4RecForMaskedItemPrediction, ItemTokenizer, run_bert4rec
-from bert4rec_hf.data import read_item_features
+from bert4rec_hf.data import read_item_features, training_histories
+from bert4rec_hf.evaluation import count_item_popularity
+from bert4rec_hf.evaluation.baselines import evaluate_baselines
 from bert4rec_hf.evaluation.cold_start import hold_out_items, target_groups
 from bert4rec_hf.training import load_config
-from bert4rec_hf.training.pipeline import prepare_data
+from bert4rec_hf.training.pipeline import build_evaluator, prepare_data
 
 from .helpers import write_ml100k_slice
 
@@ -66,3 +69,18 @@ def test_cold_start_run_trains_without_the_cold_items_and_reports_them_apart(tmp
     assert saved.any(dim=1).all()  # every cold item has its features: its score comes from them
     # the saved fields are those fitted on the whole table, so the cold rows encode as the table says
     np.testing.assert_array_equal(saved.numpy(), expected)
+
+    # the run's most-popular baseline counts training interactions only: the held-out items count 0
+    # (the grown data's own training histories would count their interactions)
+    run_config = load_config("slice", config_dict=config)
+    grown = prepare_data(run_config, tokenizer)
+    counted = count_item_popularity(training_histories(training.processed), len(training.processed.tokenizer))
+    expected = evaluate_baselines(
+        grown.processed, build_evaluator(run_config, grown.processed), run_config["max_seq_length"], False, counted
+    )
+    assert results["baselines"]["most popular"] == expected["most popular"]
+    leaky = evaluate_baselines(grown.processed, build_evaluator(run_config, grown.processed), run_config["max_seq_length"], False)
+    cold_ids = torch.as_tensor(tokenizer.encode(sorted(cold)))
+    grown_counts = count_item_popularity(training_histories(grown.processed), len(tokenizer))
+    assert grown_counts[cold_ids].sum() > 0  # what the run must not count
+    assert leaky["most popular"] != expected["most popular"]

@@ -124,14 +124,23 @@ def evaluate_baseline(
 
 
 def evaluate_baselines(
-    processed: LeaveOneOutSplits, evaluator: RankingEvaluator, max_seq_length: int, repeats: bool
+    processed: LeaveOneOutSplits,
+    evaluator: RankingEvaluator,
+    max_seq_length: int,
+    repeats: bool,
+    popularity: torch.Tensor | None = None,
 ) -> dict[str, dict[str, dict[str, float]]]:
     """The baselines' test metrics, ``{name: {"test": {...}}}``, keyed as the model's
     results (``test_ndcg@10``): the most popular items, and with ``repeats`` (a log
     with repeat consumption) the most recent items again. Test only: it is what the
-    model is compared on, and each split costs a scan of the catalog per user."""
+    model is compared on, and each split costs a scan of the catalog per user.
+    ``popularity``: training counts of a vocabulary the test split's extends (the
+    cold-start protocol's, counted before the held-out items were added: they count 0);
+    None counts ``processed``'s own training histories."""
     vocab_size = processed.tokenizer.vocab_size
-    popularity = count_item_popularity(training_histories(processed), vocab_size)
+    counted = count_item_popularity(training_histories(processed), vocab_size) if popularity is None else popularity
+    popularity = torch.zeros(vocab_size)
+    popularity[: len(counted)] = torch.as_tensor(counted, dtype=popularity.dtype)
     popularity[:NUM_SPECIAL_TOKENS] = -1.0  # below every real item
     baselines = [MostPopular(popularity)] + ([RecentAgain(popularity)] if repeats else [])
     test = processed.splits["test"]

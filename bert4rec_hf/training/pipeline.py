@@ -463,7 +463,7 @@ def check_data_path(config: RunConfig) -> None:
 
 
 def evaluate_run_baselines(
-    trainer: Bert4RecTrainer, config: Mapping[str, Any], data: PreparedData
+    trainer: Bert4RecTrainer, config: Mapping[str, Any], data: PreparedData, popularity: torch.Tensor | None = None
 ) -> dict[str, dict[str, dict[str, float]]]:
     """The baselines of a run, ranked by its evaluator on its test rows: the most
     popular items, and on a log with repeat consumption (the rule of the
@@ -471,7 +471,7 @@ def evaluate_run_baselines(
     items again."""
     repeats = data.report is not None and not history_excluded_by_default(data.report.repeat_share)
     repeats = repeats and trainer.evaluator.exclude_history is not True
-    return evaluate_baselines(data.processed, trainer.evaluator, config["max_seq_length"], repeats=repeats)
+    return evaluate_baselines(data.processed, trainer.evaluator, config["max_seq_length"], repeats, popularity)
 
 
 def check_valid_metric(config: Mapping[str, Any]) -> None:
@@ -594,10 +594,13 @@ def run_bert4rec(
     trainer.train(resume_from_checkpoint=checkpoint)
     seconds = time.perf_counter() - start
     results = evaluate_splits(trainer, data.processed)
+    popularity = None
     if data.cold_items is not None:
+        # counted before the held-out items join the vocabulary: the grown data would count their training-period interactions
+        popularity = count_item_popularity(training_histories(data.processed), data.processed.tokenizer.vocab_size)
         cold_results, data = evaluate_cold_start(trainer, config, data)
         results = {"valid": results["valid"], **cold_results}
-    baselines = evaluate_run_baselines(trainer, config, data) if main_process else {}
+    baselines = evaluate_run_baselines(trainer, config, data, popularity) if main_process else {}
     save_run(trainer, config, data, results, output_dir, seconds, baselines)
     if main_process:
         table = metrics_table(with_baselines(results, baselines))
