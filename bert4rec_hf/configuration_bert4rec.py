@@ -21,6 +21,7 @@ HIDDEN_ACTIVATIONS = ("gelu", "relu", "swish", "tanh", "sigmoid")
 LOSS_TYPES = ("CE", "BPR", "SSM")
 SAMPLING_DISTRIBUTIONS = ("uniform", "popularity")
 ITEM_FEATURE_KINDS = ("token", "token_seq", "float", "float_seq")
+ITEM_FEATURE_FUSIONS = ("sum", "concat")
 # Fields that record a training setting of the run (set from its masking settings, never read by the model)
 # or a fact of its training data (set by the training run, read by the recommender's defaults).
 TRAINING_RECORDS = ("mask_ratio", "repeat_share")
@@ -76,6 +77,10 @@ class Bert4RecConfig(PreTrainedConfig):
             item}`` or ``{"name", "kind": "float" | "float_seq", "dim", "mean": [...], "std": [...]}``
             (as ``bert4rec_hf.data.item_features.ItemFeatureField.to_dict`` writes them). None: the
             paper's id-only model, unchanged.
+        item_feature_fusion: how an item's feature vector joins its id embedding: ``"sum"`` adds
+            them; ``"concat"`` maps ``[id ; features]`` through a learned ``2*hidden -> hidden``
+            projection (initialised to the sum, so it starts where ``"sum"`` does and can learn to
+            weigh the parts). Only read with ``item_features``.
         pad_token_id / mask_token_id: indices of the special tokens (0 and 1).
 
     Example:
@@ -117,6 +122,7 @@ class Bert4RecConfig(PreTrainedConfig):
     seen_item_bias: bool = True
     repeat_share: float | None = None
     item_features: list | None = None
+    item_feature_fusion: str = "sum"
     pad_token_id: int = PAD_TOKEN_ID
     mask_token_id: int = MASK_TOKEN_ID
     tie_word_embeddings: bool = True
@@ -206,6 +212,10 @@ class Bert4RecConfig(PreTrainedConfig):
         if share is not None and not (number and 0 <= share <= 1):
             raise ValueError(f"Bert4RecConfig.repeat_share must be a share in [0, 1] or None, got {share!r}")
         self.validate_item_features()
+        if self.item_feature_fusion not in ITEM_FEATURE_FUSIONS:
+            raise ValueError(
+                f"Bert4RecConfig.item_feature_fusion must be one of {ITEM_FEATURE_FUSIONS}, got {self.item_feature_fusion!r}"
+            )
         if (self.pad_token_id, self.mask_token_id) != (PAD_TOKEN_ID, MASK_TOKEN_ID):
             raise ValueError(
                 "Bert4RecConfig.pad_token_id and mask_token_id must be 0 and 1 (real items start at 2), "

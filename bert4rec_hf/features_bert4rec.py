@@ -3,8 +3,9 @@
 Each categorical field has its own embedding table (a ``token_seq`` item gets
 the mean of its tokens' embeddings, an item without tokens zero); the numeric
 fields and dense vectors, standardised, go through one linear projection. The
-sum of the parts is the item's feature vector. The model adds it to the id
-embedding on both sides, the input and the output item matrix, so an item
+sum of the parts is the item's feature vector. ``fuse`` joins it to the id
+embedding (``config.item_feature_fusion``: added, or concatenated and
+projected) on both sides, the input and the output item matrix, so an item
 nobody interacted with is scored from its features.
 
 The feature table is two buffers saved in ``model.safetensors`` (no pickle):
@@ -35,6 +36,12 @@ class ItemFeatureEmbeddings(nn.Module):
             nn.Embedding(len(f["vocabulary"]) + 1, config.hidden_size, padding_idx=0) for f in categorical
         )
         self.value_projection = nn.Linear(width, config.hidden_size, bias=False) if width else None
+        # concat: [id ; features] -> hidden, initialised to [I I] (the sum) by ``reset_fusion``
+        self.fusion = (
+            nn.Linear(2 * config.hidden_size, config.hidden_size, bias=False)
+            if config.item_feature_fusion == "concat"
+            else None
+        )
         self.register_buffer("item_tokens", torch.zeros(config.vocab_size, sum(self.lengths), dtype=torch.long))
         self.register_buffer("item_values", torch.zeros(config.vocab_size, width))
 
@@ -52,6 +59,22 @@ class ItemFeatureEmbeddings(nn.Module):
             part = self.value_projection(values.to(self.value_projection.weight.dtype))
             vectors = part if vectors is None else vectors + part
         return vectors
+
+    def fuse(self, id_vectors: torch.Tensor, item_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """The items' embeddings: their id vectors joined with their feature vectors (every
+        vocabulary id's, in order, when ``item_ids`` is None), the one place the two meet."""
+        features = self(item_ids)
+        if self.fusion is None:
+            return id_vectors + features
+        return self.fusion(torch.cat([id_vectors, features.to(id_vectors.dtype)], dim=-1))
+
+    @torch.no_grad()
+    def reset_fusion(self) -> None:
+        """The concat projection as the sum, ``[I I]``: training starts where ``"sum"`` does."""
+        if self.fusion is not None:
+            width = self.fusion.weight.shape[0]
+            identity = torch.eye(width, dtype=self.fusion.weight.dtype, device=self.fusion.weight.device)
+            self.fusion.weight.copy_(torch.cat([identity, identity], dim=1))
 
     @torch.no_grad()
     def set_items(self, start: int, tokens: torch.Tensor, values: torch.Tensor) -> None:

@@ -78,8 +78,8 @@ class MaskedItemPredictionOutput(ModelOutput):
 
 class Bert4RecEmbeddings(nn.Module):
     """Item + learned position embeddings, then LayerNorm and dropout. With
-    ``config.item_features`` an item's embedding is its id embedding plus its
-    feature vector (``features_bert4rec``).
+    ``config.item_features`` an item's embedding is its id embedding fused with
+    its feature vector (``features_bert4rec``: summed, or concatenated and projected).
 
     Positions are right-aligned: the most recent item always sits at position
     ``max_seq_length - 1``, so left padding of any width leaves the outputs of
@@ -104,7 +104,7 @@ class Bert4RecEmbeddings(nn.Module):
         positions = torch.arange(self.max_seq_length - length, self.max_seq_length, device=input_ids.device)
         items = self.item_embeddings(input_ids)
         if self.item_features is not None:
-            items = items + self.item_features(input_ids)
+            items = self.item_features.fuse(items, input_ids)
         embeddings = items + self.position_embeddings(positions)
         return self.dropout(self.LayerNorm(embeddings))
 
@@ -151,6 +151,8 @@ class Bert4RecPreTrainedModel(PreTrainedModel):
         super()._init_weights(module)
         if isinstance(module, Bert4RecPredictionHead) and module.seen_item_bias is not None:
             init.zeros_(module.seen_item_bias)
+        if isinstance(module, ItemFeatureEmbeddings):
+            module.reset_fusion()
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         """Also maps ``AutoModel`` in ``auto_map``: transformers writes only the
@@ -265,7 +267,7 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         item's feature vector when the model has item features (so a cold item scores by them)."""
         weight = self.head.decoder.weight
         features = self.bert4rec.embeddings.item_features
-        return weight if features is None else weight + features()
+        return weight if features is None else features.fuse(weight)
 
     def set_sampling_weights(self, weights: torch.Tensor | None) -> None:
         """Proposal weights of the sampled-softmax negatives (``loss_type="SSM"``

@@ -159,6 +159,35 @@ def test_features_are_used_on_both_sides_and_saved_without_pickle(tmp_path):
     torch.testing.assert_close(loaded.next_item_scores(history), changed)
 
 
+def test_concat_fusion_starts_as_the_sum_learns_its_own_projection_and_round_trips(tmp_path):
+    table = read_item_features(_atomic(tmp_path))
+    tokenizer = ItemTokenizer.fit(ITEMS)
+    summed = _featured_model(table, tokenizer)
+    concat = _featured_model(table, tokenizer, item_feature_fusion="concat")
+    features = concat.bert4rec.embeddings.item_features
+    width = concat.config.hidden_size
+    assert features.fusion.weight.shape == (width, 2 * width)
+    assert summed.bert4rec.embeddings.item_features.fusion is None
+    # initialised to [I I], the projection is the sum: same scores as a "sum" model with the same weights
+    ids = concat.get_input_embeddings().weight
+    torch.testing.assert_close(concat.output_item_matrix(), ids + features())
+    summed.load_state_dict({k: v for k, v in concat.state_dict().items() if "fusion" not in k})
+    history = torch.tensor([tokenizer.encode([10, 11])])
+    torch.testing.assert_close(concat.next_item_scores(history), summed.next_item_scores(history))
+    with torch.no_grad():  # a trained projection: the id part counts double, the features half
+        features.fusion.weight[:, :width] *= 2
+        features.fusion.weight[:, width:] *= 0.5
+    torch.testing.assert_close(concat.output_item_matrix(), 2 * ids + 0.5 * features())
+    assert not torch.allclose(concat.next_item_scores(history), summed.next_item_scores(history))
+    concat.save_pretrained(tmp_path / "concat")
+    assert json.loads((tmp_path / "concat" / "config.json").read_text())["item_feature_fusion"] == "concat"
+    loaded = Bert4RecForMaskedItemPrediction.from_pretrained(tmp_path / "concat").eval()
+    torch.testing.assert_close(loaded.bert4rec.embeddings.item_features.fusion.weight, features.fusion.weight)
+    torch.testing.assert_close(loaded.next_item_scores(history), concat.next_item_scores(history))
+    with pytest.raises(ValueError, match="item_feature_fusion must be one of"):
+        tiny_config(item_feature_fusion="product")
+
+
 def test_a_new_item_is_recommended_from_its_features_alone(tmp_path):
     """An item added after training, with the features of a trained item, scores as that item does
     once their id parts agree: its score comes from its features."""

@@ -20,6 +20,7 @@ from typing import Any
 
 import yaml
 
+from ..configuration_bert4rec import ITEM_FEATURE_FUSIONS
 from ..data import FORMATS, MaskingArguments
 from ..data.readers import parse_time
 from ..data.splits import SPLIT_KINDS, TEMPORAL_TARGETS
@@ -58,6 +59,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "split": SPLIT_KINDS,
     "split_targets": TEMPORAL_TARGETS,
     "item_features_missing": ("error", "neutral"),
+    "item_feature_fusion": ITEM_FEATURE_FUSIONS,
 }
 
 
