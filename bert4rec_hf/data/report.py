@@ -120,6 +120,9 @@ class DataReport:
             lines.append(f"- split {name}: " + ", ".join(f"{value:,} {key}" for key, value in sizes.items()))
         if self.plan:
             lines.append(f"- plan: {self.plan['summary']}")
+        if self.plan.get("schedule"):
+            derived = ", ".join(f"{key} {value}" for key, value in self.plan["schedule"].items())
+            lines.append(f"- schedule: auto, derived from this log (set a key, or schedule: fixed, to choose): {derived}")
         lines += [f"- WARNING: {warning}" for warning in self.warnings]
         return "\n".join(lines) + "\n"
 

@@ -60,6 +60,7 @@ _CHOICES: dict[str, tuple[Any, ...]] = {
     "split_targets": TEMPORAL_TARGETS,
     "item_features_missing": ("error", "neutral"),
     "item_feature_fusion": ITEM_FEATURE_FUSIONS,
+    "schedule": ("auto", "fixed"),
 }
 
 

@@ -50,8 +50,9 @@ from ..finetuning import extend_vocabulary, write_item_features
 from ..model_folder import history_excluded_by_default, local_folder, metrics_table, with_baselines, write_model_card
 from ..modeling_bert4rec import Bert4RecForMaskedItemPrediction
 from ..tokenization_bert4rec import ItemTokenizer
+from .auto_schedule import AutoSchedule
 from .config import ConfigError, RunConfig, load_config, parse_yaml, read_yaml
-from .planning import plan_training
+from .planning import measure_seconds, plan_training
 from .reporting import plot_training_history, write_atomically, write_json, write_yaml, yaml_text
 from .threads import apply_thread_policy
 from .time_budget import TimeBudgetCallback
@@ -530,6 +531,15 @@ def check_resumable(output_dir: str | os.PathLike, config: Mapping[str, Any]) ->
     return checkpoint
 
 
+def resume_schedule(output_dir: str | os.PathLike, schedule: AutoSchedule, config: RunConfig) -> None:
+    """A resumed run keeps the schedule its first part derived (from the configuration
+    saved with its checkpoints), so it ends where the interrupted run would have."""
+    saved_file = Path(output_dir) / CHECKPOINTS / RESUME_CONFIG
+    if saved_file.is_file():
+        saved = read_yaml(saved_file)
+        schedule.apply(config, {key: saved[key] for key in schedule.keys if key in saved})
+
+
 def remove_checkpoints(folder: str | os.PathLike) -> None:
     """Deletes the Trainer's ``checkpoint-<step>`` folders in ``folder``, then
     ``folder`` if that emptied it: anything else there (files a user had put
@@ -569,17 +579,28 @@ def run_bert4rec(
     to the same final weights as a run never interrupted)."""
     config = load_config(dataset, config_file_list, with_data_path(config_dict, data_path))
     output_dir = Path(output_dir or config.get("output_dir") or Path("outputs") / config["dataset"])
+    schedule = AutoSchedule(config)
+    schedule.before_data(config)
     check_valid_metric(config)
     masking_arguments(config)  # refused before the data is read, not when the Trainer is built
     check_data_path(config)
+    if resume:
+        resume_schedule(output_dir, schedule, config)
     checkpoint = check_resumable(output_dir, config) if resume else None
     if not resume:
         check_output_dir(output_dir, overwrite)
     data = prepare_data(config)
+    if not resume:
+        schedule.for_catalog(config, data.processed.tokenizer.num_items)
     trainer = build_trainer(config, data, output_dir)
+    seconds = measure_seconds(trainer)
+    if schedule.keys and not resume:
+        schedule.fit_steps(config, len(trainer.train_dataset), *seconds)
+        trainer = build_trainer(config, data, output_dir)
     main_process = trainer.is_world_process_zero()
     if main_process:
-        data.report.plan = plan_training(trainer, config)
+        data.report.plan = plan_training(trainer, config, seconds)
+        data.report.plan["schedule"] = dict(schedule.values)
         data.report.write(output_dir)
         print(data.report.to_text())
         for warning in data.report.warnings:

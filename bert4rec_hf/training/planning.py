@@ -75,14 +75,27 @@ def measure_evaluation_seconds(trainer: Any) -> float:
     return (time.perf_counter() - start) * math.ceil(len(dataset) / size)
 
 
-def plan_training(trainer: Any, config: Mapping[str, Any]) -> dict[str, Any]:
+def measure_seconds(trainer: Any) -> tuple[float, float]:
+    """``(seconds per training step, seconds per evaluation)``; in a distributed run,
+    rank 0's, so that every process plans the same steps."""
+    seconds = torch.tensor([measure_step_seconds(trainer), measure_evaluation_seconds(trainer)], dtype=torch.float64)
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        device = trainer.args.device if torch.distributed.get_backend() == "nccl" else torch.device("cpu")
+        seconds = seconds.to(device)
+        torch.distributed.broadcast(seconds, src=0)
+    return float(seconds[0]), float(seconds[1])
+
+
+def plan_training(
+    trainer: Any, config: Mapping[str, Any], seconds: tuple[float, float] | None = None
+) -> dict[str, Any]:
     """The run's plan: steps, evaluations, measured seconds per step and per
-    evaluation, and the estimated wall time of training (final validation and
-    test evaluations included; data preparation not), with a one-line summary."""
+    evaluation (``seconds``, when measured already), and the estimated wall time of
+    training (final validation and test evaluations included; data preparation not),
+    with a one-line summary."""
     steps, per_epoch = planned_steps(config, len(trainer.train_dataset), trainer.args.world_size)
     evaluations = steps // config["eval_steps"] if config.get("eval_steps") else math.ceil(steps / per_epoch)
-    step_seconds = measure_step_seconds(trainer)
-    evaluation_seconds = measure_evaluation_seconds(trainer)
+    step_seconds, evaluation_seconds = seconds if seconds is not None else measure_seconds(trainer)
     estimate = steps * step_seconds + (evaluations + 2) * evaluation_seconds
     budget = config.get("time_budget")
     if budget is not None:
@@ -113,4 +126,4 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-__all__ = ["MEASURED_STEPS", "measure_evaluation_seconds", "measure_step_seconds", "plan_training", "planned_steps"]
+__all__ = ["MEASURED_STEPS", "measure_evaluation_seconds", "measure_seconds", "measure_step_seconds", "plan_training", "planned_steps"]

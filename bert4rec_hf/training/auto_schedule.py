@@ -1,0 +1,136 @@
+"""A training schedule fitted to the log, for runs whose configuration gives none.
+
+The package defaults (``configuration/overall.yaml``) are RecBole's values:
+200 epochs of 256 at lr 1e-3 without warm-up, dropout 0.5, an evaluation
+every epoch. On a user's own log they mean hours of training that crawl
+towards a model the ml-100k schedule reaches in minutes. With ``schedule:
+auto`` (the default) every schedule key still at its package default is
+derived instead (``AutoSchedule``), in two steps:
+
+1. before the data is prepared (``before_data``; the loss once the catalog is known, ``for_catalog``): the settings measured
+   best on ml-100k (``configuration/dataset/ml-100k.yaml``, benchmarks/README.md
+   "The ml-100k schedule") and checked on other logs ("Defaults for your own
+   log"): one training window ending at every training item (stride 1, short
+   prefixes too, so an epoch is one row per interaction whatever the history
+   lengths), batch 64 at lr 3e-3, dropout 0.2, a quarter of the rows masking
+   only their last item; on catalogs over ``SAMPLED_SOFTMAX_ITEMS`` items the
+   sampled softmax (``loss_type: SSM``), as a full softmax there costs most of
+   each step;
+2. once the Trainer exists (``fit_steps``): the steps, from the training rows
+   (``EPOCHS`` passes, at least ``MIN_STEPS``) and the seconds per step and per
+   evaluation measured on this machine, capped by ``TIME_BUDGET`` seconds
+   (``time_budget``, which also stays on as the run's safety net); warm-up a
+   tenth of the steps and linear decay to 0 inside them; an evaluation every
+   twelfth of the run, fewer when evaluating would take more than
+   ``EVALUATION_SHARE`` of the time; patience two thirds of the evaluations, so
+   early stopping never cuts the decay short by much.
+
+A key set anywhere else (a data set's YAML, a user file, ``--set``) keeps its
+value and the derivation builds on it: a given batch size sets the step count,
+given ``epochs`` or ``max_steps`` replace the derived steps and the time budget.
+``schedule: fixed`` takes the package defaults as written (RecBole's page).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from typing import Any
+
+# Step 1: values that do not depend on the log's size.
+WINDOWS_AND_RATES: dict[str, Any] = {
+    "train_stride": 1,
+    "train_prefixes": True,
+    "train_batch_size": 64,
+    "learning_rate": 0.003,
+    "hidden_dropout_prob": 0.2,
+    "attn_dropout_prob": 0.2,
+    "last_item_mask_ratio": 0.25,
+    "warmup_steps": 0.1,
+    "lr_scheduler_type": "linear",
+}
+# Catalogs larger than this train with the sampled softmax.
+SAMPLED_SOFTMAX_ITEMS = 20_000
+# Step 2: passes over the training rows, the floor in steps, the time cap and the evaluations.
+EPOCHS = 4
+MIN_STEPS = 3_000
+TIME_BUDGET = 900.0
+MAX_EVALUATIONS = 12
+MIN_EVALUATIONS = 3
+EVALUATION_SHARE = 0.15
+
+STEP_KEYS = ("epochs", "max_steps", "time_budget", "eval_steps", "stopping_step")
+SCHEDULE_KEYS = (*WINDOWS_AND_RATES, "loss_type", *STEP_KEYS)
+SOURCE = "schedule: auto (derived from the log)"
+
+
+def is_package_default(config: Any, key: str) -> bool:
+    """True when ``key`` was set by no layer above the package defaults."""
+    source = config.source_of(key) if hasattr(config, "source_of") else "package defaults"
+    return source == "package defaults" or source.endswith(("overall.yaml", "bert4rec.yaml"))
+
+
+class AutoSchedule:
+    """The schedule keys a run derives (none with ``schedule: fixed``), and the values it gave
+    them: ``apply`` writes them into the run configuration, naming the source."""
+
+    def __init__(self, config: Any):
+        auto = config.get("schedule", "fixed") == "auto"
+        self.keys = tuple(key for key in SCHEDULE_KEYS if auto and is_package_default(config, key))
+        self.values: dict[str, Any] = {}
+
+    def apply(self, config: Any, values: Mapping[str, Any]) -> None:
+        config.update(values)
+        if hasattr(config, "sources"):
+            config.sources.update(dict.fromkeys(values, SOURCE))
+        self.values.update(values)
+
+    def before_data(self, config: Any) -> None:
+        """Step 1: windows, batch, rates, dropout and masking: nothing the log's size changes."""
+        self.apply(config, {key: value for key, value in WINDOWS_AND_RATES.items() if key in self.keys})
+
+    def for_catalog(self, config: Any, num_items: int) -> None:
+        """The loss: the sampled softmax on catalogs over ``SAMPLED_SOFTMAX_ITEMS`` items."""
+        if "loss_type" in self.keys and num_items > SAMPLED_SOFTMAX_ITEMS:
+            self.apply(config, {"loss_type": "SSM"})
+
+    def fit_steps(self, config: Any, train_rows: int, step_seconds: float, evaluation_seconds: float) -> None:
+        """Step 2: steps, time budget, evaluation cadence and patience, from the training rows and
+        the seconds per step and per evaluation measured on this machine (``planning``)."""
+        keys, values = self.keys, {}
+        if not keys:
+            return
+        batch = config["train_batch_size"]
+        if "epochs" in keys and "max_steps" in keys:
+            wanted = max(MIN_STEPS, math.ceil(EPOCHS * train_rows / batch))
+            budget = TIME_BUDGET if "time_budget" in keys else config["time_budget"]
+            if budget is None:
+                steps = wanted
+            else:
+                reserved = (_evaluations(budget, evaluation_seconds) + 2) * evaluation_seconds
+                steps = min(wanted, max(1, int((budget - reserved) / max(step_seconds, 1e-9))))
+            values["max_steps"] = steps
+            if "time_budget" in keys:
+                values["time_budget"] = TIME_BUDGET
+        else:
+            steps = config["max_steps"] if config["max_steps"] > 0 else math.ceil(config["epochs"] * train_rows / batch)
+        evaluations = min(_evaluations(steps * step_seconds, evaluation_seconds), steps)
+        if "eval_steps" in keys:
+            values["eval_steps"] = max(1, math.ceil(steps / evaluations))
+        if "stopping_step" in keys:
+            values["stopping_step"] = max(2, math.ceil(2 * evaluations / 3))
+        self.apply(config, values)
+
+    def describe(self) -> str:
+        """One line for the data report: what was derived (empty when nothing was)."""
+        return ", ".join(f"{key}={value}" for key, value in self.values.items())
+
+
+def _evaluations(seconds: float, evaluation_seconds: float) -> int:
+    """Evaluations in ``seconds`` of training: ``MAX_EVALUATIONS``, fewer when they would take
+    more than ``EVALUATION_SHARE`` of it."""
+    affordable = int(EVALUATION_SHARE * seconds / evaluation_seconds) if evaluation_seconds > 0 else MAX_EVALUATIONS
+    return max(MIN_EVALUATIONS, min(MAX_EVALUATIONS, affordable))
+
+
+__all__ = ["EPOCHS", "MIN_STEPS", "SAMPLED_SOFTMAX_ITEMS", "SCHEDULE_KEYS", "TIME_BUDGET", "AutoSchedule"]
