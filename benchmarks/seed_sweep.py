@@ -35,10 +35,14 @@ CLI = "import sys; from bert4rec_hf.cli import main; sys.exit(main(sys.argv[1:])
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--dataset", default="ml-100k")
+    parser.add_argument("--log", help="an interaction log file to train on instead of --dataset (`bert4rec train LOG`)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[1, 7, 14, 42, 2020])
     parser.add_argument(
         "--variant", nargs="+", action="append", default=[], metavar=("NAME", "KEY=VALUE"),
         help="a name and the config overrides of one variant (repeatable); 'default' runs first",
+    )
+    parser.add_argument(
+        "--skip-default", action="store_true", help="run the variants only (the default ran in another sweep)"
     )
     parser.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every run")
     parser.add_argument("--metric", default="ndcg@10")
@@ -50,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def variants_of(args: argparse.Namespace) -> dict[str, list[str]]:
-    variants = {"default": []}
+    variants = {} if args.skip_default else {"default": []}
     for name, *overrides in args.variant:
         if name in variants:
             raise SystemExit(f"seed_sweep: variant name {name!r} given twice")
@@ -66,14 +70,18 @@ def train_once(args: argparse.Namespace, name: str, overrides: list[str], seed: 
     run_dir = Path(args.work_dir) / f"{name}_seed{seed}"
     run_dir.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    data = [args.log] if args.log else ["--dataset", args.dataset]
     command = [
-        sys.executable, "-c", CLI, "train", "--dataset", args.dataset, "--output-dir", str(run_dir / "model"),
+        sys.executable, "-c", CLI, "train", *data, "--output-dir", str(run_dir / "model"),
         "--overwrite", "--set", f"seed={seed}", *args.set, *overrides,
     ]
     start = time.perf_counter()
     with open(run_dir / "train.log", "w") as log:
         returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
-    record = {"variant": name, "seed": seed, "overrides": overrides, "wall_seconds": time.perf_counter() - start}
+    record = {
+        "variant": name, "seed": seed, "overrides": overrides, "wall_seconds": time.perf_counter() - start,
+        "model_dir": str(run_dir / "model"),
+    }
     metrics_file = run_dir / "model" / "metrics.json"
     if returncode != 0 or not metrics_file.is_file():
         tail = (run_dir / "train.log").read_text(errors="replace")[-600:]
@@ -119,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
         raise SystemExit(f"seed_sweep: --parallel and --threads must be >= 1, got {args.parallel} and {args.threads}")
     variants = variants_of(args)
     jobs = [(name, overrides, seed) for name, overrides in variants.items() for seed in args.seeds]
-    print(f"{len(jobs)} runs of `bert4rec train --dataset {args.dataset}`, {args.parallel} at a time", flush=True)
+    data = args.log or f"--dataset {args.dataset}"
+    print(f"{len(jobs)} runs of `bert4rec train {data}`, {args.parallel} at a time", flush=True)
     started = time.perf_counter()
     with ThreadPoolExecutor(max_workers=args.parallel) as pool:
         runs = list(pool.map(lambda job: train_once(args, *job), jobs))
@@ -133,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     print("\n".join(summary_rows(runs)))
     if args.output:
         Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps({"dataset": args.dataset, "metric": metric, "runs": runs}, indent=1))
+        Path(args.output).write_text(json.dumps({"dataset": args.dataset, "log": args.log, "metric": metric, "runs": runs}, indent=1))
     return 1 if any("error" in run for run in runs) else 0
 
 

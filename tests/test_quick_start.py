@@ -13,6 +13,7 @@ from .helpers import write_ml100k_slice
 SMALL = {
     "epochs": 2, "hidden_size": 16, "inner_size": 32, "n_heads": 2, "n_layers": 1,
     "train_batch_size": 64, "eval_batch_size": 128, "max_seq_length": 20, "train_stride": 10,
+    "schedule": "fixed",  # these tests read the package defaults as written (auto: test_auto_schedule.py)
 }  # fmt: skip
 
 

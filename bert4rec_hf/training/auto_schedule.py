@@ -22,8 +22,10 @@ derived instead (``AutoSchedule``), in two steps:
    (``time_budget``, which also stays on as the run's safety net); warm-up a
    tenth of the steps and linear decay to 0 inside them; an evaluation every
    twelfth of the run, fewer when evaluating would take more than
-   ``EVALUATION_SHARE`` of the time; patience two thirds of the evaluations, so
-   early stopping never cuts the decay short by much.
+   ``EVALUATION_SHARE`` of the budget; patience two thirds of the evaluations, so
+   early stopping never cuts the decay short by much. Only a log too large for the
+   budget gets a step count that depends on the machine (as any ``time_budget``
+   run does); on the others equal seeds give equal runs.
 
 A key set anywhere else (a data set's YAML, a user file, ``--set``) keeps its
 value and the derivation builds on it: a given batch size sets the step count,
@@ -85,6 +87,12 @@ class AutoSchedule:
             config.sources.update(dict.fromkeys(values, SOURCE))
         self.values.update(values)
 
+    def adopt(self, config: Any, saved: Mapping[str, Any]) -> None:
+        """A resumed run: the values its first part derived (``saved``, its configuration), and
+        nothing derived again, so it ends where the interrupted run would have."""
+        self.apply(config, {key: saved[key] for key in self.keys if key in saved})
+        self.keys = ()
+
     def before_data(self, config: Any) -> None:
         """Step 1: windows, batch, rates, dropout and masking: nothing the log's size changes."""
         self.apply(config, {key: value for key, value in WINDOWS_AND_RATES.items() if key in self.keys})
@@ -101,34 +109,31 @@ class AutoSchedule:
         if not keys:
             return
         batch = config["train_batch_size"]
+        budget = TIME_BUDGET if "time_budget" in keys else config["time_budget"]
+        # the evaluations' cost counted against the budget, never less than TIME_BUDGET: on any
+        # log whose evaluations are cheap the count is fixed, so equal seeds give equal runs
+        evaluations = _evaluations(max(TIME_BUDGET, budget or 0.0), evaluation_seconds)
         if "epochs" in keys and "max_steps" in keys:
-            wanted = max(MIN_STEPS, math.ceil(EPOCHS * train_rows / batch))
-            budget = TIME_BUDGET if "time_budget" in keys else config["time_budget"]
-            if budget is None:
-                steps = wanted
-            else:
-                reserved = (_evaluations(budget, evaluation_seconds) + 2) * evaluation_seconds
-                steps = min(wanted, max(1, int((budget - reserved) / max(step_seconds, 1e-9))))
+            steps = max(MIN_STEPS, math.ceil(EPOCHS * train_rows / batch))
+            if budget is not None:
+                fit = (budget - (evaluations + 2) * evaluation_seconds) / max(step_seconds, 1e-9)
+                steps = min(steps, max(1, int(fit)))
             values["max_steps"] = steps
             if "time_budget" in keys:
                 values["time_budget"] = TIME_BUDGET
         else:
             steps = config["max_steps"] if config["max_steps"] > 0 else math.ceil(config["epochs"] * train_rows / batch)
-        evaluations = min(_evaluations(steps * step_seconds, evaluation_seconds), steps)
+        evaluations = min(evaluations, steps)
         if "eval_steps" in keys:
             values["eval_steps"] = max(1, math.ceil(steps / evaluations))
         if "stopping_step" in keys:
             values["stopping_step"] = max(2, math.ceil(2 * evaluations / 3))
         self.apply(config, values)
 
-    def describe(self) -> str:
-        """One line for the data report: what was derived (empty when nothing was)."""
-        return ", ".join(f"{key}={value}" for key, value in self.values.items())
-
 
 def _evaluations(seconds: float, evaluation_seconds: float) -> int:
-    """Evaluations in ``seconds`` of training: ``MAX_EVALUATIONS``, fewer when they would take
-    more than ``EVALUATION_SHARE`` of it."""
+    """Evaluations in a run of ``seconds``: ``MAX_EVALUATIONS``, fewer when they would take
+    more than ``EVALUATION_SHARE`` of it (never fewer than ``MIN_EVALUATIONS``)."""
     affordable = int(EVALUATION_SHARE * seconds / evaluation_seconds) if evaluation_seconds > 0 else MAX_EVALUATIONS
     return max(MIN_EVALUATIONS, min(MAX_EVALUATIONS, affordable))
 

@@ -350,6 +350,21 @@ def build_trainer(
     )
 
 
+def build_scheduled_trainer(
+    config: RunConfig, data: PreparedData, output_dir: str | os.PathLike, schedule: AutoSchedule
+) -> tuple[Bert4RecTrainer, tuple[float, float]]:
+    """The run's Trainer once ``schedule`` (``schedule: auto``) has chosen the loss for the
+    catalog and fitted the steps to the rows and to this machine's measured seconds per step
+    and per evaluation (returned too: the plan reuses them)."""
+    schedule.for_catalog(config, data.processed.tokenizer.num_items)
+    trainer = build_trainer(config, data, output_dir)
+    seconds = measure_seconds(trainer)
+    if schedule.keys:
+        schedule.fit_steps(config, len(trainer.train_dataset), *seconds)
+        trainer = build_trainer(config, data, output_dir)
+    return trainer, seconds
+
+
 def evaluate_splits(trainer: Bert4RecTrainer, processed: DataSplits) -> dict[str, dict[str, float]]:
     """Validation and test metrics of the trainer's (best) model."""
     trainer.remove_callback(EarlyStoppingCallback)  # it watches eval_* metrics of training only
@@ -535,9 +550,7 @@ def resume_schedule(output_dir: str | os.PathLike, schedule: AutoSchedule, confi
     """A resumed run keeps the schedule its first part derived (from the configuration
     saved with its checkpoints), so it ends where the interrupted run would have."""
     saved_file = Path(output_dir) / CHECKPOINTS / RESUME_CONFIG
-    if saved_file.is_file():
-        saved = read_yaml(saved_file)
-        schedule.apply(config, {key: saved[key] for key in schedule.keys if key in saved})
+    schedule.adopt(config, read_yaml(saved_file) if saved_file.is_file() else {})
 
 
 def remove_checkpoints(folder: str | os.PathLike) -> None:
@@ -590,13 +603,7 @@ def run_bert4rec(
     if not resume:
         check_output_dir(output_dir, overwrite)
     data = prepare_data(config)
-    if not resume:
-        schedule.for_catalog(config, data.processed.tokenizer.num_items)
-    trainer = build_trainer(config, data, output_dir)
-    seconds = measure_seconds(trainer)
-    if schedule.keys and not resume:
-        schedule.fit_steps(config, len(trainer.train_dataset), *seconds)
-        trainer = build_trainer(config, data, output_dir)
+    trainer, seconds = build_scheduled_trainer(config, data, output_dir, schedule)
     main_process = trainer.is_world_process_zero()
     if main_process:
         data.report.plan = plan_training(trainer, config, seconds)

@@ -48,6 +48,7 @@ from typing import Any
 import torch
 from transformers import EarlyStoppingCallback, set_seed
 
+from .auto_schedule import AutoSchedule
 from .config import RunConfig, load_config
 from .hyper_space import HyperSpace, read_hyper_space
 from .pipeline import (
@@ -57,6 +58,7 @@ from .pipeline import (
     TRAINING_ARGUMENTS,
     PreparedData,
     build_model_for,
+    build_scheduled_trainer,
     build_trainer,
     check_output_dir,
     check_valid_metric,
@@ -236,13 +238,14 @@ class Bert4RecTuningTrainer(Bert4RecTrainer):
     ):
         self.space = space
         self.config_layers = (dataset, list(config_file_list or []), dict(config_dict or {}))
-        self.base_config = load_config(*self.config_layers)
-        check_valid_metric(self.base_config)
+        check_valid_metric(load_config(*self.config_layers))
         self.tuning_dir = Path(output_dir)
         self.trials: list[TrialResult] = []
         self.best_trial: TrialResult | None = None
         self._sampler_name, self._search_start = "", time.perf_counter()
         self._prepared_data: dict[tuple, PreparedData] = {}
+        self._configs: dict[int | None, RunConfig] = {}
+        self.base_config = self.trial_config()
         template = build_trainer(self.base_config, self.prepared(self.base_config), self.tuning_dir)
         super().__init__(
             model_init=self.model_for_trial,
@@ -260,11 +263,18 @@ class Bert4RecTuningTrainer(Bert4RecTrainer):
         return self.base_config["valid_metric"]
 
     def trial_config(self, trial=None) -> RunConfig:
-        """The base configuration with the trial's values (as keyword arguments)."""
-        if trial is None:
-            return self.base_config
-        dataset, files, overrides = self.config_layers
-        return load_config(dataset, files, {**overrides, **self.space.suggest(trial)})
+        """The base configuration with the trial's values (as keyword arguments), its schedule
+        derived as a normal run's (``schedule: auto``) once per trial."""
+        number = None if trial is None else trial.number
+        if number not in self._configs:
+            dataset, files, overrides = self.config_layers
+            suggested = self.space.suggest(trial) if trial is not None else {}
+            config = load_config(dataset, files, {**overrides, **suggested})
+            schedule = AutoSchedule(config)
+            schedule.before_data(config)
+            build_scheduled_trainer(config, self.prepared(config), self.tuning_dir, schedule)
+            self._configs[number] = config
+        return self._configs[number]
 
     def prepared(self, config: Mapping[str, Any]) -> PreparedData:
         """Leave-one-out data for ``config``, prepared once per distinct data configuration."""
