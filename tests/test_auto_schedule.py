@@ -10,7 +10,6 @@ from bert4rec_hf import run_bert4rec
 from bert4rec_hf.training.auto_schedule import (
     EPOCHS,
     MIN_STEPS,
-    SAMPLED_SOFTMAX_ITEMS,
     TIME_BUDGET,
     WINDOWS_AND_RATES,
     AutoSchedule,
@@ -63,6 +62,7 @@ def test_steps_follow_the_rows_and_fit_the_time_budget(tmp_path):
     schedule.before_data(config)
     schedule.fit_steps(config, train_rows=100_000, step_seconds=0.05, evaluation_seconds=0.5)
     assert config["max_steps"] == EPOCHS * 100_000 // 64 == 6_250 and config["warmup_steps"] == 0.1
+    assert schedule.warnings == []
     # a large log on a slow machine: evaluations kept under 15% of the budget (4 of 30 s), the
     # steps that fit once they and the final validation and test are paid; patience 3 of them
     config = _config(tmp_path)
@@ -71,23 +71,15 @@ def test_steps_follow_the_rows_and_fit_the_time_budget(tmp_path):
     schedule.fit_steps(config, train_rows=1_000_000, step_seconds=0.3, evaluation_seconds=30.0)
     assert config["max_steps"] == int((TIME_BUDGET - 6 * 30.0) / 0.3) == 2_400
     assert config["eval_steps"] == 600 and config["stopping_step"] == 3
-    assert schedule.values["max_steps"] == 2_400
+    assert schedule.values["max_steps"] == 2_400 and config["loss_type"] == "CE"  # the paper's loss stays
+    # 2,400 steps of 64 are 0.15 of the 1,000,000 rows: the run says so before it starts
+    assert len(schedule.warnings) == 1 and "covers 0.15 of one pass" in schedule.warnings[0]
+    assert "about 1.3 h here" in schedule.warnings[0]
     # given epochs or max_steps replace the derived steps and the time budget
     config = _config(tmp_path, max_steps=500)
     schedule = AutoSchedule(config)
     schedule.fit_steps(config, train_rows=1_000_000, step_seconds=0.3, evaluation_seconds=0.1)
     assert config["max_steps"] == 500 and config["time_budget"] is None and config["eval_steps"] == 42
-
-
-def test_large_catalogs_train_with_the_sampled_softmax_unless_a_loss_is_given(tmp_path):
-    config = _config(tmp_path)
-    AutoSchedule(config).for_catalog(config, SAMPLED_SOFTMAX_ITEMS)
-    assert config["loss_type"] == "CE"
-    AutoSchedule(config).for_catalog(config, SAMPLED_SOFTMAX_ITEMS + 1)
-    assert config["loss_type"] == "SSM"
-    config = _config(tmp_path, loss_type="CE")
-    AutoSchedule(config).for_catalog(config, 10 * SAMPLED_SOFTMAX_ITEMS)
-    assert config["loss_type"] == "CE"
 
 
 def test_a_run_on_an_own_log_records_and_reports_the_derived_schedule(tmp_path):

@@ -353,10 +353,9 @@ def build_trainer(
 def build_scheduled_trainer(
     config: RunConfig, data: PreparedData, output_dir: str | os.PathLike, schedule: AutoSchedule
 ) -> tuple[Bert4RecTrainer, tuple[float, float]]:
-    """The run's Trainer once ``schedule`` (``schedule: auto``) has chosen the loss for the
-    catalog and fitted the steps to the rows and to this machine's measured seconds per step
-    and per evaluation (returned too: the plan reuses them)."""
-    schedule.for_catalog(config, data.processed.tokenizer.num_items)
+    """The run's Trainer once ``schedule`` (``schedule: auto``) has fitted the steps to the
+    rows and to this machine's measured seconds per step and per evaluation (returned too:
+    the plan reuses them)."""
     trainer = build_trainer(config, data, output_dir)
     seconds = measure_seconds(trainer)
     if schedule.keys:
@@ -608,6 +607,7 @@ def run_bert4rec(
     if main_process:
         data.report.plan = plan_training(trainer, config, seconds)
         data.report.plan["schedule"] = dict(schedule.values)
+        data.report.warnings.extend(schedule.warnings)
         data.report.write(output_dir)
         print(data.report.to_text())
         for warning in data.report.warnings:
