@@ -115,7 +115,7 @@ def table(paths: list[Path]) -> None:
         metrics = json.loads((Path(default["model_dir"]) / "metrics.json").read_text())
         data, test = metrics["data"], metrics["test"]
         baselines = {
-            name: f"{values['test_ndcg@10']:.4f} / {values['test_hit@10']:.4f}"
+            name: f"{values['test']['test_ndcg@10']:.4f} / {values['test']['test_hit@10']:.4f}"
             for name, values in metrics.get("baselines", {}).items()
         }
         print(
@@ -123,7 +123,7 @@ def table(paths: list[Path]) -> None:
             f"{default['train_seconds']:.0f} s, {default['steps']:,} | {mean['default']:.4f} / "
             f"{test['test_hit@10']:.4f} | {best} (of {len(mean)}) | {mean[best]:.4f} | "
             f"{mean['default'] / mean[best]:.2f} | {baselines.get('most popular', '')} | "
-            f"{baselines.get('most recent again', '')} |"
+            f"{baselines.get('most recent items again', '')} |"
         )
 
 
