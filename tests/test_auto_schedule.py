@@ -38,6 +38,14 @@ def test_only_keys_left_at_the_package_defaults_are_derived(tmp_path):
     assert config["hidden_dropout_prob"] == config["attn_dropout_prob"] == 0.2
     assert config.source_of("train_batch_size").startswith("schedule: auto")
     assert AutoSchedule(_config(tmp_path, schedule="fixed")).keys == ()
+    # a user file is a layer of its own, whatever its name (even the package's model file's)
+    user_file = tmp_path / "mine" / "bert4rec.yaml"
+    user_file.parent.mkdir()
+    user_file.write_text("learning_rate: 0.02\n")
+    from_file = load_config(config_file_list=[user_file], config_dict={"data_path": str(tmp_path / "clicks.csv")})
+    mine = AutoSchedule(from_file)
+    mine.before_data(from_file)
+    assert "learning_rate" not in mine.keys and from_file["learning_rate"] == 0.02
     # a data set's YAML is a schedule of its own: ml-100k keeps every value it sets
     ml100k = load_config("ml-100k")
     kept = AutoSchedule(ml100k)

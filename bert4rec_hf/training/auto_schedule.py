@@ -40,6 +40,8 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
+from .config import RunConfig
+
 # Step 1: values that do not depend on the log's size.
 WINDOWS_AND_RATES: dict[str, Any] = {
     "train_stride": 1,
@@ -65,39 +67,32 @@ SCHEDULE_KEYS = (*WINDOWS_AND_RATES, *STEP_KEYS)
 SOURCE = "schedule: auto (derived from the log)"
 
 
-def is_package_default(config: Any, key: str) -> bool:
-    """True when ``key`` was set by no layer above the package defaults."""
-    source = config.source_of(key) if hasattr(config, "source_of") else "package defaults"
-    return source == "package defaults" or source.endswith(("overall.yaml", "bert4rec.yaml"))
-
-
 class AutoSchedule:
     """The schedule keys a run derives (none with ``schedule: fixed``), and the values it gave
     them: ``apply`` writes them into the run configuration, naming the source."""
 
-    def __init__(self, config: Any):
+    def __init__(self, config: RunConfig):
         auto = config.get("schedule", "fixed") == "auto"
-        self.keys = tuple(key for key in SCHEDULE_KEYS if auto and is_package_default(config, key))
+        self.keys = tuple(key for key in SCHEDULE_KEYS if auto and config.is_package_default(key))
         self.values: dict[str, Any] = {}
         self.warnings: list[str] = []
 
-    def apply(self, config: Any, values: Mapping[str, Any]) -> None:
+    def apply(self, config: RunConfig, values: Mapping[str, Any]) -> None:
         config.update(values)
-        if hasattr(config, "sources"):
-            config.sources.update(dict.fromkeys(values, SOURCE))
+        config.sources.update(dict.fromkeys(values, SOURCE))
         self.values.update(values)
 
-    def adopt(self, config: Any, saved: Mapping[str, Any]) -> None:
+    def adopt(self, config: RunConfig, saved: Mapping[str, Any]) -> None:
         """A resumed run: the values its first part derived (``saved``, its configuration), and
         nothing derived again, so it ends where the interrupted run would have."""
         self.apply(config, {key: saved[key] for key in self.keys if key in saved})
         self.keys = ()
 
-    def before_data(self, config: Any) -> None:
+    def before_data(self, config: RunConfig) -> None:
         """Step 1: windows, batch, rates, dropout and masking: nothing the log's size changes."""
         self.apply(config, {key: value for key, value in WINDOWS_AND_RATES.items() if key in self.keys})
 
-    def fit_steps(self, config: Any, train_rows: int, step_seconds: float, evaluation_seconds: float) -> None:
+    def fit_steps(self, config: RunConfig, train_rows: int, step_seconds: float, evaluation_seconds: float) -> None:
         """Step 2: steps, time budget, evaluation cadence and patience, from the training rows and
         the seconds per step and per evaluation measured on this machine (``planning``)."""
         keys, values = self.keys, {}

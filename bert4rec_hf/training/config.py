@@ -244,6 +244,13 @@ class RunConfig(dict):
     def source_of(self, key: str) -> str:
         return self.sources.get(key, "package defaults")
 
+    def is_package_default(self, key: str) -> bool:
+        """True when no layer above the package's own files (``overall.yaml``,
+        ``model/bert4rec.yaml``) set ``key``: no data set YAML, user file or keyword."""
+        root = config_dir()
+        own = {"package defaults", str(root / "overall.yaml"), str(root / "model" / "bert4rec.yaml")}
+        return self.source_of(key) in own
+
 
 def load_config(
     dataset: str | None = None,

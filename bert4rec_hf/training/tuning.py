@@ -272,7 +272,8 @@ class Bert4RecTuningTrainer(Bert4RecTrainer):
             config = load_config(dataset, files, {**overrides, **suggested})
             schedule = AutoSchedule(config)
             schedule.before_data(config)
-            build_scheduled_trainer(config, self.prepared(config), self.tuning_dir, schedule)
+            if schedule.keys:  # steps and evaluations fitted to this machine, as a normal run's
+                build_scheduled_trainer(config, self.prepared(config), self.tuning_dir, schedule)
             self._configs[number] = config
         return self._configs[number]
 
