@@ -58,25 +58,31 @@ PAPER_BEAUTY = {  # Table 2, BERT4Rec on Beauty
 LABELS = {"hit@1": "HR@1", "hit@5": "HR@5", "hit@10": "HR@10", "ndcg@5": "NDCG@5", "ndcg@10": "NDCG@10", "mrr": "MRR"}
 
 
+# The paper's model and optimiser (section 4, run_beauty.sh, bert_config_beauty_64.json).
+PAPER_SETTINGS: dict[str, Any] = {
+    "max_seq_length": 50,
+    "mask_ratio": 0.6,
+    "hidden_size": 64,
+    "n_layers": 2,
+    "n_heads": 2,
+    "inner_size": 256,
+    "hidden_dropout_prob": 0.5,
+    "attn_dropout_prob": 0.2,
+    "train_batch_size": 256,
+    "learning_rate": 1e-4,
+    "lr_scheduler_type": "linear",
+    "warmup_steps": 100,
+    "weight_decay": 0.01,
+    "max_grad_norm": 5.0,
+    "train_stride": 5,
+}
+
+
 def paper_config(args: argparse.Namespace) -> dict[str, Any]:
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not args.no_bf16
     config = {
         "data_path": str(args.data_path),
-        "max_seq_length": 50,
-        "mask_ratio": 0.6,
-        "hidden_size": 64,
-        "n_layers": 2,
-        "n_heads": 2,
-        "inner_size": 256,
-        "hidden_dropout_prob": 0.5,
-        "attn_dropout_prob": 0.2,
-        "train_batch_size": 256,
-        "learning_rate": 1e-4,
-        "lr_scheduler_type": "linear",
-        "warmup_steps": 100,
-        "weight_decay": 0.01,
-        "max_grad_norm": 5.0,
-        "train_stride": 5,
+        **PAPER_SETTINGS,
         "train_on_validation_item": not args.hold_out_validation,
         "last_item_mask_ratio": args.last_item_mask_ratio,
         "max_steps": args.max_steps,

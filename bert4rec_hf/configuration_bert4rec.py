@@ -54,6 +54,10 @@ class Bert4RecConfig(PreTrainedConfig):
             ``"SSM"`` (sampled softmax: the positive against ``num_sampled_negatives`` items shared by
             the batch, with logQ correction; for catalogs where even a chunked full softmax is too slow).
         num_negatives: negatives per masked item for BPR.
+        label_smoothing: with ``loss_type="CE"``, the share of each target's probability mass spread
+            evenly over all real items while training (0: the paper's loss). It keeps the softmax
+            from pushing the target's score up without bound, a regulariser studied for full-ranking
+            quality on large catalogs; evaluation losses stay the plain cross-entropy.
         item_chunk_size: score the catalog this many items at a time in the CE loss and in full-ranking
             evaluation, so peak memory is bounded by ``masked positions x item_chunk_size`` instead of
             ``masked positions x catalog``; the loss and its gradients are those of the unchunked softmax.
@@ -81,6 +85,8 @@ class Bert4RecConfig(PreTrainedConfig):
             them; ``"concat"`` maps ``[id ; features]`` through a learned ``2*hidden -> hidden``
             projection (initialised to the sum, so it starts where ``"sum"`` does and can learn to
             weigh the parts). Only read with ``item_features``.
+        tie_word_embeddings: score items against their input embeddings (the paper's model), or
+            against an output item matrix of its own (``False``; saved as a weight of its own).
         pad_token_id / mask_token_id: indices of the special tokens (0 and 1).
 
     Example:
@@ -116,6 +122,7 @@ class Bert4RecConfig(PreTrainedConfig):
     mask_ratio: float = 0.2
     loss_type: str = "CE"
     num_negatives: int = 1
+    label_smoothing: float = 0.0
     item_chunk_size: int = 0
     num_sampled_negatives: int = 1024
     sampling_distribution: str = "uniform"
@@ -146,7 +153,7 @@ class Bert4RecConfig(PreTrainedConfig):
         """The model settings of a run configuration (``configuration/model/bert4rec.yaml``):
         every field of this class but the vocabulary's, the fixed ones and the records of
         training settings (``TRAINING_RECORDS``)."""
-        fixed = {"vocab_size", "item_features", "pad_token_id", "mask_token_id", "tie_word_embeddings", "is_decoder", "add_cross_attention"}
+        fixed = {"vocab_size", "item_features", "pad_token_id", "mask_token_id", "is_decoder", "add_cross_attention"}
         fields = Bert4RecConfig.__annotations__.items()
         return tuple(
             name
@@ -195,6 +202,13 @@ class Bert4RecConfig(PreTrainedConfig):
             raise ValueError(f"Bert4RecConfig.hidden_act must be one of {HIDDEN_ACTIVATIONS}, got {self.hidden_act!r}")
         if self.loss_type not in LOSS_TYPES:
             raise ValueError(f"Bert4RecConfig.loss_type must be one of {LOSS_TYPES}, got {self.loss_type!r}")
+        smoothing = self.label_smoothing
+        if isinstance(smoothing, bool) or not isinstance(smoothing, (int, float)) or not 0.0 <= smoothing < 1.0:
+            raise ValueError(f"Bert4RecConfig.label_smoothing must be in [0, 1), got {smoothing!r}")
+        if smoothing and self.loss_type != "CE":
+            raise ValueError(
+                f"Bert4RecConfig.label_smoothing ({smoothing}) applies to loss_type 'CE' only, got loss_type {self.loss_type!r}"
+            )
         chunk = self.item_chunk_size
         if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
             raise ValueError(

@@ -2,7 +2,9 @@
 
 ``CE`` is the paper's full softmax over the real items (chunked over the
 catalog with ``config.item_chunk_size``: same loss and gradients, no ``M x
-catalog`` logits); ``BPR`` is pairwise, against sampled negatives or every
+catalog`` logits; with ``config.label_smoothing`` ε, training adds ``ε * (target score -
+mean score)``, which is the label-smoothed cross-entropy exactly, with no second pass over
+the catalog); ``BPR`` is pairwise, against sampled negatives or every
 other item; ``SSM`` is a sampled softmax with logQ correction for catalogs
 where even the chunked softmax is too slow. Imported by ``modeling_bert4rec``
 (relatively, so remote code carries it).
@@ -46,11 +48,15 @@ def cloze_loss(
         check_item_ids(negative_ids.reshape(-1), config.vocab_size)
         return sampled_bpr(scorer, targets, negative_ids), None
     if loss_type == "CE" and config.item_chunk_size > 0:
-        return chunked_cross_entropy(scorer, targets, config.item_chunk_size), None
-    logits = scorer.all()
-    if loss_type == "BPR":
-        return full_bpr(logits, targets), logits
-    return F.cross_entropy(logits.float(), targets, reduction="none"), logits
+        loss, logits = chunked_cross_entropy(scorer, targets, config.item_chunk_size), None
+    else:
+        logits = scorer.all()
+        if loss_type == "BPR":
+            return full_bpr(logits, targets), logits
+        loss = F.cross_entropy(logits.float(), targets, reduction="none")
+    if training and config.label_smoothing:
+        loss = loss + config.label_smoothing * (scorer.targets(targets).float() - scorer.mean().float())
+    return loss, logits
 
 
 def full_bpr(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

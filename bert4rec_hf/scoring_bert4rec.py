@@ -143,6 +143,19 @@ class ItemScorer:
         """``(n,)`` scores of one id per row."""
         return self.chosen(item_ids[:, None])[:, 0]
 
+    def mean(self) -> torch.Tensor:
+        """``(n,)`` each row's mean score over the real items, without scoring them one by
+        one: a score is linear in the item's embedding, bias and seen-item offset, so the
+        mean is the score of the mean item plus the offset times the row's share of seen items."""
+        with torch.autocast(device_type=self.states.device.type, enabled=False):
+            dtype = self.compute_dtype
+            weight, bias = self.weight[NUM_SPECIAL_TOKENS:].to(dtype), self.bias[NUM_SPECIAL_TOKENS:].to(dtype)
+            means = self.states.to(dtype) @ weight.mean(0) + bias.mean()
+            if self.seen is not None:
+                seen = self.seen.ge(NUM_SPECIAL_TOKENS).sum(1).to(dtype)
+                means = means + seen / weight.shape[0] * self.offset.to(dtype)
+            return means.to(self.dtype)
+
     def chunks(self, chunk_size: int) -> Iterator[tuple[int, torch.Tensor]]:
         """``(start, scores)`` over the real items, ``chunk_size`` ids at a time:
         ``scores[:, j]`` is the score of id ``start + j``."""

@@ -1,0 +1,195 @@
+"""What moves BERT4Rec's full-ranking quality on Amazon Beauty: one-factor ablations.
+
+    # one GPU call: every variant at one seed, 16 runs side by side, 7 minutes of training each
+    nvidia-cuda-mps-control -d      # lets the runs' small kernels overlap on the one GPU
+    python benchmarks/full_ranking_ablations.py run --parallel 16 --seeds 1 --time-budget 420 \\
+        --output bench_out/ablations/seed1.json
+    # the variants that moved it, on more seeds
+    python benchmarks/full_ranking_ablations.py run --variants base h256 mask0.2 --seeds 2 3 ...
+    python benchmarks/full_ranking_ablations.py table bench_out/ablations/*.json
+    # a CPU smoke run of the whole path (a few steps per variant)
+    python benchmarks/full_ranking_ablations.py run --variants base ls0.1 --seeds 1 --parallel 2 \\
+        --set max_steps=20 eval_steps=10 --time-budget 60
+
+Every run is ``bert4rec train --dataset beauty`` (``configuration/dataset/beauty.yaml``,
+the file from ``--data-path``) on the paper's model and optimiser
+(``reproduce_paper.PAPER_SETTINGS``) with lr 1e-3 (1e-4, the paper's, is far from
+converged in a GPU-minutes budget: "The paper's protocol on Beauty" in
+benchmarks/README.md), plus one variant's overrides. Validation holds out each
+user's item n-1 (``train_on_validation_item: false``) and ranks it against the
+whole catalog, so early stopping and the kept checkpoint never see the test item;
+training stops at ``--time-budget`` seconds with the lr decay fitted to the steps
+that fit. Each kept model is then ranked on the test items four ways: the whole
+catalog with the history kept as candidates (as RecBole does; the headline figure),
+the whole catalog without it, and 100 negatives sampled by popularity (the
+paper's protocol) and uniformly. A table row is a variant: the mean over its
+seeds and, at equal seeds, its difference to ``base``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import torch
+from reproduce_paper import DEFAULT_DATA, PAPER_BEAUTY, PAPER_SETTINGS
+from seed_sweep import CLI, train_once
+
+# one factor each against ``base``; the order is the priority when a call has room for fewer
+VARIANTS: dict[str, list[str]] = {
+    "base": [],
+    "seen_off": ["seen_item_bias=false"],  # the paper's output layer, no learned offset for history items
+    "h256": ["hidden_size=256", "inner_size=1024"],
+    "h128": ["hidden_size=128", "inner_size=512"],
+    "mask0.2": ["mask_ratio=0.2"],
+    "mask0.4": ["mask_ratio=0.4"],
+    "last0.25": ["last_item_mask_ratio=0.25"],
+    "drop0.2": ["hidden_dropout_prob=0.2", "attn_dropout_prob=0.2"],
+    "stride1": ["train_stride=1", "train_prefixes=true"],  # a window ending at every item
+    "lr3e-3": ["learning_rate=0.003", "warmup_steps=0.05"],
+    "ls0.1": ["label_smoothing=0.1"],
+    "wd0": ["weight_decay=0.0"],
+    "wd0.1": ["weight_decay=0.1"],
+    "untied": ["tie_word_embeddings=false"],
+    "len100": ["max_seq_length=100"],
+    "layers3": ["n_layers=3"],
+}
+BASE = [f"{key}={value}" for key, value in {**PAPER_SETTINGS, "learning_rate": 1e-3}.items()] + [
+    "schedule=fixed", "epochs=100000", "train_on_validation_item=false", "last_item_mask_ratio=0.0909",
+    "eval_mode=full", "exclude_history=false", "valid_metric=ndcg@10", "stopping_step=1000", "report_to=none",
+]  # fmt: skip
+# the test rankings of each kept model: (label, `bert4rec evaluate` options)
+RANKINGS = {
+    "full": [],
+    "full_excluded": ["--exclude-history"],
+    "pop100": ["--mode", "pop100"],
+    "uni100": ["--mode", "uni100"],
+}
+METRICS = ("ndcg@10", "hit@10")
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    run = commands.add_parser("run", help="train and rank the variants")
+    run.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS), metavar="NAME")
+    run.add_argument("--seeds", type=int, nargs="+", default=[1])
+    run.add_argument("--time-budget", type=float, default=420.0, help="seconds of training per run")
+    run.add_argument("--eval-steps", type=int, default=2000, help="validate every N steps")
+    run.add_argument("--parallel", type=int, default=16, help="runs at a time")
+    run.add_argument("--threads", type=int, default=1, help="CPU threads per run")
+    run.add_argument("--data-path", type=Path, default=DEFAULT_DATA)
+    run.add_argument("--no-bf16", action="store_true", help="float32 even where the GPU supports bf16")
+    run.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every run")
+    run.add_argument("--work-dir", default="bench_out/ablations/runs")
+    run.add_argument("--output", default="bench_out/ablations/ablations.json")
+    table = commands.add_parser("table", help="the table of one or more run outputs")
+    table.add_argument("results", nargs="+", type=Path)
+    return parser.parse_args(argv)
+
+
+def rank_test(model_dir: str, options: list[str], output: Path, env: dict[str, str]) -> dict[str, float]:
+    """The test metrics of one saved model under one ranking (``bert4rec evaluate``)."""
+    command = [sys.executable, "-c", CLI, "evaluate", model_dir, *options, "--output", str(output)]
+    with open(output.with_suffix(".log"), "w") as log:
+        if subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode != 0:
+            return {"error": f"{' '.join(options) or 'full'}: see {output.with_suffix('.log')}"}
+    test = json.loads(output.read_text())["test"]
+    return {metric: test[f"test_{metric}"] for metric in METRICS}
+
+
+def run_variant(args: argparse.Namespace, name: str, seed: int) -> dict:
+    record = train_once(args, name, VARIANTS[name], seed)
+    if "error" in record:
+        return record
+    metrics = json.loads((Path(record["model_dir"]) / "metrics.json").read_text())
+    env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
+    folder = Path(record["model_dir"]).parent
+    rankings = {
+        label: rank_test(record["model_dir"], options, folder / f"test_{label}.json", env)
+        for label, options in RANKINGS.items()
+    }
+    return {**record, "epochs": metrics["epochs"], "rankings": rankings}
+
+
+def run(args: argparse.Namespace) -> int:
+    if not args.data_path.is_file():
+        raise SystemExit(f"full_ranking_ablations: {args.data_path} not found (give --data-path to beauty.txt)")
+    bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not args.no_bf16
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
+    # train_once's view of the run: `bert4rec train --dataset beauty --set seed=S <set> <variant>`
+    args.dataset, args.log, args.metric = "beauty", None, "ndcg@10"
+    args.set = [
+        *BASE, f"data_path={args.data_path}", f"time_budget={args.time_budget}", f"eval_steps={args.eval_steps}",
+        f"bf16={str(bf16).lower()}", *args.set,
+    ]  # fmt: skip
+    jobs = [(name, seed) for seed in args.seeds for name in args.variants]
+    print(f"{len(jobs)} runs on {device} (bf16: {bf16}), {args.parallel} at a time", flush=True)
+    started = time.perf_counter()
+    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
+        runs = list(pool.map(lambda job: run_variant(args, *job), jobs))
+    for record in runs:
+        if "error" in record:
+            print(f"{record['variant']} seed {record['seed']} failed: {record['error']}", file=sys.stderr)
+    result = {
+        "device": device, "bf16": bf16, "time_budget": args.time_budget, "base": args.set,
+        "date": time.strftime("%Y-%m-%d %H:%M %Z"), "seconds": time.perf_counter() - started, "runs": runs,
+    }  # fmt: skip
+    Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.output).write_text(json.dumps(result, indent=1))
+    print("\n".join(table_lines(runs)))
+    return 1 if any("error" in record for record in runs) else 0
+
+
+def _value(record: dict, ranking: str, metric: str) -> float | None:
+    return record.get("rankings", {}).get(ranking, {}).get(metric)
+
+
+def table_lines(runs: list[dict]) -> list[str]:
+    """One row per variant: mean over its seeds of every ranking's test NDCG@10 / HR@10,
+    and the headline's (full, history kept) paired difference to ``base``."""
+    base = {r["seed"]: _value(r, "full", "ndcg@10") for r in runs if r["variant"] == "base"}
+    header = " | ".join(f"{ranking} NDCG@10 / HR@10" for ranking in RANKINGS)
+    lines = [
+        f"| variant | seeds | steps | {header} | full NDCG@10 - base (same seed) |",
+        "|---|---:|---:|" + "---|" * len(RANKINGS) + "---:|",
+    ]
+    for name in dict.fromkeys(r["variant"] for r in runs):
+        done = [r for r in runs if r["variant"] == name and _value(r, "full", "ndcg@10") is not None]
+        if not done:
+            lines.append(f"| {name} | 0 |" + " |" * (len(RANKINGS) + 2))
+            continue
+        cells = []
+        for ranking in RANKINGS:
+            values = [[_value(r, ranking, metric) for r in done] for metric in METRICS]
+            complete = all(v is not None for column in values for v in column)
+            cells.append(" / ".join(f"{statistics.mean(column):.4f}" for column in values) if complete else "—")
+        paired = [_value(r, "full", "ndcg@10") - base[r["seed"]] for r in done if base.get(r["seed"]) is not None]
+        difference = f"{statistics.mean(paired):+.4f}" if paired and name != "base" else ""
+        steps = statistics.mean(r["steps"] for r in done)
+        lines.append(f"| {name} | {len(done)} | {steps:,.0f} | {' | '.join(cells)} | {difference} |")
+    paper = f"{PAPER_BEAUTY['ndcg@10']:.4f} / {PAPER_BEAUTY['hit@10']:.4f}"
+    lines.append(f"| the paper's BERT4Rec (400k steps) | | | — | — | {paper} | — | |")
+    return lines
+
+
+def table(args: argparse.Namespace) -> int:
+    runs = [record for path in args.results for record in json.loads(path.read_text())["runs"]]
+    print("\n".join(table_lines(runs)))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    return run(args) if args.command == "run" else table(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
