@@ -11,6 +11,18 @@
     python benchmarks/full_ranking_ablations.py run --variants base ls0.1 --seeds 1 --parallel 2 \\
         --set max_steps=20 eval_steps=10 --time-budget 60
 
+On the lent GPU machine (``../shared`` does not travel and its image lacks ``datasets``):
+once here, ``mkdir -p .carry && cp ../shared/data/beauty/beauty.txt .carry/`` and the
+wheels of datasets 5.2.0, dill and multiprocess for Python 3.12 in ``.whl`` (both folders
+in ``.git/info/exclude``); then one call, carrying ``.whl`` and ``.carry``, of
+
+    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
+    export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 &&
+    python3 -m pip install -q --no-deps --no-build-isolation -e . &&
+    nvidia-cuda-mps-control -d; python3 benchmarks/full_ranking_ablations.py run \\
+        --data-path .carry/beauty.txt --seeds 1 --time-budget 300 --work-dir /tmp/ablations \\
+        --output $OUT/seed1.json
+
 Every run is ``bert4rec train --dataset beauty`` (``configuration/dataset/beauty.yaml``,
 the file from ``--data-path``) on the paper's model and optimiser
 (``reproduce_paper.PAPER_SETTINGS``) with lr 1e-3 (1e-4, the paper's, is far from
@@ -35,12 +47,11 @@ import statistics
 import subprocess
 import sys
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import torch
 from reproduce_paper import DEFAULT_DATA, PAPER_BEAUTY, PAPER_SETTINGS
-from seed_sweep import CLI, train_once
+from seed_sweep import CLI, run_jobs, train_once
 
 # one factor each against ``base``; the order is the priority when a call has room for fewer
 VARIANTS: dict[str, list[str]] = {
@@ -133,11 +144,7 @@ def run(args: argparse.Namespace) -> int:
     jobs = [(name, seed) for seed in args.seeds for name in args.variants]
     print(f"{len(jobs)} runs on {device} (bf16: {bf16}), {args.parallel} at a time", flush=True)
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        runs = list(pool.map(lambda job: run_variant(args, *job), jobs))
-    for record in runs:
-        if "error" in record:
-            print(f"{record['variant']} seed {record['seed']} failed: {record['error']}", file=sys.stderr)
+    runs = run_jobs(lambda job: run_variant(args, *job), jobs, args.parallel)
     result = {
         "device": device, "bf16": bf16, "time_budget": args.time_budget, "base": args.set,
         "date": time.strftime("%Y-%m-%d %H:%M %Z"), "seconds": time.perf_counter() - started, "runs": runs,

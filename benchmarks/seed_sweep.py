@@ -26,6 +26,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -100,6 +101,16 @@ def train_once(args: argparse.Namespace, name: str, overrides: list[str], seed: 
     }
 
 
+def run_jobs(run_one: Callable[[tuple], dict], jobs: list[tuple], parallel: int) -> list[dict]:
+    """Every job's record, ``parallel`` at a time, in the jobs' order; failures also on stderr."""
+    with ThreadPoolExecutor(max_workers=parallel) as pool:
+        runs = list(pool.map(run_one, jobs))
+    for run in runs:
+        if "error" in run:
+            print(f"{run['variant']} seed {run['seed']} failed: {run['error']}", file=sys.stderr)
+    return runs
+
+
 def summary_rows(runs: list[dict]) -> list[str]:
     """One line per variant: mean valid/test, spread, and the paired difference to ``default``."""
     reference = {run["seed"]: run["test"] for run in runs if run["variant"] == "default" and "test" in run}
@@ -130,11 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     data = args.log or f"--dataset {args.dataset}"
     print(f"{len(jobs)} runs of `bert4rec train {data}`, {args.parallel} at a time", flush=True)
     started = time.perf_counter()
-    with ThreadPoolExecutor(max_workers=args.parallel) as pool:
-        runs = list(pool.map(lambda job: train_once(args, *job), jobs))
-    for run in runs:
-        if "error" in run:
-            print(f"{run['variant']} seed {run['seed']} failed: {run['error']}", file=sys.stderr)
+    runs = run_jobs(lambda job: train_once(args, *job), jobs, args.parallel)
     metric = args.metric
     print(f"\n{len(runs)} runs in {time.perf_counter() - started:.0f} s; best-validation checkpoint of each, {metric}")
     print(f"| variant | runs | valid {metric} | test {metric} | test sd | test - default (same seed) | test per seed |")
