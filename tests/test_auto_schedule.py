@@ -8,7 +8,7 @@ import yaml
 
 from bert4rec_hf import run_bert4rec
 from bert4rec_hf.training.auto_schedule import (
-    EPOCHS,
+    MAX_EPOCHS,
     MIN_STEPS,
     TIME_BUDGET,
     WINDOWS_AND_RATES,
@@ -60,16 +60,23 @@ def test_steps_follow_the_rows_and_fit_the_time_budget(tmp_path):
     config = _config(tmp_path)
     schedule = AutoSchedule(config)
     schedule.before_data(config)
-    # a small log: EPOCHS passes, but at least MIN_STEPS
-    schedule.fit_steps(config, train_rows=10_000, step_seconds=0.01, evaluation_seconds=0.1)
+    # a tiny log: MAX_EPOCHS passes, but at least MIN_STEPS
+    schedule.fit_steps(config, train_rows=5_000, step_seconds=0.01, evaluation_seconds=0.1)
     assert config["max_steps"] == MIN_STEPS and config["time_budget"] == TIME_BUDGET
     assert config["eval_steps"] == 250 and config["stopping_step"] == 8  # 12 evaluations, patience 2/3
-    # a log whose EPOCHS passes fit: all of them, a tenth of them warm-up
+    # a small log on a fast machine: all MAX_EPOCHS passes fit, a tenth of them warm-up
+    config = _config(tmp_path)
+    schedule = AutoSchedule(config)
+    schedule.before_data(config)
+    schedule.fit_steps(config, train_rows=20_000, step_seconds=0.02, evaluation_seconds=0.5)
+    assert config["max_steps"] == MAX_EPOCHS * 20_000 // 64 == 6_250 and config["warmup_steps"] == 0.1
+    # a log whose passes do not all fit: as many steps as the budget holds once the
+    # evaluations (12, and the final validation and test) are paid
     config = _config(tmp_path)
     schedule = AutoSchedule(config)
     schedule.before_data(config)
     schedule.fit_steps(config, train_rows=100_000, step_seconds=0.05, evaluation_seconds=0.5)
-    assert config["max_steps"] == EPOCHS * 100_000 // 64 == 6_250 and config["warmup_steps"] == 0.1
+    assert config["max_steps"] == int((TIME_BUDGET - 14 * 0.5) / 0.05) == 17_860
     assert schedule.warnings == []
     # a large log on a slow machine: evaluations kept under 15% of the budget (4 of 30 s), the
     # steps that fit once they and the final validation and test are paid; patience 3 of them
