@@ -69,7 +69,7 @@ VARIANTS: dict[str, list[str]] = {
     "wd0": ["weight_decay=0.0"],
     "wd0.1": ["weight_decay=0.1"],
     "untied": ["tie_word_embeddings=false"],
-    "len100": ["max_seq_length=100"],
+    "const": ["lr_scheduler_type=constant_with_warmup"],  # schedule: auto's rate: no decay to 0
     "layers3": ["n_layers=3"],
 }
 BASE = [f"{key}={value}" for key, value in {**PAPER_SETTINGS, "learning_rate": 1e-3}.items()] + [
