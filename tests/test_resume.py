@@ -125,13 +125,13 @@ def test_resume_refuses_an_empty_folder_and_another_configuration(run_args, tmp_
     assert train(run_args, output_dir, kill_at="step:12", driver=driver).returncode == -signal.SIGKILL
     refused = train(run_args, output_dir)  # starting again by mistake is refused, naming the way out
     assert refused.returncode == 1 and "--resume" in refused.stderr
-    # the killed run's derived schedule (schedule: auto) is adopted first, as `--resume` does: lr 3e-3
+    # the killed run's derived schedule (schedule: auto) is adopted first, as `--resume` does: lr 1e-3
     changed = load_config(config_dict={**parse_overrides(run_args[1:]), "learning_rate": 0.01, "max_steps": 99})
     resume_schedule(output_dir, AutoSchedule(changed), changed)
-    with pytest.raises(ConfigError, match=r"learning_rate: 0\.003 -> 0\.01.*max_steps: 30 -> 99"):
+    with pytest.raises(ConfigError, match=r"learning_rate: 0\.001 -> 0\.01.*max_steps: 30 -> 99"):
         check_resumable(output_dir, changed)
     changed_too = train([*run_args, "torch_threads=2", "learning_rate=0.01"], output_dir, "--resume")
-    assert changed_too.returncode == 1 and "(learning_rate: 0.003 -> 0.01)" in changed_too.stderr  # threads may change
+    assert changed_too.returncode == 1 and "(learning_rate: 0.001 -> 0.01)" in changed_too.stderr  # threads may change
     both = train(run_args, output_dir, "--resume", "--overwrite")
     assert both.returncode == 1 and "give one" in both.stderr
 
