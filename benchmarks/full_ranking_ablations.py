@@ -73,12 +73,13 @@ VARIANTS: dict[str, list[str]] = {
     "layers3": ["n_layers=3"],
 }
 BASE = [f"{key}={value}" for key, value in {**PAPER_SETTINGS, "learning_rate": 1e-3}.items()] + [
-    "schedule=fixed", "epochs=100000", "train_on_validation_item=false", "last_item_mask_ratio=0.0909",
+    "schedule=fixed", "epochs=100000", "train_on_validation_item=false",
     "eval_mode=full", "exclude_history=false", "valid_metric=ndcg@10", "stopping_step=1000", "report_to=none",
 ]  # fmt: skip
-# the test rankings of each kept model: (label, `bert4rec evaluate` options)
-RANKINGS = {
-    "full": [],
+# the test rankings of each kept model: (label, `bert4rec evaluate` options; None: the run's
+# own test evaluation, full ranking with the history kept, read from its metrics.json)
+RANKINGS: dict[str, list[str] | None] = {
+    "full": None,
     "full_excluded": ["--exclude-history"],
     "pop100": ["--mode", "pop100"],
     "uni100": ["--mode", "uni100"],
@@ -111,7 +112,7 @@ def rank_test(model_dir: str, options: list[str], output: Path, env: dict[str, s
     command = [sys.executable, "-c", CLI, "evaluate", model_dir, *options, "--output", str(output)]
     with open(output.with_suffix(".log"), "w") as log:
         if subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode != 0:
-            return {"error": f"{' '.join(options) or 'full'}: see {output.with_suffix('.log')}"}
+            return {"error": f"{' '.join(options)}: see {output.with_suffix('.log')}"}
     test = json.loads(output.read_text())["test"]
     return {metric: test[f"test_{metric}"] for metric in METRICS}
 
@@ -124,7 +125,9 @@ def run_variant(args: argparse.Namespace, name: str, seed: int) -> dict:
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     folder = Path(record["model_dir"]).parent
     rankings = {
-        label: rank_test(record["model_dir"], options, folder / f"test_{label}.json", env)
+        label: {metric: metrics["test"][f"test_{metric}"] for metric in METRICS}
+        if options is None
+        else rank_test(record["model_dir"], options, folder / f"test_{label}.json", env)
         for label, options in RANKINGS.items()
     }
     return {**record, "epochs": metrics["epochs"], "rankings": rankings}

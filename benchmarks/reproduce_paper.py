@@ -75,6 +75,7 @@ PAPER_SETTINGS: dict[str, Any] = {
     "weight_decay": 0.01,
     "max_grad_norm": 5.0,
     "train_stride": 5,
+    "last_item_mask_ratio": 1 / 11,  # the authors' generator: each window 10 times masked, once last-item only
 }
 
 
@@ -155,7 +156,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="train only through each user's item n-2 (default: through n-1, the validation item, as the authors' code "
         "does; validation metrics then score trained items)",
     )  # fmt: skip
-    parser.add_argument("--last-item-mask-ratio", type=float, default=1 / 11, help="share of last-item-only rows")
+    parser.add_argument(
+        "--last-item-mask-ratio", type=float, default=PAPER_SETTINGS["last_item_mask_ratio"],
+        help="share of last-item-only rows",
+    )  # fmt: skip
     parser.add_argument("--eval-batch-size", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--no-bf16", action="store_true", help="train in float32 even where bf16 is supported")
