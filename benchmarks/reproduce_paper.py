@@ -28,8 +28,11 @@ per row (we mask each item with probability 0.6) and draw popularity negatives
 from counts over the whole log (we count the training split). Full-ranking test
 metrics (all items, history kept as candidates) are reported too.
 
-Device: CUDA when available (bf16 where supported), else CPU. Base
-configuration: ``configuration/dataset/beauty.yaml``.
+Device: CUDA when available (bf16 where supported), else CPU. The settings are
+the shipped recipe ``paper`` (``configuration/recipe/paper/beauty.yaml``, what
+``bert4rec train --dataset beauty --recipe paper`` trains) over
+``configuration/dataset/beauty.yaml``; this script adds its options, the
+full-ranking test beside the sampled one and the paper's table.
 """
 
 from __future__ import annotations
@@ -58,42 +61,24 @@ PAPER_BEAUTY = {  # Table 2, BERT4Rec on Beauty
 LABELS = {"hit@1": "HR@1", "hit@5": "HR@5", "hit@10": "HR@10", "ndcg@5": "NDCG@5", "ndcg@10": "NDCG@10", "mrr": "MRR"}
 
 
-# The paper's model and optimiser (section 4, run_beauty.sh, bert_config_beauty_64.json).
-PAPER_SETTINGS: dict[str, Any] = {
-    "max_seq_length": 50,
-    "mask_ratio": 0.6,
-    "hidden_size": 64,
-    "n_layers": 2,
-    "n_heads": 2,
-    "inner_size": 256,
-    "hidden_dropout_prob": 0.5,
-    "attn_dropout_prob": 0.2,
-    "train_batch_size": 256,
-    "learning_rate": 1e-4,
-    "lr_scheduler_type": "linear",
-    "warmup_steps": 100,
-    "weight_decay": 0.01,
-    "max_grad_norm": 5.0,
-    "train_stride": 5,
-    "last_item_mask_ratio": 1 / 11,  # the authors' generator: each window 10 times masked, once last-item only
-}
-
-
 def paper_config(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword layer over ``--recipe paper`` (configuration/recipe/paper/beauty.yaml, the one
+    place the paper's settings live): this script's options where given, and its evaluation."""
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not args.no_bf16
-    config = {
-        "data_path": str(args.data_path),
-        **PAPER_SETTINGS,
-        "train_on_validation_item": not args.hold_out_validation,
+    given = {
         "last_item_mask_ratio": args.last_item_mask_ratio,
         "max_steps": args.max_steps,
         "eval_steps": args.eval_steps,
         "stopping_step": args.patience,
+    }
+    config = {
+        "data_path": str(args.data_path),
+        "recipe": "paper",
+        **{key: value for key, value in given.items() if value is not None},
+        "train_on_validation_item": not args.hold_out_validation,
         "time_budget": args.time_budget,
         "eval_batch_size": args.eval_batch_size,
-        "eval_mode": "pop100",
         "eval_loss": False,  # the only full-catalog pass of a sampled evaluation
-        "topk": [1, 5, 10],
         "valid_metric": "ndcg@10",
         "seed": args.seed,
         "bf16": bf16,
@@ -142,14 +127,16 @@ def comparison_table(test: dict[str, float]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-path", type=Path, default=DEFAULT_DATA, help="beauty.txt (default: %(default)s)")
-    parser.add_argument("--max-steps", type=int, default=400_000, help="step budget, also the lr decay horizon")
+    parser.add_argument(
+        "--max-steps", type=int, help="step budget, also the lr decay horizon (default: the recipe's 400,000)"
+    )
     parser.add_argument(
         "--time-budget", type=float, default=None, metavar="SECONDS",
         help="stop training after this many seconds, the lr decay fitted to the steps that fit (TimeBudgetCallback)",
     )  # fmt: skip
-    parser.add_argument("--eval-steps", type=int, default=2000, help="validate every N steps (default %(default)s)")
+    parser.add_argument("--eval-steps", type=int, help="validate every N steps (default: the recipe's 2,000)")
     parser.add_argument(
-        "--patience", type=int, default=20, help="evaluations without improvement before stopping (default %(default)s)"
+        "--patience", type=int, help="evaluations without improvement before stopping (default: the recipe's 20)"
     )
     parser.add_argument(
         "--hold-out-validation", action="store_true",
@@ -157,9 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
         "does; validation metrics then score trained items)",
     )  # fmt: skip
     parser.add_argument(
-        "--last-item-mask-ratio", type=float, default=PAPER_SETTINGS["last_item_mask_ratio"],
-        help="share of last-item-only rows",
-    )  # fmt: skip
+        "--last-item-mask-ratio", type=float, help="share of last-item-only rows (default: the recipe's 1/11)"
+    )
     parser.add_argument("--eval-batch-size", type=int, default=1024)
     parser.add_argument("--seed", type=int, default=2020)
     parser.add_argument("--no-bf16", action="store_true", help="train in float32 even where bf16 is supported")
@@ -173,10 +159,9 @@ def main(argv: list[str] | None = None) -> int:
     if not args.data_path.is_file():
         print(f"error: {args.data_path} not found (pass --data-path to beauty.txt)", file=sys.stderr)
         return 1
-    if args.eval_steps > args.max_steps:
-        args.eval_steps = args.max_steps
     args.overrides = parse_overrides(args.set)
     config = load_config("beauty", config_dict=paper_config(args))
+    config["eval_steps"] = min(config["eval_steps"], config["max_steps"])
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
     print(f"device: {device}; bf16: {config['bf16']}; started {time.strftime('%Y-%m-%d %H:%M:%S %Z')}")
 

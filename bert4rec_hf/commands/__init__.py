@@ -18,10 +18,29 @@ def register_all(commands: argparse._SubParsersAction) -> None:
         module.register(commands)
 
 
-def add_run_options(parser: argparse.ArgumentParser) -> None:
-    """The configuration options shared by commands that read a data set."""
+def add_run_options(parser: argparse.ArgumentParser, recipe: bool = False) -> None:
+    """The configuration options shared by commands that read a data set; ``recipe``:
+    also ``--recipe`` (commands that train: a saved model's folder already records its settings)."""
     parser.add_argument("--dataset", help="a registered data set (ml-100k is bundled) or a name for --set data_path=...")
+    if recipe:
+        parser.add_argument(
+            "--recipe", metavar="NAME",
+            help="named settings measured for the data set, above its own file (paper: the BERT4Rec authors' own)",
+        )  # fmt: skip
     parser.add_argument("--config-files", nargs="+", default=[], metavar="YAML", help="user config files, in order")
     parser.add_argument(
         "--set", nargs="+", default=[], metavar="KEY=VALUE", dest="overrides", help="override config keys"
     )
+
+
+def run_overrides(args: argparse.Namespace, pairs: list[str]) -> dict:
+    """The keyword layer of a command: its ``--set`` pairs and, when given, ``--recipe``."""
+    from ..training.config import ConfigError, parse_overrides
+
+    overrides = parse_overrides(pairs)
+    recipe = getattr(args, "recipe", None)
+    if recipe is not None:
+        if overrides.get("recipe", recipe) != recipe:
+            raise ConfigError(f"--recipe {recipe} and --set recipe={overrides['recipe']} disagree: give one")
+        overrides["recipe"] = recipe
+    return overrides

@@ -4,17 +4,16 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_run_options
+from . import add_run_options, run_overrides
 
 
 def _train(args: argparse.Namespace) -> int:
     from ..quick_start import run_bert4rec
-    from ..training.config import parse_overrides
 
     pairs = list(args.overrides)
     if args.log is None and pairs and "=" not in pairs[-1]:  # `--set k=v clicks.csv`: --set's list took the log
         args.log = pairs.pop()
-    overrides = parse_overrides(pairs)
+    overrides = run_overrides(args, pairs)
     if args.resume and args.overwrite:
         raise ValueError("--resume continues the run in the output folder and --overwrite starts it again: give one")
     run_bert4rec(
@@ -31,7 +30,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         help="your interaction log (csv, tsv, parquet, .inter, u.data, 'user item' lines; gzip or not): "
         "format and columns are detected, --set sets the rest (default: the --dataset's registered log)",
     )  # fmt: skip
-    add_run_options(parser)
+    add_run_options(parser, recipe=True)
     parser.add_argument("--output-dir", help="model folder to write (default: outputs/<dataset or log file name>)")
     parser.add_argument(
         "--overwrite", action="store_true", help="replace the model files of an earlier run in the output folder"

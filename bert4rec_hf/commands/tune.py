@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import argparse
 
-from . import add_run_options
+from . import add_run_options, run_overrides
 
 
 def _tune(args: argparse.Namespace) -> int:
-    from ..training.config import parse_overrides
     from ..training.tuning import tune_bert4rec
 
-    overrides = parse_overrides(args.overrides)
+    overrides = run_overrides(args, args.overrides)
     if args.metric:
         overrides["valid_metric"] = args.metric
     tune_bert4rec(
@@ -36,7 +35,7 @@ def register(commands: argparse._SubParsersAction) -> None:
         "by the validation metric (valid_metric, default ndcg@10). A space of only 'choice' parameters is searched "
         "exhaustively, other spaces with optuna's TPE sampler.",
     )
-    add_run_options(parser)
+    add_run_options(parser, recipe=True)
     parser.add_argument(
         "--params-file", required=True, metavar="FILE", help="search space in RecBole's hyper.test syntax"
     )

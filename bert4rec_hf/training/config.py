@@ -1,10 +1,14 @@
 """Layered run configuration, resolved the way RecBole resolves it.
 
 Precedence: package defaults (``overall.yaml``) < model (``model/bert4rec.yaml``)
-< data set (``dataset/<name>.yaml``) < user YAML files (in order) < keyword
-arguments. The known keys and their types come from the two default files;
-an unknown key or a value of the wrong type is an error naming the key and
-the file it came from.
+< data set (``dataset/<name>.yaml``) < recipe (``recipe/<recipe>/<name>.yaml``,
+when a layer sets ``recipe``) < user YAML files (in order) < keyword arguments.
+The known keys and their types come from the two default files; an unknown key
+or a value of the wrong type is an error naming the key and the file it came from.
+
+A recipe is a named set of settings measured for one data set (``paper``: the
+BERT4Rec authors' own); it sits above the data set's file so that a data set's
+defaults can move on while the settings it was published with stay one flag away.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ _NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "split_validation_cutoff": (str, int, float, datetime.date),
     "item_features": (list,),
     "item_features_path": (str,),
+    "recipe": (str,),
 }
 # Keys that take more than the type of their default.
 _WIDER_TYPES: dict[str, tuple[type, ...]] = {"exclude_history": (bool, str)}
@@ -224,14 +229,54 @@ def _dataset_name(default: str, layers: Sequence[Mapping[str, Any]]) -> Any:
     """The data set a run names; a run that gives only ``data_path`` is named after
     the file (``clicks.csv.gz`` -> ``clicks``), so the package's default data set
     (ml-100k) lends it neither its YAML settings nor its output folder."""
-    named = [layer["dataset"] for layer in layers if "dataset" in layer]
-    if named:
-        return named[-1]
+    named = _layer_value("dataset", layers)
+    if named is not None:
+        return named
     paths = [layer["data_path"] for layer in layers if layer.get("data_path")]
     if paths and isinstance(paths[-1], str):
         file_name = Path(paths[-1]).name.removesuffix(".gz")
         return Path(file_name).stem or default
     return default
+
+
+def _layer_value(key: str, layers: Sequence[Mapping[str, Any]]) -> Any:
+    """The value the last layer naming ``key`` gives it (None when none does)."""
+    named = [layer[key] for layer in layers if key in layer]
+    return named[-1] if named else None
+
+
+def recipes() -> dict[str, list[str]]:
+    """The shipped recipes, each with the data sets it has settings for."""
+    root = config_dir() / "recipe"
+    folders = sorted(path for path in root.iterdir() if path.is_dir()) if root.is_dir() else []
+    return {folder.name: sorted(path.stem for path in folder.glob("*.yaml")) for folder in folders}
+
+
+def recipe_file(recipe: Any, dataset: str) -> Path:
+    """The YAML file of ``recipe`` for ``dataset``; an unknown recipe, or one with no
+    settings for the data set, is an error that lists what ships."""
+    shipped = recipes()
+    if recipe not in shipped:
+        known = ", ".join(shipped) or "none"
+        raise ConfigError(f"recipe {recipe!r} is not shipped (recipes: {known})")
+    path = config_dir() / "recipe" / str(recipe) / f"{dataset}.yaml"
+    if not path.is_file():
+        raise ConfigError(
+            f"recipe {recipe!r} has no settings for data set {dataset!r} (it has them for: {', '.join(shipped[recipe])})"
+        )
+    return path
+
+
+_RECIPE_FORBIDDEN = ("recipe", "dataset", "data_path")
+
+
+def _recipe_layer(path: Path) -> dict[str, Any]:
+    """A recipe's settings; a recipe chooses settings, not the data or another recipe."""
+    layer = read_yaml(path)
+    for key in _RECIPE_FORBIDDEN:
+        if key in layer:
+            raise ConfigError(f"{path}: a recipe cannot set '{key}'")
+    return layer
 
 
 class RunConfig(dict):
@@ -272,8 +317,12 @@ def load_config(
         keyword_layer.setdefault("dataset", dataset)
     name = _dataset_name(config["dataset"], [layer for _, layer in [*user_layers, (KEYWORD_SOURCE, keyword_layer)]])
     dataset_file = root / "dataset" / f"{name}.yaml"
-    if dataset_file.is_file():
-        _merge(config, sources, read_yaml(dataset_file), str(dataset_file), types)
+    dataset_layer = read_yaml(dataset_file) if dataset_file.is_file() else {}
+    _merge(config, sources, dataset_layer, str(dataset_file), types)
+    recipe = _layer_value("recipe", [dataset_layer, *(layer for _, layer in user_layers), keyword_layer])
+    if recipe is not None:
+        recipe_path = recipe_file(recipe, name)
+        _merge(config, sources, _recipe_layer(recipe_path), str(recipe_path), types)
     for source, layer in user_layers:
         _merge(config, sources, layer, source, types)
     _merge(config, sources, keyword_layer, KEYWORD_SOURCE, types)

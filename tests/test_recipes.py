@@ -1,0 +1,87 @@
+"""Recipes: named settings measured for one data set (``--recipe paper``: the BERT4Rec
+authors' own), a layer above the data set's file and below the user's files."""
+
+import numpy as np
+import pytest
+import yaml
+
+from bert4rec_hf.cli import main
+from bert4rec_hf.training.auto_schedule import AutoSchedule
+from bert4rec_hf.training.config import ConfigError, _recipe_layer, config_dir, load_config, recipes
+
+PAPER = config_dir() / "recipe" / "paper" / "beauty.yaml"
+
+
+def test_the_paper_recipe_ships_for_beauty_with_the_authors_settings():
+    assert recipes() == {"paper": ["beauty"]}
+    settings = yaml.safe_load(PAPER.read_text())
+    assert settings["mask_ratio"] == 0.6 and settings["hidden_dropout_prob"] == 0.5
+    assert settings["learning_rate"] == 1e-4 and settings["max_steps"] == 400_000
+    assert settings["last_item_mask_ratio"] == pytest.approx(1 / 11)
+
+
+def test_a_recipe_sits_above_the_data_set_file_and_below_user_files_and_keywords(tmp_path):
+    user = tmp_path / "mine.yaml"
+    user.write_text("hidden_size: 128\n")
+    config = load_config("beauty", [user], {"recipe": "paper", "learning_rate": 1e-3})
+    # beauty.yaml says 0.1; the recipe's 1/11 wins over it
+    assert config["last_item_mask_ratio"] == pytest.approx(1 / 11)
+    assert config.source_of("last_item_mask_ratio") == str(PAPER)
+    assert config["hidden_size"] == 128 and config.source_of("hidden_size") == str(user)
+    assert config["learning_rate"] == 1e-3 and config["n_layers"] == 2 and config["eval_mode"] == "pop100"
+    # a key the recipe sets is the user's choice, not a package default: schedule: auto derives nothing
+    assert config["schedule"] == "fixed" and AutoSchedule(config).keys == ()
+    assert not config.is_package_default("train_batch_size")
+
+
+def test_without_a_recipe_the_data_set_file_rules_and_null_cancels_one_set_below():
+    plain = load_config("beauty")
+    assert plain["recipe"] is None and plain["last_item_mask_ratio"] == 0.1 and plain["hidden_size"] == 64
+    assert plain["schedule"] == "auto"
+    user = load_config("beauty", config_dict={"recipe": None})
+    assert user["learning_rate"] == plain["learning_rate"]
+
+
+def test_an_unknown_recipe_or_data_set_is_an_error_naming_what_ships():
+    with pytest.raises(ConfigError, match=r"recipe 'fast' is not shipped \(recipes: paper\)"):
+        load_config("beauty", config_dict={"recipe": "fast"})
+    with pytest.raises(ConfigError, match=r"no settings for data set 'ml-100k' \(it has them for: beauty\)"):
+        load_config("ml-100k", config_dict={"recipe": "paper"})
+    with pytest.raises(ConfigError, match=r"recipe 3 is not shipped \(recipes: paper\)"):
+        load_config("beauty", config_dict={"recipe": 3})
+
+
+@pytest.mark.parametrize("key", ["dataset", "data_path", "recipe"])
+def test_a_recipe_cannot_choose_the_data_or_another_recipe(tmp_path, key):
+    path = tmp_path / "beauty.yaml"
+    path.write_text(f"mask_ratio: 0.4\n{key}: x\n")
+    with pytest.raises(ConfigError, match=f"{path}: a recipe cannot set '{key}'"):
+        _recipe_layer(path)
+
+
+def write_lines_log(path, users: int = 120, length: int = 12, items: int = 300, seed: int = 0):
+    """A "user item" lines log in time order, the format of the authors' beauty.txt."""
+    rng = np.random.default_rng(seed)
+    picks = rng.integers(1, items + 1, size=(users, length))
+    rows = [f"{user + 1} {item}" for user in range(users) for item in picks[user]]
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_bert4rec_train_recipe_paper_trains_and_records_the_authors_settings(tmp_path, monkeypatch, capsys):
+    log = write_lines_log(tmp_path / "beauty.txt")
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", str(log), "--dataset", "beauty", "--recipe", "paper", "--set", "max_steps=4", "eval_steps=2"]
+    assert main([*argv, "torch_threads=1"]) == 0
+    run = yaml.safe_load((tmp_path / "outputs" / "beauty" / "run_config.yaml").read_text())
+    assert run["recipe"] == "paper" and run["schedule"] == "fixed" and not run["train_prefixes"]
+    assert (run["mask_ratio"], run["train_stride"], run["train_batch_size"]) == (0.6, 5, 256)
+    assert run["train_on_validation_item"] and run["max_steps"] == 4
+    assert "pop100: each target against 100 negatives drawn by training popularity" in capsys.readouterr().out
+
+
+def test_recipe_flag_and_set_must_agree(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["train", "--dataset", "beauty", "--recipe", "paper", "--set", "recipe=other"]) == 1
+    assert "--recipe paper and --set recipe=other disagree: give one" in capsys.readouterr().err
+    assert not (tmp_path / "outputs").exists()
