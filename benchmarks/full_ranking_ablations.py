@@ -35,7 +35,9 @@ that fit. Each kept model is then ranked on the test items four ways: the whole
 catalog with the history kept as candidates (as RecBole does; the headline figure),
 the whole catalog without it, and 100 negatives sampled by popularity (the
 paper's protocol) and uniformly. A table row is a variant: the mean over its
-seeds and, at equal seeds, its difference to ``base``.
+seeds and, at equal seeds, its difference to ``base``. The output JSON is
+rewritten as each run finishes (``complete`` false until all have), so a call
+cut short by its time limit keeps the runs it finished.
 """
 
 from __future__ import annotations
@@ -147,13 +149,17 @@ def run(args: argparse.Namespace) -> int:
     jobs = [(name, seed) for seed in args.seeds for name in args.variants]
     print(f"{len(jobs)} runs on {device} (bf16: {bf16}), {args.parallel} at a time", flush=True)
     started = time.perf_counter()
-    runs = run_jobs(lambda job: run_variant(args, *job), jobs, args.parallel)
-    result = {
-        "device": device, "bf16": bf16, "time_budget": args.time_budget, "base": args.set,
-        "date": time.strftime("%Y-%m-%d %H:%M %Z"), "seconds": time.perf_counter() - started, "runs": runs,
-    }  # fmt: skip
     Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.output).write_text(json.dumps(result, indent=1))
+
+    def write(runs: list[dict]) -> None:  # after every finished run: a call cut short keeps its runs
+        result = {
+            "device": device, "bf16": bf16, "time_budget": args.time_budget, "base": args.set,
+            "date": time.strftime("%Y-%m-%d %H:%M %Z"), "seconds": time.perf_counter() - started,
+            "complete": len(runs) == len(jobs), "runs": runs,
+        }  # fmt: skip
+        Path(args.output).write_text(json.dumps(result, indent=1))
+
+    runs = run_jobs(lambda job: run_variant(args, *job), jobs, args.parallel, on_done=write)
     print("\n".join(table_lines(runs)))
     return 1 if any("error" in record for record in runs) else 0
 

@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
 CLI = "import sys; from bert4rec_hf.cli import main; sys.exit(main(sys.argv[1:]))"
@@ -101,14 +101,25 @@ def train_once(args: argparse.Namespace, name: str, overrides: list[str], seed: 
     }
 
 
-def run_jobs(run_one: Callable[[tuple], dict], jobs: list[tuple], parallel: int) -> list[dict]:
-    """Every job's record, ``parallel`` at a time, in the jobs' order; failures also on stderr."""
+def run_jobs(
+    run_one: Callable[[tuple], dict],
+    jobs: list[tuple],
+    parallel: int,
+    on_done: Callable[[list[dict]], None] | None = None,
+) -> list[dict]:
+    """Every job's record, ``parallel`` at a time, in the jobs' order; failures also on stderr.
+    ``on_done`` gets the records finished so far each time one finishes, so a sweep cut short
+    (a device call's time limit) still leaves what it measured."""
     with ThreadPoolExecutor(max_workers=parallel) as pool:
-        runs = list(pool.map(run_one, jobs))
-    for run in runs:
-        if "error" in run:
-            print(f"{run['variant']} seed {run['seed']} failed: {run['error']}", file=sys.stderr)
-    return runs
+        futures = {pool.submit(run_one, job): index for index, job in enumerate(jobs)}
+        done: dict[int, dict] = {}
+        for future in as_completed(futures):
+            run = done[futures[future]] = future.result()
+            if "error" in run:
+                print(f"{run['variant']} seed {run['seed']} failed: {run['error']}", file=sys.stderr)
+            if on_done is not None:
+                on_done([done[index] for index in sorted(done)])
+    return [done[index] for index in range(len(jobs))]
 
 
 def summary_rows(runs: list[dict]) -> list[str]:
