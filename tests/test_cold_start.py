@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 import torch
 
-from bert4rec_hf import Bert4RecForMaskedItemPrediction, ItemTokenizer, run_bert4rec
+from bert4rec_hf import Bert4RecForMaskedItemPrediction, ItemTokenizer, evaluate_saved_model, run_bert4rec
 from bert4rec_hf.data import read_item_features, training_histories
 from bert4rec_hf.evaluation import count_item_popularity
 from bert4rec_hf.evaluation.baselines import evaluate_baselines
@@ -84,3 +84,11 @@ def test_cold_start_run_trains_without_the_cold_items_and_reports_them_apart(tmp
     grown_counts = count_item_popularity(training_histories(grown.processed), len(tokenizer))
     assert grown_counts[cold_ids].sum() > 0  # what the run must not count
     assert leaky["most popular"] != expected["most popular"]
+
+
+    # `bert4rec evaluate` of the folder reports the same cold and warm targets and the same baselines
+    again = evaluate_saved_model(tmp_path / "run")
+    for group in ("test", "test_cold", "test_warm"):
+        for metric in ("num_users", "ndcg@10", "hit@10", "mrr"):
+            assert again[group][f"{group}_{metric}"] == pytest.approx(results[group][f"{group}_{metric}"]), (group, metric)
+    assert again["baselines"] == results["baselines"]

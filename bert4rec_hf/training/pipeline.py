@@ -23,6 +23,7 @@ from typing import Any
 import pyarrow as pa
 import pyarrow.compute as pc
 import torch
+from datasets import Dataset
 from transformers import EarlyStoppingCallback, TrainingArguments, set_seed
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
@@ -389,11 +390,16 @@ def evaluate_cold_start(
     grown.cold_items, grown.seconds = data.cold_items, data.seconds
     trainer.evaluator = build_evaluator(config, grown.processed)
     test = grown.processed.splits["test"]
+    return {"test": trainer.evaluate(test, metric_key_prefix="test"), **evaluate_target_groups(trainer, test, first_cold_id)}, grown
+
+
+def evaluate_target_groups(trainer: Bert4RecTrainer, test: Dataset, first_cold_id: int) -> dict[str, dict[str, float]]:
+    """Test metrics of the rows whose target is a cold item (ids from ``first_cold_id``) and of the others."""
     groups = target_groups(test.with_format("numpy")["labels"], first_cold_id)
-    results = {"test": trainer.evaluate(test, metric_key_prefix="test")}
-    for group, rows in groups.items():
-        results[f"test_{group}"] = trainer.evaluate(test.select(rows), metric_key_prefix=f"test_{group}")
-    return results, grown
+    return {
+        f"test_{group}": trainer.evaluate(test.select(rows), metric_key_prefix=f"test_{group}")
+        for group, rows in groups.items()
+    }
 
 
 def save_run(
@@ -638,6 +644,23 @@ def run_bert4rec(
     return {**results, "baselines": baselines, "output_dir": str(output_dir)}
 
 
+def cold_start_reference(
+    config: Mapping[str, Any], tokenizer: ItemTokenizer, model_dir: str | os.PathLike
+) -> tuple[int, torch.Tensor]:
+    """What a cold-start run's re-evaluation needs of its training data, prepared again as
+    it trained (the same log and seed hold out the same items): the id of the first held-out
+    item in the folder's grown vocabulary, and the training popularity the run's
+    most-popular baseline counted (0 for the held-out items)."""
+    trained = prepare_data(config).processed
+    first_cold_id = len(trained.tokenizer)
+    if tokenizer.num_items < trained.tokenizer.num_items or tokenizer.items[: trained.tokenizer.num_items] != trained.tokenizer.items:
+        raise ValueError(
+            f"{model_dir}: its vocabulary does not begin with the items its run trained on (cold_item_share="
+            f"{config['cold_item_share']}, seed={config['seed']}); cold and warm targets cannot be told apart"
+        )
+    return first_cold_id, count_item_popularity(training_histories(trained), trained.tokenizer.vocab_size)
+
+
 def evaluate_saved_model(
     model_dir: str | os.PathLike,
     dataset: str | None = None,
@@ -648,7 +671,8 @@ def evaluate_saved_model(
     data set, with any ``eval_mode``, ``topk`` or ``exclude_history`` given in
     ``config_dict``, the baselines ranked the same way beside it. The folder's
     ``run_config.yaml`` (when present) is the lowest user layer, so the data is
-    prepared exactly as for training."""
+    prepared exactly as for training. A cold-start run's folder (``cold_item_share``) reports
+    its cold and warm test targets apart, with the baselines counted as the run counted them."""
     model_dir = Path(local_folder(model_dir))
     saved = [model_dir / "run_config.yaml"] if (model_dir / "run_config.yaml").is_file() else []
     if not (saved or dataset or config_file_list or (config_dict or {}).get("data_path")):
@@ -660,10 +684,15 @@ def evaluate_saved_model(
     config["max_seq_length"] = model.config.max_seq_length
     config["report_to"] = "none"  # a re-evaluation is no training run to track (nor needs the tracker installed)
     data = prepare_data(config, tokenizer=ItemTokenizer.from_pretrained(model_dir))
+    first_cold_id, popularity = None, None
+    if config["cold_item_share"] > 0:
+        first_cold_id, popularity = cold_start_reference(config, data.processed.tokenizer, model_dir)
     with TemporaryDirectory() as scratch:
         trainer = build_trainer(config, data, scratch, model=model)
         results = evaluate_splits(trainer, data.processed)
-        baselines = evaluate_run_baselines(trainer, config, data)
+        if first_cold_id is not None:
+            results.update(evaluate_target_groups(trainer, data.processed.splits["test"], first_cold_id))
+        baselines = evaluate_run_baselines(trainer, config, data, popularity)
     split = data.processed.report.describe()
     table = metrics_table(with_baselines(results, baselines))
     print(f"Evaluation of {model_dir}: {trainer.evaluator.describe()}; {split}\n{table}")
