@@ -32,7 +32,7 @@ from bert4rec_hf import (
     load_interactions,
     read_interactions,
 )
-from bert4rec_hf.data import FORMATS, build_sequences, leave_one_out, training_histories
+from bert4rec_hf.data import FORMATS, build_sequences, leave_one_out, temporal_split, training_histories
 from bert4rec_hf.evaluation import count_item_popularity
 
 logger = logging.getLogger(__name__)
@@ -66,6 +66,16 @@ class DataArguments:
     max_seq_length: int | None = field(default=None, metadata={"help": "default: the checkpoint's, or 50"})
     train_stride: int | None = field(default=None, metadata={"help": "window step (default max_seq_length // 2)"})
     train_prefixes: bool = field(default=False, metadata={"help": "windows end at every stride-th item, short ones too"})
+    split: str = field(
+        default="leave_one_out",
+        metadata={"help": "leave_one_out, or temporal: one cut-off time for every user (the log needs timestamps)"},
+    )
+    split_cutoff: str | None = field(
+        default=None, metadata={"help": "temporal: the test cut-off, a time in the log's unit or an ISO date"}
+    )
+    split_test_share: float = field(default=0.1, metadata={"help": "temporal, no cut-off: share of the log tested"})
+    split_validation_share: float = field(default=0.1, metadata={"help": "temporal: share between the cut-offs"})
+    split_targets: str = field(default="next", metadata={"help": "temporal: next (one per user) or all"})
     eval_mode: str = field(default="full", metadata={"help": "full, uni100 or pop100"})
     exclude_history: bool = False
     early_stopping_patience: int = field(default=10, metadata={"help": "evaluations without improvement"})
@@ -126,12 +136,17 @@ def main(argv: list[str] | None = None) -> dict:
         model_args, data_args, masking_args, training_args = parser.parse_args_into_dataclasses(args=argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
-    # Data: log -> one time-ordered row per user -> leave-one-out splits
+    # Data: log -> one time-ordered row per user -> leave-one-out or temporal splits
     if data_args.data_path:
         table = read_interactions(data_args.data_path, format=data_args.data_format)
     else:
         table = load_interactions(data_args.dataset)
-    sequences = build_sequences(table, min_user_interactions=data_args.min_user_interactions)
+    temporal = data_args.split == "temporal"
+    if not temporal and data_args.split != "leave_one_out":
+        raise ValueError(f"--split must be leave_one_out or temporal, got {data_args.split!r}")
+    sequences = build_sequences(
+        table, min_user_interactions=data_args.min_user_interactions, keep_timestamps=temporal
+    )
     tokenizer, model = None, None
     if model_args.model_name_or_path:
         from bert4rec_hf import ItemTokenizer
@@ -140,14 +155,20 @@ def main(argv: list[str] | None = None) -> dict:
         model = Bert4RecForMaskedItemPrediction.from_pretrained(model_args.model_name_or_path)
     data_args.max_seq_length = sequence_length(data_args.max_seq_length, model)
     masking_args = replace(masking_args, mask_ratio=masking_ratio(masking_args.mask_ratio, model))
-    processed = leave_one_out(
-        sequences,
+    windows = dict(
         tokenizer=tokenizer,
         max_seq_length=data_args.max_seq_length,
         stride=data_args.train_stride,
         prefixes=data_args.train_prefixes,
         fit_on="all",
     )
+    if temporal:
+        processed = temporal_split(
+            sequences, **windows, cutoff=data_args.split_cutoff, test_share=data_args.split_test_share,
+            validation_share=data_args.split_validation_share, targets=data_args.split_targets,
+        )  # fmt: skip
+    else:
+        processed = leave_one_out(sequences, **windows)
     splits, tokenizer, report = processed
     logger.info("splits: %s", {name: len(split) for name, split in splits.items()})
 

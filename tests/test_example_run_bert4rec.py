@@ -35,6 +35,28 @@ def test_run_bert4rec_example_trains_evaluates_and_saves(tmp_path):
 
 
 
+def test_run_bert4rec_example_splits_along_time(tmp_path, monkeypatch):
+    spec = importlib.util.spec_from_file_location("run_bert4rec", SCRIPT)
+    example = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "run_bert4rec", example)  # its dataclasses look their module up
+    spec.loader.exec_module(example)
+    log = write_ml100k_slice(tmp_path / "slice.csv", 40)
+    common = [
+        "--data_path", str(log), "--hidden_size", "16", "--inner_size", "32", "--n_layers", "1",
+        "--max_seq_length", "20", "--max_steps", "2", "--eval_strategy", "no", "--save_strategy", "no",
+        "--report_to", "none", "--use_cpu", "--split", "temporal",
+    ]  # fmt: skip
+    results = example.main([*common, "--output_dir", str(tmp_path / "share")])
+    # one row per user active in the last 10% of the log: fewer than the 40 of leave-one-out
+    assert 0 < results["test"]["test_num_users"] < 40
+    times = sorted(int(line.split(",")[2]) for line in log.read_text().splitlines()[1:])
+    cutoff = times[len(times) // 2]
+    late = example.main([*common, "--output_dir", str(tmp_path / "cut"), "--split_cutoff", str(cutoff)])
+    assert late["test"]["test_num_users"] > results["test"]["test_num_users"]  # half the log lies after it
+    with pytest.raises(ValueError, match="--split must be leave_one_out or temporal, got 'random'"):
+        example.main([*common[:-1], "random", "--output_dir", str(tmp_path / "bad")])
+
+
 def test_run_bert4rec_example_pop100_and_continuing_from_a_shorter_checkpoint(tmp_path, monkeypatch):
     spec = importlib.util.spec_from_file_location("run_bert4rec", SCRIPT)
     example = importlib.util.module_from_spec(spec)
