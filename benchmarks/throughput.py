@@ -98,6 +98,8 @@ def measure(args: argparse.Namespace, batch: int, length: int, device: torch.dev
         seen_item_bias=not args.no_seen_item_bias,
     )
     model = use_cpu_speedups(Bert4RecForMaskedItemPrediction(config)).to(device)  # as Bert4RecTrainer does
+    if args.plain_softmax:
+        model.cpu_loss_chunk_size = None  # the CE loss as the paper's model computes it, to compare
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3, weight_decay=0.01)
     generator = torch.Generator().manual_seed(args.seed)
     collator = DataCollatorForMaskedItemPrediction(
@@ -199,6 +201,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="cpu", help="default: cpu")
     parser.add_argument("--bf16", action="store_true", help="bf16 autocast (the peak stays float32)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
+    parser.add_argument(
+        "--plain-softmax", action="store_true",
+        help="CPU training's CE loss without the chunked speed path (speedups_bert4rec), to compare",
+    )  # fmt: skip
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--output", type=Path, help="write the rows as JSON here")
     return parser
@@ -220,7 +226,8 @@ def main(argv: list[str] | None = None) -> int:
         f"device: {name}; torch {torch.__version__}, {torch.get_num_threads()} threads; "
         f"{time.strftime('%Y-%m-%d %H:%M %Z')}\n"
         f"float32 matmul peak ({args.matmul_size}^2): {peak / 1e9:.1f} GFLOP/s; catalog {args.num_items:,} items, "
-        f"mask ratio {args.mask_ratio}, hidden 64, 2 layers, 2 heads, inner 256{', bf16' if args.bf16 else ''}\n",
+        f"mask ratio {args.mask_ratio}, hidden 64, 2 layers, 2 heads, inner 256{', bf16' if args.bf16 else ''}"
+        f"{', plain softmax' if args.plain_softmax else ''}\n",
         flush=True,
     )
     rows = []

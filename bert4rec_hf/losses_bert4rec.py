@@ -36,10 +36,13 @@ def cloze_loss(
     training: bool,
     negative_ids: torch.Tensor | None = None,
     sampling_weights: torch.Tensor | None = None,
+    chunk_size: int | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-target loss of ``config.loss_type`` and the ``(M, vocab_size)`` logits
     when the loss built them anyway (unchunked CE, full BPR), else ``None``.
-    ``SSM`` reports the exact CE (the quantity it estimates) outside training."""
+    ``SSM`` reports the exact CE (the quantity it estimates) outside training.
+    ``chunk_size``: items per chunk of the CE loss (default ``config.item_chunk_size``; 0: none)."""
+    chunk_size = config.item_chunk_size if chunk_size is None else chunk_size
     check_item_ids(targets, config.vocab_size)
     loss_type = "CE" if config.loss_type == "SSM" and not training else config.loss_type
     if loss_type == "SSM":
@@ -47,8 +50,8 @@ def cloze_loss(
     if loss_type == "BPR" and negative_ids is not None:
         check_item_ids(negative_ids.reshape(-1), config.vocab_size)
         return sampled_bpr(scorer, targets, negative_ids), None
-    if loss_type == "CE" and config.item_chunk_size > 0:
-        loss, logits = chunked_cross_entropy(scorer, targets, config.item_chunk_size), None
+    if loss_type == "CE" and chunk_size > 0:
+        loss, logits = chunked_cross_entropy(scorer, targets, chunk_size), None
     else:
         logits = scorer.all()
         if loss_type == "BPR":

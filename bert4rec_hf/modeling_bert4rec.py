@@ -220,6 +220,9 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
     gradient accumulation and multi-process training exact.
     """
 
+    # set by speedups_bert4rec.use_cpu_speedups: (rows, vocab_size) -> the catalog chunk of
+    # CPU training's CE loss (0: the plain softmax) when the config names none
+    cpu_loss_chunk_size = None
     _tied_weights_keys = {"head.decoder.weight": "bert4rec.embeddings.item_embeddings.weight"}
 
     def __init__(self, config: Bert4RecConfig):
@@ -346,7 +349,12 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         ``return_logits=False`` never builds them.
         """
         scorer = self.item_scorer(hidden_states, input_ids)
-        per_item, logits = cloze_loss(scorer, targets, self.config, self.training, negative_ids, self.sampling_weights)
+        chunk_size = self.config.item_chunk_size
+        if not chunk_size and self.training and self.cpu_loss_chunk_size and hidden_states.device.type == "cpu":
+            chunk_size = self.cpu_loss_chunk_size(hidden_states.shape[0], self.config.vocab_size)
+        per_item, logits = cloze_loss(
+            scorer, targets, self.config, self.training, negative_ids, self.sampling_weights, chunk_size
+        )
         if return_logits is None:
             return_logits = logits is not None or not self.training
         if return_logits and logits is None:

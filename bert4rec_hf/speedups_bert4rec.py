@@ -6,6 +6,12 @@ same without them (``modeling_bert4rec``) and none changes a checkpoint.
   probabilities included (:class:`Bert4RecSelfAttention`). On CPU torch draws
   dropout masks with ``bernoulli_``, which at BERT4Rec's size costs more than
   the layers themselves.
+* :func:`use_cpu_speedups` also makes CPU training's CE loss scan the catalog in
+  chunks of ``CPU_LOSS_CHUNK`` items (``ChunkedSoftmaxCrossEntropy``: the same loss
+  and gradients) once the ``rows x catalog`` logits would pass ``CPU_LOSS_LOGITS_BYTES``,
+  unless the config names its own ``item_chunk_size``. Past the CPU's cache the plain
+  softmax spends more time copying, filling and normalising that matrix than on its
+  matrix products.
 * :func:`hidden_states_at` (the Trainer's evaluation step): the encoder states
   at chosen positions, the last layer computed at those positions only.
 """
@@ -87,14 +93,31 @@ def use_cpu_attention_dropout(encoder: BertEncoder) -> None:
             layer.attention.self.__class__ = Bert4RecSelfAttention
 
 
+# float32 logits of a CE loss past which CPU training scans the catalog in chunks, and the chunk:
+# measured on Amazon Beauty's 54,544 items, 1,200 masked rows, one thread (benchmarks/README.md,
+# "The chunked loss on CPU"), where a chunk of 1,024 items took 1.6-1.9x less time than the plain
+# softmax and chunks of 8,192 or more (past the cache) no less; under 32 MB it gains nothing.
+CPU_LOSS_LOGITS_BYTES = 32 * 2**20
+CPU_LOSS_CHUNK = 1024
+
+
+def cpu_loss_chunk_size(rows: int, vocab_size: int) -> int:
+    """Items per chunk of CPU training's CE loss over ``rows`` masked positions: 0 (the
+    plain softmax) while the logits stay under ``CPU_LOSS_LOGITS_BYTES``."""
+    return CPU_LOSS_CHUNK if 4 * rows * vocab_size > CPU_LOSS_LOGITS_BYTES else 0
+
+
 def use_cpu_speedups(model: nn.Module) -> nn.Module:
     """Switches on the CPU dropout paths for every BERT encoder below ``model``
     (a ``Bert4RecForMaskedItemPrediction``, its base model, or the same classes
-    loaded with ``trust_remote_code``); returns ``model``. Other devices keep
-    torch's fused kernels, so calling it there changes nothing."""
+    loaded with ``trust_remote_code``) and the chunked CE loss of CPU training;
+    returns ``model``. Other devices keep torch's fused kernels and the plain
+    softmax, so calling it there changes nothing."""
     for module in model.modules():
         if isinstance(module, BertEncoder):
             use_cpu_attention_dropout(module)
+        if hasattr(module, "cpu_loss_chunk_size"):
+            module.cpu_loss_chunk_size = cpu_loss_chunk_size
     use_item_dropout(model)
     return model
 
@@ -144,4 +167,4 @@ def layer_output_at(
     return layer.feed_forward_chunk(attention_output)
 
 
-__all__ = ["Bert4RecSelfAttention", "ItemDropout", "hidden_states_at", "use_cpu_speedups"]
+__all__ = ["Bert4RecSelfAttention", "ItemDropout", "cpu_loss_chunk_size", "hidden_states_at", "use_cpu_speedups"]

@@ -6,7 +6,14 @@ import torch
 from transformers import TrainingArguments
 
 from bert4rec_hf import Bert4RecTrainer
-from bert4rec_hf.speedups_bert4rec import Bert4RecSelfAttention, ItemDropout, hidden_states_at, use_cpu_speedups
+from bert4rec_hf.speedups_bert4rec import (
+    CPU_LOSS_CHUNK,
+    Bert4RecSelfAttention,
+    ItemDropout,
+    cpu_loss_chunk_size,
+    hidden_states_at,
+    use_cpu_speedups,
+)
 
 from .helpers import masked_batch, tiny_model
 
@@ -66,6 +73,37 @@ def test_the_trainer_switches_the_speed_paths_on(tmp_path):
     Bert4RecTrainer(model=model, args=TrainingArguments(output_dir=str(tmp_path), report_to=[]))
     assert any(isinstance(m, ItemDropout) for m in model.modules())
     assert isinstance(model.bert4rec.encoder.layer[0].attention.self, Bert4RecSelfAttention)
+
+
+def _loss_and_grads(model, batch):
+    model.zero_grad()
+    inputs, attention_mask, labels = batch
+    out = model(inputs, attention_mask=attention_mask, labels=labels)
+    out.loss.backward()
+    return out, {name: p.grad.detach().clone() for name, p in model.named_parameters() if p.grad is not None}
+
+
+def test_cpu_training_scans_a_large_catalog_in_chunks_with_the_plain_softmax_loss_and_gradients():
+    large = 60_002  # ~200 masked rows x 60,000 items: 48 MB of float32 logits
+    assert cpu_loss_chunk_size(200, large) == CPU_LOSS_CHUNK and cpu_loss_chunk_size(200, 1_684) == 0
+    plain = tiny_model(seed=3, vocab_size=large).train()
+    fast = use_cpu_speedups(tiny_model(seed=3, vocab_size=large)).train()
+    batch = masked_batch(plain.config, batch=64, length=12, seed=2)
+    assert 4 * int(batch[2].ne(-100).sum()) * large > 32 * 2**20
+    expected, expected_grads = _loss_and_grads(plain, batch)
+    got, grads = _loss_and_grads(fast, batch)
+    assert expected.logits is not None and got.logits is None  # the chunked loss: no rows x catalog logits
+    torch.testing.assert_close(got.loss, expected.loss)
+    assert grads.keys() == expected_grads.keys()
+    for name, grad in expected_grads.items():
+        torch.testing.assert_close(grads[name], grad, msg=name)
+    assert fast.config.item_chunk_size == 0  # nothing a checkpoint records
+    # a small catalog keeps the plain softmax; a config's own chunk is never overridden
+    small = use_cpu_speedups(tiny_model(seed=3, vocab_size=203)).train()
+    assert _loss_and_grads(small, masked_batch(small.config, batch=64, length=12))[0].logits is not None
+    own = use_cpu_speedups(tiny_model(seed=3, vocab_size=large, item_chunk_size=4096)).train()
+    own.cpu_loss_chunk_size = lambda rows, vocab_size: pytest.fail("the config names its chunk")
+    assert _loss_and_grads(own, batch)[0].logits is None
 
 
 class _KeepAll(ItemDropout):
