@@ -7,6 +7,10 @@
     # the variants that moved it, on more seeds
     python benchmarks/full_ranking_ablations.py run --variants base h256 mask0.2 --seeds 2 3 ...
     python benchmarks/full_ranking_ablations.py table bench_out/ablations/*.json
+    # the reported figure (the authors' protocol): the winning overrides trained through each
+    # user's item n-1 for the steps the held-out runs above found best (N), no validation on the way
+    python benchmarks/full_ranking_ablations.py run --variants base --seeds 1 2 3 --time-budget 1e9 \
+        --set WINNING_OVERRIDES train_on_validation_item=true max_steps=N eval_steps=N --output ...
     # a CPU smoke run of the whole path (a few steps per variant)
     python benchmarks/full_ranking_ablations.py run --variants base ls0.1 --seeds 1 --parallel 2 \\
         --set max_steps=20 eval_steps=10 --time-budget 60
