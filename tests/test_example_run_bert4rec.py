@@ -17,6 +17,16 @@ from .helpers import write_ml100k_slice
 SCRIPT = Path(__file__).resolve().parents[1] / "examples" / "run_bert4rec.py"
 
 
+@pytest.fixture
+def example(monkeypatch):
+    """examples/run_bert4rec.py imported as the module ``run_bert4rec``."""
+    spec = importlib.util.spec_from_file_location("run_bert4rec", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, "run_bert4rec", module)  # its dataclasses look their module up
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_run_bert4rec_example_trains_evaluates_and_saves(tmp_path):
     log = write_ml100k_slice(tmp_path / "slice.csv", 40)
     out = tmp_path / "run"
@@ -35,11 +45,7 @@ def test_run_bert4rec_example_trains_evaluates_and_saves(tmp_path):
 
 
 
-def test_run_bert4rec_example_splits_along_time(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("run_bert4rec", SCRIPT)
-    example = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "run_bert4rec", example)  # its dataclasses look their module up
-    spec.loader.exec_module(example)
+def test_run_bert4rec_example_splits_along_time(tmp_path, example):
     log = write_ml100k_slice(tmp_path / "slice.csv", 40)
     common = [
         "--data_path", str(log), "--hidden_size", "16", "--inner_size", "32", "--n_layers", "1",
@@ -57,11 +63,7 @@ def test_run_bert4rec_example_splits_along_time(tmp_path, monkeypatch):
         example.main([*common[:-1], "random", "--output_dir", str(tmp_path / "bad")])
 
 
-def test_run_bert4rec_example_pop100_and_continuing_from_a_shorter_checkpoint(tmp_path, monkeypatch):
-    spec = importlib.util.spec_from_file_location("run_bert4rec", SCRIPT)
-    example = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, "run_bert4rec", example)  # its dataclasses look their module up
-    spec.loader.exec_module(example)
+def test_run_bert4rec_example_pop100_and_continuing_from_a_shorter_checkpoint(tmp_path, monkeypatch, example):
     log = write_ml100k_slice(tmp_path / "slice.csv", 40)
     out = tmp_path / "run"
     common = ["--data_path", str(log), "--eval_mode", "pop100", "--report_to", "none", "--use_cpu"]
