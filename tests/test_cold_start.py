@@ -92,3 +92,6 @@ def test_cold_start_run_trains_without_the_cold_items_and_reports_them_apart(tmp
         for metric in ("num_users", "ndcg@10", "hit@10", "mrr"):
             assert again[group][f"{group}_{metric}"] == pytest.approx(results[group][f"{group}_{metric}"]), (group, metric)
     assert again["baselines"] == results["baselines"]
+    # another seed holds out other items: the folder's vocabulary no longer tells cold from warm
+    with pytest.raises(ValueError, match="its vocabulary does not begin with the items its run trained on"):
+        evaluate_saved_model(tmp_path / "run", config_dict={"seed": 7})

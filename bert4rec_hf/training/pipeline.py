@@ -390,7 +390,8 @@ def evaluate_cold_start(
     grown.cold_items, grown.seconds = data.cold_items, data.seconds
     trainer.evaluator = build_evaluator(config, grown.processed)
     test = grown.processed.splits["test"]
-    return {"test": trainer.evaluate(test, metric_key_prefix="test"), **evaluate_target_groups(trainer, test, first_cold_id)}, grown
+    results = {"test": trainer.evaluate(test, metric_key_prefix="test")}
+    return {**results, **evaluate_target_groups(trainer, test, first_cold_id)}, grown
 
 
 def evaluate_target_groups(trainer: Bert4RecTrainer, test: Dataset, first_cold_id: int) -> dict[str, dict[str, float]]:
@@ -653,7 +654,7 @@ def cold_start_reference(
     most-popular baseline counted (0 for the held-out items)."""
     trained = prepare_data(config).processed
     first_cold_id = len(trained.tokenizer)
-    if tokenizer.num_items < trained.tokenizer.num_items or tokenizer.items[: trained.tokenizer.num_items] != trained.tokenizer.items:
+    if tokenizer.items[: trained.tokenizer.num_items] != trained.tokenizer.items:
         raise ValueError(
             f"{model_dir}: its vocabulary does not begin with the items its run trained on (cold_item_share="
             f"{config['cold_item_share']}, seed={config['seed']}); cold and warm targets cannot be told apart"
