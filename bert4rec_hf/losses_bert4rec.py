@@ -41,24 +41,28 @@ def cloze_loss(
     """Per-target loss of ``config.loss_type`` and the ``(M, vocab_size)`` logits
     when the loss built them anyway (unchunked CE, full BPR), else ``None``.
     ``SSM`` reports the exact CE (the quantity it estimates) outside training.
-    ``chunk_size``: items per chunk of the CE loss (default ``config.item_chunk_size``; 0: none)."""
+    ``chunk_size``: items per chunk of the CE loss (default ``config.item_chunk_size``; 0: none).
+    Every loss reads the scores divided by ``config.softmax_temperature``; the returned
+    logits are the model's own scores, undivided."""
     chunk_size = config.item_chunk_size if chunk_size is None else chunk_size
     check_item_ids(targets, config.vocab_size)
     loss_type = "CE" if config.loss_type == "SSM" and not training else config.loss_type
+    scaled = scorer.divided(config.softmax_temperature)
     if loss_type == "SSM":
-        return sampled_softmax(scorer, targets, config, sampling_weights), None
+        return sampled_softmax(scaled, targets, config, sampling_weights), None
     if loss_type == "BPR" and negative_ids is not None:
         check_item_ids(negative_ids.reshape(-1), config.vocab_size)
-        return sampled_bpr(scorer, targets, negative_ids), None
+        return sampled_bpr(scaled, targets, negative_ids), None
     if loss_type == "CE" and chunk_size > 0:
-        loss, logits = chunked_cross_entropy(scorer, targets, chunk_size), None
+        loss, logits = chunked_cross_entropy(scaled, targets, chunk_size), None
     else:
         logits = scorer.all()
+        scores = logits / config.softmax_temperature if config.softmax_temperature != 1 else logits
         if loss_type == "BPR":
-            return full_bpr(logits, targets), logits
-        loss = F.cross_entropy(logits.float(), targets, reduction="none")
+            return full_bpr(scores, targets), logits
+        loss = F.cross_entropy(scores.float(), targets, reduction="none")
     if training and config.label_smoothing:
-        loss = loss + config.label_smoothing * (scorer.targets(targets).float() - scorer.mean().float())
+        loss = loss + config.label_smoothing * (scaled.targets(targets).float() - scaled.mean().float())
     return loss, logits
 
 

@@ -105,6 +105,17 @@ class ItemScorer:
         seen = self.seen[index] if self.seen is not None else None
         return ItemScorer(self.states[index], self.weight, self.bias, seen, self.offset, self.exact)
 
+    def divided(self, temperature: float) -> ItemScorer:
+        """The scorer whose every score is this one's divided by ``temperature``: states,
+        biases and the seen-item offset scaled, so each path (range, chosen, chunks, mean)
+        scales alike and gradients flow through the division."""
+        if temperature == 1:
+            return self
+        offset = self.offset / temperature if self.offset is not None else None
+        return ItemScorer(
+            self.states / temperature, self.weight, self.bias / temperature, self.seen, offset, self.exact
+        )
+
     def range(self, start: int = NUM_SPECIAL_TOKENS, stop: int | None = None) -> torch.Tensor:
         """``(n, stop - start)`` scores of vocabulary ids ``[start, stop)``."""
         stop = self.vocab_size if stop is None else min(stop, self.vocab_size)
