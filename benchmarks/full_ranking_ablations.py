@@ -59,7 +59,7 @@ import torch
 from reproduce_paper import DEFAULT_DATA, PAPER_BEAUTY
 from seed_sweep import CLI, run_jobs, train_once
 
-# one factor each against ``base``; the order is the priority when a call has room for fewer
+# one factor each against ``base`` (then one pair); the order is the priority when a call has room for fewer
 VARIANTS: dict[str, list[str]] = {
     "base": [],
     "seen_off": ["seen_item_bias=false"],  # the paper's output layer, no learned offset for history items
@@ -74,11 +74,14 @@ VARIANTS: dict[str, list[str]] = {
     "ls0.1": ["label_smoothing=0.1"],
     "temp0.5": ["softmax_temperature=0.5"],  # the Cloze softmax over scores / 0.5: sharper from the first step
     "temp0.2": ["softmax_temperature=0.2"],
+    "temp0.1": ["softmax_temperature=0.1"],
     "wd0": ["weight_decay=0.0"],
     "untied": ["tie_word_embeddings=false"],
     "const": ["lr_scheduler_type=constant_with_warmup"],  # schedule: auto's rate: no decay to 0
     "layers3": ["n_layers=3"],
     "len20": ["max_seq_length=20", "train_stride=2"],  # the most recent 20 items; windows every 0.1 * length, as the paper's
+    # two factors: the temperature (the largest effect at 2,000 CPU steps) on the wider model
+    "h256+temp0.2": ["hidden_size=256", "inner_size=1024", "softmax_temperature=0.2"],
 }
 BASE = [
     "recipe=paper", "learning_rate=0.001", "train_on_validation_item=false",
