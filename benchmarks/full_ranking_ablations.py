@@ -1,12 +1,12 @@
 """What moves BERT4Rec's full-ranking quality on Amazon Beauty: one-factor ablations.
 
-    # one GPU call: every variant at one seed, all side by side, 7 minutes of training each
-    nvidia-cuda-mps-control -d      # lets the runs' small kernels overlap on the one GPU
+    # every variant at one seed, all side by side, 7 minutes of training each
+    nvidia-cuda-mps-control -d      # on a GPU: lets the runs' small kernels overlap
     python benchmarks/full_ranking_ablations.py run --seeds 1 --time-budget 420 \\
         --output bench_out/ablations/seed1.json
     # the variants that moved it, on more seeds
     python benchmarks/full_ranking_ablations.py run --variants base h256 mask0.2 --seeds 2 3 ...
-    python benchmarks/full_ranking_ablations.py table bench_out/ablations/*.json
+    python benchmarks/full_ranking_ablations.py table bench_out/ablations/*.json   # + validation curves
     # the reported figure (the authors' protocol): the winning overrides trained through each
     # user's item n-1 for the steps the held-out runs above found best (N), no validation on the way
     python benchmarks/full_ranking_ablations.py run --variants base --seeds 1 2 3 --time-budget 1e9 \
@@ -15,17 +15,10 @@
     python benchmarks/full_ranking_ablations.py run --variants base ls0.1 --seeds 1 --parallel 2 \\
         --set max_steps=20 eval_steps=10 --time-budget 60
 
-On the lent GPU machine (``../shared`` does not travel and its image lacks ``datasets``):
-once here, ``mkdir -p .carry && cp ../shared/data/beauty/beauty.txt .carry/`` and the
-wheels of datasets 5.2.0, dill and multiprocess for Python 3.12 in ``.whl`` (both folders
-in ``.git/info/exclude``); then one call, carrying ``.whl`` and ``.carry``, of
-
-    python3 -m pip install -q --no-index --no-deps --target /tmp/site .whl/*.whl &&
-    export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1 &&
-    python3 -m pip install -q --no-deps --no-build-isolation -e . &&
-    nvidia-cuda-mps-control -d; python3 benchmarks/full_ranking_ablations.py run \\
-        --data-path .carry/beauty.txt --seeds 1 --time-budget 300 --work-dir /tmp/ablations \\
-        --output $OUT/seed1.json
+On the lent GPU machine (``../shared`` does not travel and its image lacks ``datasets``),
+one call of ``bash benchmarks/full_ranking_device_call.sh`` runs every variant at seed 1
+and ``base`` and ``temp0.2`` at seeds 2 and 3, 300 s of training each, all side by side;
+its header says what to prepare here first (the data file and three wheels).
 
 Every run is ``bert4rec train --dataset beauty --recipe paper`` (the file from
 ``--data-path``; the paper's model and optimiser, ``configuration/recipe/paper/beauty.yaml``)
@@ -141,7 +134,9 @@ def run_variant(args: argparse.Namespace, name: str, seed: int) -> dict:
         else rank_test(record["model_dir"], options, folder / f"test_{label}.json", env)
         for label, options in RANKINGS.items()
     }
-    return {**record, "epochs": metrics["epochs"], "rankings": rankings}
+    return {
+        **record, "epochs": metrics["epochs"], "validation_curve": metrics["validation_curve"], "rankings": rankings
+    }  # fmt: skip
 
 
 def run(args: argparse.Namespace) -> int:
@@ -169,7 +164,7 @@ def run(args: argparse.Namespace) -> int:
         Path(args.output).write_text(json.dumps(result, indent=1))
 
     runs = run_jobs(lambda job: run_variant(args, *job), jobs, args.parallel, on_done=write)
-    print("\n".join(table_lines(runs)))
+    print("\n".join([*table_lines(runs), "", *curve_lines(runs)]))
     return 1 if any("error" in record for record in runs) else 0
 
 
@@ -205,9 +200,19 @@ def table_lines(runs: list[dict]) -> list[str]:
     return lines
 
 
+def curve_lines(runs: list[dict]) -> list[str]:
+    """One row per run: its held-out validation NDCG@10 at every evaluation, which tells a
+    variant that had levelled off from one still climbing when its budget ran out."""
+    lines = ["| variant | seed | validation NDCG@10 at step |", "|---|---:|---|"]
+    for record in runs:
+        points = ", ".join(f"{p['step']:,}: {p['ndcg@10']:.4f}" for p in record.get("validation_curve", []))
+        lines.append(f"| {record['variant']} | {record['seed']} | {points} |")
+    return lines
+
+
 def table(args: argparse.Namespace) -> int:
     runs = [record for path in args.results for record in json.loads(path.read_text())["runs"]]
-    print("\n".join(table_lines(runs)))
+    print("\n".join([*table_lines(runs), "", *curve_lines(runs)]))
     return 0
 
 

@@ -46,6 +46,12 @@ def test_quick_start_writes_every_file(trained):
     metrics = json.loads((output_dir / "metrics.json").read_text())
     assert metrics["test"] == pytest.approx(results["test"])
     assert "history items included" in metrics["evaluation"]
+    # one point per validation (each epoch here), the kept checkpoint's at the best of them
+    curve = metrics["validation_curve"]
+    assert [point["epoch"] for point in curve] == [1.0, 2.0]
+    assert [point["step"] for point in curve][-1] == metrics["global_steps"]
+    assert max(point["ndcg@10"] for point in curve) == pytest.approx(metrics["best_checkpoint_metric"])
+    assert metrics["valid"]["valid_ndcg@10"] == pytest.approx(metrics["best_checkpoint_metric"])
     card = (output_dir / "README.md").read_text()
     assert "| ndcg@10 |" in card and "leave-one-out" in card and "exclude_history=False" in card
     model = Bert4RecForMaskedItemPrediction.from_pretrained(output_dir)

@@ -89,7 +89,11 @@ def ranking_metrics(output_dir: Path) -> dict:
     return {
         split: {key: value for key, value in metrics[split].items() if not any(word in key for word in timing)}
         for split in ("valid", "test")
-    } | {"global_steps": metrics["global_steps"], "best": metrics["best_checkpoint_metric"]}
+    } | {
+        "global_steps": metrics["global_steps"],
+        "best": metrics["best_checkpoint_metric"],
+        "curve": metrics["validation_curve"],
+    }
 
 
 @pytest.mark.parametrize(

@@ -54,7 +54,7 @@ from ..tokenization_bert4rec import ItemTokenizer
 from .auto_schedule import AutoSchedule
 from .config import ConfigError, RunConfig, load_config, parse_yaml, read_yaml
 from .planning import measure_seconds, plan_training
-from .reporting import plot_training_history, write_atomically, write_json, write_yaml, yaml_text
+from .reporting import plot_training_history, validation_curve, write_atomically, write_json, write_yaml, yaml_text
 from .threads import apply_thread_policy
 from .time_budget import TimeBudgetCallback
 from .trainer import STAGING, Bert4RecTrainer, last_checkpoint
@@ -442,6 +442,7 @@ def save_run(
             "epochs": trainer.state.epoch,
             "global_steps": trainer.state.global_step,
             "best_checkpoint_metric": trainer.state.best_metric,
+            "validation_curve": validation_curve(trainer.state.log_history, config["valid_metric"]),
             "train_seconds": seconds,
             "data_seconds": data.seconds,
             "data": data.summary,

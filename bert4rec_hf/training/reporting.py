@@ -11,6 +11,17 @@ from typing import Any
 import yaml
 
 
+def validation_curve(log_history: Sequence[Mapping[str, Any]], metric: str) -> list[dict[str, float]]:
+    """Every validation of a run: its step, epoch and ``metric``. ``metrics.json`` keeps it
+    so a reader can tell a run that had levelled off from one still climbing when it stopped."""
+    key = f"eval_{metric}"
+    return [
+        {"step": entry["step"], "epoch": entry["epoch"], metric: entry[key]}
+        for entry in log_history
+        if key in entry and "epoch" in entry
+    ]
+
+
 def plot_training_history(log_history: Sequence[Mapping[str, Any]], path: str | os.PathLike, metric: str) -> Path:
     """PNG of the training loss and the validation metric per epoch."""
     import matplotlib
@@ -19,7 +30,7 @@ def plot_training_history(log_history: Sequence[Mapping[str, Any]], path: str | 
     import matplotlib.pyplot as plt
 
     losses = [(entry["epoch"], entry["loss"]) for entry in log_history if "loss" in entry and "epoch" in entry]
-    evals = [(e["epoch"], e[f"eval_{metric}"]) for e in log_history if f"eval_{metric}" in e and "epoch" in e]
+    evals = [(point["epoch"], point[metric]) for point in validation_curve(log_history, metric)]
     figure, loss_axis = plt.subplots(figsize=(7, 4))
     if losses:
         loss_axis.plot(*zip(*losses, strict=True), color="tab:blue", label="training loss")

@@ -1,0 +1,44 @@
+#!/bin/bash
+# Issue 24's one GPU call (full_ranking_ablations.py): every variant at seed 1, plus base and
+# temp0.2 at seeds 2 and 3, 24 runs side by side on the one GPU under CUDA MPS; JSON, logs
+# (logs.tgz, no weights) and the GPU's use (smi.csv) to $OUT.
+#
+# The device machine lacks `datasets` and ../shared; prepare once, in the repo root here:
+#   printf '/.whl/\n/.carry/\n' >> .git/info/exclude
+#   python3 -m pip download --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
+#     --platform manylinux_2_28_x86_64 -d .whl datasets==5.2.0 dill==0.4.1 multiprocess==0.70.19
+#   mkdir -p .carry && cp ../shared/data/beauty/beauty.txt .carry/
+# then one device call carrying .whl and .carry, timeout 600: bash benchmarks/full_ranking_device_call.sh
+# Runs on CPU too, scaled down: OUT=/tmp/o DATA=small.txt BUDGET=60 SET="max_steps=6 eval_steps=3" VARS="base temp0.1"
+set -u
+DATA=${DATA:-.carry/beauty.txt}; BUDGET=${BUDGET:-300}; LIMIT=${LIMIT:-550}; SET=${SET:-}; W=${W:-/tmp/ablations}
+VARS=${VARS:-}; PAIR=${PAIR:-base temp0.2}
+if [ -d .whl ] && command -v nvidia-smi >/dev/null; then  # the device machine's Python 3.12
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit
+  export PYTHONPATH=/tmp/site:$PWD
+fi
+export PYTHONUNBUFFERED=1
+date -u; nproc; free -g | head -2
+python3 -c "import torch, transformers, datasets, bert4rec_hf
+print(torch.__version__, transformers.__version__, datasets.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
+if command -v nvidia-smi >/dev/null; then
+  nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 15 > "$OUT/smi.csv" 2>&1 &
+  nvidia-cuda-mps-control -d && echo "MPS started"  # lets the runs' small kernels overlap
+  if ! timeout 60 python3 -c "import torch; torch.ones(1).cuda().sum().item(); print('CUDA under MPS ok')"; then
+    echo quit | nvidia-cuda-mps-control; echo "MPS off: CUDA failed under it"
+  fi
+fi
+setopt=(); [ -n "$SET" ] && setopt=(--set $SET)
+varopt=(); [ -n "$VARS" ] && varopt=(--variants $VARS)
+# a run cut short by LIMIT keeps the runs already written to its JSON
+timeout -s INT "$LIMIT" python3 benchmarks/full_ranking_ablations.py run --data-path "$DATA" --seeds 1 \
+  --time-budget "$BUDGET" "${varopt[@]}" "${setopt[@]}" --work-dir "$W/s1" --output "$OUT/seed1.json" > "$OUT/seed1.log" 2>&1 &
+p1=$!
+timeout -s INT "$LIMIT" python3 benchmarks/full_ranking_ablations.py run --data-path "$DATA" --seeds 2 3 \
+  --variants $PAIR --time-budget "$BUDGET" "${setopt[@]}" --work-dir "$W/s23" --output "$OUT/seed23.json" > "$OUT/seed23.log" 2>&1 &
+p2=$!
+wait "$p1" "$p2"
+date -u
+tar czf "$OUT/logs.tgz" --exclude='*.safetensors' --exclude='*.png' --exclude='*.py' --exclude='checkpoint-*' -C "$W" .
+python3 benchmarks/full_ranking_ablations.py table "$OUT/seed1.json" "$OUT/seed23.json"
+tail -n 3 "$OUT/seed1.log" "$OUT/seed23.log"
