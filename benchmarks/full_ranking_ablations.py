@@ -52,6 +52,17 @@ import torch
 from reproduce_paper import DEFAULT_DATA, PAPER_BEAUTY
 from seed_sweep import CLI, run_jobs, train_once
 
+from bert4rec_hf.training.auto_schedule import WINDOWS_AND_RATES
+from bert4rec_hf.training.config import config_dir, read_yaml
+
+# what `schedule: auto` gives a user's own log (measured on ml-100k): windows ending at every
+# item, dropout 0.2, a quarter of the rows last-item only, the package's mask ratio
+OWN_LOG_KEYS = ("train_stride", "train_prefixes", "hidden_dropout_prob", "attn_dropout_prob", "last_item_mask_ratio")
+OWN_LOG_MASKING = [
+    *(f"{key}={WINDOWS_AND_RATES[key]}" for key in OWN_LOG_KEYS),
+    f"mask_ratio={read_yaml(config_dir() / 'overall.yaml')['mask_ratio']}",
+]
+
 # one factor each against ``base`` (then one pair); the order is the priority when a call has room for fewer
 VARIANTS: dict[str, list[str]] = {
     "base": [],
@@ -75,6 +86,7 @@ VARIANTS: dict[str, list[str]] = {
     "len20": ["max_seq_length=20", "train_stride=2"],  # the most recent 20 items; windows every 0.1 * length, as the paper's
     # two factors: the temperature (the largest effect at 2,000 CPU steps) on the wider model
     "h256+temp0.2": ["hidden_size=256", "inner_size=1024", "softmax_temperature=0.2"],
+    "ownlog": OWN_LOG_MASKING,  # at base's batch and learning rates
 }
 BASE = [
     "recipe=paper", "learning_rate=0.001", "train_on_validation_item=false",
