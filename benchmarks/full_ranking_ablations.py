@@ -84,8 +84,9 @@ VARIANTS: dict[str, list[str]] = {
     "const": ["lr_scheduler_type=constant_with_warmup"],  # schedule: auto's rate: no decay to 0
     "layers3": ["n_layers=3"],
     "len20": ["max_seq_length=20", "train_stride=2"],  # the most recent 20 items; windows every 0.1 * length, as the paper's
-    # two factors: the temperature (the largest effect at 2,000 CPU steps) on the wider model
+    # two factors: the temperature (the largest effect at 2,000 CPU steps) on the wider model, with less dropout
     "h256+temp0.2": ["hidden_size=256", "inner_size=1024", "softmax_temperature=0.2"],
+    "drop0.2+temp0.2": ["hidden_dropout_prob=0.2", "attn_dropout_prob=0.2", "softmax_temperature=0.2"],
     "ownlog": OWN_LOG_MASKING,  # at base's batch and learning rates
 }
 BASE = [

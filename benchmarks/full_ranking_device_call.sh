@@ -1,6 +1,6 @@
 #!/bin/bash
 # Issue 24's one GPU call (full_ranking_ablations.py): every variant at seed 1, plus base and
-# temp0.2 at seeds 2 and 3, 25 runs side by side on the one GPU under CUDA MPS; JSON, logs
+# temp0.2 at seeds 2 and 3, 26 runs side by side on the one GPU under CUDA MPS; JSON, logs
 # (logs.tgz, no weights) and the GPU's use (smi.csv) to $OUT.
 #
 # The device machine lacks `datasets` and ../shared; prepare once, in the repo root here:
