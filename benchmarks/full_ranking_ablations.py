@@ -63,7 +63,7 @@ OWN_LOG_MASKING = [
     f"mask_ratio={read_yaml(config_dir() / 'overall.yaml')['mask_ratio']}",
 ]
 
-# one factor each against ``base`` (then one pair); the order is the priority when a call has room for fewer
+# one factor each against ``base`` (then pairs and the own-log settings); the order is the priority when a call has room for fewer
 VARIANTS: dict[str, list[str]] = {
     "base": [],
     "seen_off": ["seen_item_bias=false"],  # the paper's output layer, no learned offset for history items
@@ -84,7 +84,7 @@ VARIANTS: dict[str, list[str]] = {
     "const": ["lr_scheduler_type=constant_with_warmup"],  # schedule: auto's rate: no decay to 0
     "layers3": ["n_layers=3"],
     "len20": ["max_seq_length=20", "train_stride=2"],  # the most recent 20 items; windows every 0.1 * length, as the paper's
-    # two factors: the temperature (the largest effect at 2,000 CPU steps) on the wider model, with less dropout
+    # two factors: the temperature (the largest effect at 2,000 CPU steps) on the wider model, and with less dropout
     "h256+temp0.2": ["hidden_size=256", "inner_size=1024", "softmax_temperature=0.2"],
     "drop0.2+temp0.2": ["hidden_dropout_prob=0.2", "attn_dropout_prob=0.2", "softmax_temperature=0.2"],
     "ownlog": OWN_LOG_MASKING,  # at base's batch and learning rates
