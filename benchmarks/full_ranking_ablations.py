@@ -87,6 +87,10 @@ VARIANTS: dict[str, list[str]] = {
     # two factors: the temperature (the largest effect at 2,000 CPU steps) on the wider model, and with less dropout
     "h256+temp0.2": ["hidden_size=256", "inner_size=1024", "softmax_temperature=0.2"],
     "drop0.2+temp0.2": ["hidden_dropout_prob=0.2", "attn_dropout_prob=0.2", "softmax_temperature=0.2"],
+    # the pair (the best at 2,000 CPU steps) on the wider model: the candidate recipe if width pays at GPU length
+    "drop0.2+temp0.2+h256": [
+        "hidden_dropout_prob=0.2", "attn_dropout_prob=0.2", "softmax_temperature=0.2", "hidden_size=256", "inner_size=1024"
+    ],  # fmt: skip
     "ownlog": OWN_LOG_MASKING,  # at base's batch and learning rates
 }
 BASE = [
