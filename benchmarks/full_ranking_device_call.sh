@@ -5,7 +5,8 @@
 #    still move full-ranking quality at GPU length, and where validation peaks in the budget;
 #  - the candidate recipe (TRAINVAL, default drop0.2+temp0.2) at seeds 1-3 trained through item
 #    n-1 as the authors did, for the same budget: the reportable 3-seed figure.
-# JSON, logs (logs.tgz, no weights) and the GPU's use (smi.csv) to $OUT.
+# JSON, logs (logs.tgz, no weights) and the GPU's use (smi.csv) to $OUT. 16 is the most that fits:
+# on 2026-12-04 these 16 held 142.7 GB of the H200's 143.8 (about 8.8 GB a run, each about 20 steps/s).
 #
 # The device machine lacks `datasets` and ../shared; prepare once, in the repo root here:
 #   printf '/.whl/\n/.carry/\n' >> .git/info/exclude
@@ -21,6 +22,8 @@ TRAINVAL=${TRAINVAL:-drop0.2+temp0.2}
 if [ -d .whl ] && command -v nvidia-smi >/dev/null; then  # the device machine's Python 3.12
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit
   export PYTHONPATH=/tmp/site:$PWD
+  # not installed there: the package's configuration/ (package_dir in setup.cfg) through a link
+  [ -e bert4rec_hf/configuration ] || ln -s ../configuration bert4rec_hf/configuration
 fi
 export PYTHONUNBUFFERED=1
 date -u; nproc; free -g | head -2

@@ -1,5 +1,6 @@
 """Recipes: named settings measured for one data set (``--recipe paper``: the BERT4Rec
-authors' own), a layer above the data set's file and below the user's files."""
+authors' own; ``--recipe fullrank``: the paper's with the changes measured best under full
+ranking), a layer above the data set's file and below the user's files."""
 
 import numpy as np
 import pytest
@@ -7,13 +8,14 @@ import yaml
 
 from bert4rec_hf.cli import main
 from bert4rec_hf.training.auto_schedule import AutoSchedule
-from bert4rec_hf.training.config import ConfigError, _recipe_layer, config_dir, load_config, recipes
+from bert4rec_hf.training.config import ConfigError, _recipe_layer, config_dir, load_config, recipe_layers, recipes
 
 PAPER = config_dir() / "recipe" / "paper" / "beauty.yaml"
+FULLRANK = config_dir() / "recipe" / "fullrank" / "beauty.yaml"
 
 
 def test_the_paper_recipe_ships_for_beauty_with_the_authors_settings():
-    assert recipes() == {"paper": ["beauty"]}
+    assert recipes() == {"fullrank": ["beauty"], "paper": ["beauty"]}
     settings = yaml.safe_load(PAPER.read_text())
     assert settings["mask_ratio"] == 0.6 and settings["hidden_dropout_prob"] == 0.5
     assert settings["learning_rate"] == 1e-4 and settings["max_steps"] == 400_000
@@ -43,11 +45,11 @@ def test_without_a_recipe_the_data_set_file_rules_and_null_cancels_one_set_below
 
 
 def test_an_unknown_recipe_or_data_set_is_an_error_naming_what_ships():
-    with pytest.raises(ConfigError, match=r"recipe 'fast' is not shipped \(recipes: paper\)"):
+    with pytest.raises(ConfigError, match=r"recipe 'fast' is not shipped \(recipes: fullrank, paper\)"):
         load_config("beauty", config_dict={"recipe": "fast"})
     with pytest.raises(ConfigError, match=r"no settings for data set 'ml-100k' \(it has them for: beauty\)"):
         load_config("ml-100k", config_dict={"recipe": "paper"})
-    with pytest.raises(ConfigError, match=r"recipe 3 is not shipped \(recipes: paper\)"):
+    with pytest.raises(ConfigError, match=r"recipe 3 is not shipped \(recipes: fullrank, paper\)"):
         load_config("beauty", config_dict={"recipe": 3})
 
 
@@ -57,6 +59,54 @@ def test_a_recipe_cannot_choose_the_data_or_another_recipe(tmp_path, key):
     path.write_text(f"mask_ratio: 0.4\n{key}: x\n")
     with pytest.raises(ConfigError, match=f"{path}: a recipe cannot set '{key}'"):
         _recipe_layer(path)
+
+
+def test_fullrank_is_the_paper_recipe_with_its_measured_changes_each_value_from_its_own_file():
+    config = load_config("beauty", config_dict={"recipe": "fullrank"})
+    paper = load_config("beauty", config_dict={"recipe": "paper"})
+    changed = {"learning_rate": 1e-3, "hidden_dropout_prob": 0.2, "attn_dropout_prob": 0.2,
+               "softmax_temperature": 0.2, "max_steps": 7200, "eval_mode": "full", "topk": [5, 10, 20]}  # fmt: skip
+    assert {key: config[key] for key in changed} == changed
+    assert all(config.source_of(key) == str(FULLRANK) for key in changed)
+    # everything else is the paper's, read from the paper's file (no second copy)
+    for key in ("mask_ratio", "train_stride", "train_on_validation_item", "warmup_steps", "max_seq_length"):
+        assert config[key] == paper[key] and config.source_of(key) == str(PAPER)
+    assert config["recipe"] == "fullrank" and "based_on" not in config
+    assert [path for path, _ in recipe_layers("fullrank", "beauty")] == [PAPER, FULLRANK]
+
+
+def ship_recipes(tmp_path, monkeypatch, files: dict[str, str]) -> None:
+    """A configuration folder holding the shipped files plus ``files`` (recipe/<name>/beauty.yaml)."""
+    import shutil
+
+    from bert4rec_hf.training import config as config_module
+
+    root = tmp_path / "configuration"
+    shutil.copytree(config_dir(), root)
+    for name, text in files.items():
+        (root / "recipe" / name).mkdir(parents=True, exist_ok=True)
+        (root / "recipe" / name / "beauty.yaml").write_text(text)
+    monkeypatch.setattr(config_module, "config_dir", lambda: root)
+
+
+def test_a_recipe_based_on_an_unknown_or_circular_recipe_is_an_error_naming_its_file(tmp_path, monkeypatch):
+    ship_recipes(tmp_path, monkeypatch, {
+        "typo": "based_on: papr\nmask_ratio: 0.4\n", "a": "based_on: b\n", "b": "based_on: a\n",
+    })  # fmt: skip
+    typo = tmp_path / "configuration" / "recipe" / "typo" / "beauty.yaml"
+    with pytest.raises(ConfigError, match=rf"{typo}: based_on: recipe 'papr' is not shipped \(recipes: a, b, "):
+        load_config("beauty", config_dict={"recipe": "typo"})
+    with pytest.raises(ConfigError, match=r"recipe/b/beauty.yaml: based_on 'a' leads back to itself"):
+        load_config("beauty", config_dict={"recipe": "a"})
+
+
+def test_a_chain_of_recipes_layers_lowest_first_and_the_user_still_wins(tmp_path, monkeypatch):
+    ship_recipes(tmp_path, monkeypatch, {
+        "fast": "based_on: fullrank\nmax_steps: 100\nmask_ratio: 0.4\n",
+    })  # fmt: skip
+    config = load_config("beauty", config_dict={"recipe": "fast", "mask_ratio": 0.3})
+    assert config["max_steps"] == 100 and config["softmax_temperature"] == 0.2 and config["warmup_steps"] == 100
+    assert config["mask_ratio"] == 0.3 and config.source_of("learning_rate").endswith("recipe/fullrank/beauty.yaml")
 
 
 def write_lines_log(path, users: int = 120, length: int = 12, items: int = 300, seed: int = 0):
@@ -85,3 +135,17 @@ def test_recipe_flag_and_set_must_agree(tmp_path, monkeypatch, capsys):
     assert main(["train", "--dataset", "beauty", "--recipe", "paper", "--set", "recipe=other"]) == 1
     assert "--recipe paper and --set recipe=other disagree: give one" in capsys.readouterr().err
     assert not (tmp_path / "outputs").exists()
+
+
+def test_bert4rec_train_recipe_fullrank_trains_and_ranks_the_whole_catalog(tmp_path, monkeypatch):
+    log = write_lines_log(tmp_path / "beauty.txt")
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", str(log), "--dataset", "beauty", "--recipe", "fullrank", "--set", "max_steps=4", "eval_steps=2"]
+    assert main([*argv, "torch_threads=1"]) == 0
+    run = yaml.safe_load((tmp_path / "outputs" / "beauty" / "run_config.yaml").read_text())
+    assert run["recipe"] == "fullrank" and run["softmax_temperature"] == 0.2 and run["hidden_dropout_prob"] == 0.2
+    assert run["mask_ratio"] == 0.6 and run["train_on_validation_item"] and run["eval_mode"] == "full"
+    model_config = yaml.safe_load((tmp_path / "outputs" / "beauty" / "config.json").read_text())
+    assert model_config["softmax_temperature"] == 0.2 and model_config["attn_dropout_prob"] == 0.2
+    metrics = yaml.safe_load((tmp_path / "outputs" / "beauty" / "metrics.json").read_text())
+    assert {"test_ndcg@10", "test_hit@20"} <= set(metrics["test"])

@@ -7,8 +7,10 @@ The known keys and their types come from the two default files; an unknown key
 or a value of the wrong type is an error naming the key and the file it came from.
 
 A recipe is a named set of settings measured for one data set (``paper``: the
-BERT4Rec authors' own); it sits above the data set's file so that a data set's
+BERT4Rec authors' own; ``fullrank``: the paper's with the changes measured best under
+full ranking); it sits above the data set's file so that a data set's
 defaults can move on while the settings it was published with stay one flag away.
+A recipe may be ``based_on`` another, whose settings it then changes.
 """
 
 from __future__ import annotations
@@ -271,12 +273,33 @@ _RECIPE_FORBIDDEN = ("recipe", "dataset", "data_path")
 
 
 def _recipe_layer(path: Path) -> dict[str, Any]:
-    """A recipe's settings; a recipe chooses settings, not the data or another recipe."""
+    """A recipe's settings; a recipe chooses settings, not the data or another recipe
+    (``based_on``, the one it starts from, stays in the layer for ``recipe_layers``)."""
     layer = read_yaml(path)
     for key in _RECIPE_FORBIDDEN:
         if key in layer:
             raise ConfigError(f"{path}: a recipe cannot set '{key}'")
     return layer
+
+
+def recipe_layers(recipe: Any, dataset: str) -> list[tuple[Path, dict[str, Any]]]:
+    """The layers of ``recipe`` for ``dataset``, lowest first: a recipe whose file says
+    ``based_on: OTHER`` sits on OTHER's settings for the same data set, so it is written
+    as its changes to a published recipe and that recipe's values keep one home."""
+    chain: list[tuple[Path, dict[str, Any]]] = []
+    path = recipe_file(recipe, dataset)
+    while True:
+        layer = _recipe_layer(path)
+        base = layer.pop("based_on", None)
+        chain.insert(0, (path, layer))
+        if base is None:
+            return chain
+        try:
+            path = recipe_file(base, dataset)
+        except ConfigError as err:
+            raise ConfigError(f"{chain[0][0]}: based_on: {err}") from None
+        if any(path == seen for seen, _ in chain):
+            raise ConfigError(f"{chain[0][0]}: based_on {base!r} leads back to itself")
 
 
 class RunConfig(dict):
@@ -321,8 +344,8 @@ def load_config(
     _merge(config, sources, dataset_layer, str(dataset_file), types)
     recipe = _layer_value("recipe", [dataset_layer, *(layer for _, layer in user_layers), keyword_layer])
     if recipe is not None:
-        recipe_path = recipe_file(recipe, name)
-        _merge(config, sources, _recipe_layer(recipe_path), str(recipe_path), types)
+        for recipe_path, layer in recipe_layers(recipe, name):
+            _merge(config, sources, layer, str(recipe_path), types)
     for source, layer in user_layers:
         _merge(config, sources, layer, source, types)
     _merge(config, sources, keyword_layer, KEYWORD_SOURCE, types)
