@@ -16,9 +16,10 @@
         --set max_steps=20 eval_steps=10 --time-budget 60
 
 On the lent GPU machine (``../shared`` does not travel and its image lacks ``datasets``),
-one call of ``bash benchmarks/full_ranking_device_call.sh`` runs every variant at seed 1
-and ``base`` and ``temp0.2`` at seeds 2 and 3, 300 s of training each, all side by side;
-its header says what to prepare here first (the data file and three wheels).
+one call of ``bash benchmarks/full_ranking_device_call.sh`` runs 13 variants at seed 1
+held out and the candidate recipe trained through item n-1 at seeds 1-3, 360 s of training
+each, 16 side by side; its header says what to prepare here first (the data file and
+three wheels). Its results (2026-12-04) are in benchmarks/README.md.
 
 Every run is ``bert4rec train --dataset beauty --recipe paper`` (the file from
 ``--data-path``; the paper's model and optimiser, ``configuration/recipe/paper/beauty.yaml``)
