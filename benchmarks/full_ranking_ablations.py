@@ -16,10 +16,10 @@
         --set max_steps=20 eval_steps=10 --time-budget 60
 
 On the lent GPU machine (``../shared`` does not travel and its image lacks ``datasets``),
-one call of ``bash benchmarks/full_ranking_device_call.sh`` runs 13 variants at seed 1
-held out and the candidate recipe trained through item n-1 at seeds 1-3, 360 s of training
-each, 16 side by side; its header says what to prepare here first (the data file and
-three wheels). Its results (2026-12-04) are in benchmarks/README.md.
+one call of ``bash benchmarks/full_ranking_device_call.sh`` runs the candidate recipes held
+out at seed 1 and trained through item n-1 at seeds 1-3, all side by side; its header says
+what it runs, what the last call found, and what to prepare here first (the data file and
+three wheels).
 
 Every run is ``bert4rec train --dataset beauty --recipe paper`` (the file from
 ``--data-path``; the paper's model and optimiser, ``configuration/recipe/paper/beauty.yaml``)
@@ -88,9 +88,12 @@ VARIANTS: dict[str, list[str]] = {
     # two factors: the temperature (the largest effect at 2,000 CPU steps) on the wider model, and with less dropout
     "h256+temp0.2": ["hidden_size=256", "inner_size=1024", "softmax_temperature=0.2"],
     "drop0.2+temp0.2": ["hidden_dropout_prob=0.2", "attn_dropout_prob=0.2", "softmax_temperature=0.2"],
-    # the pair (the best at 2,000 CPU steps) on the wider model: the candidate recipe if width pays at GPU length
+    # the pair (the best at 2,000 CPU steps; recipe fullrank's changes) on a wider model
     "drop0.2+temp0.2+h256": [
         "hidden_dropout_prob=0.2", "attn_dropout_prob=0.2", "softmax_temperature=0.2", "hidden_size=256", "inner_size=1024"
+    ],  # fmt: skip
+    "drop0.2+temp0.2+h128": [  # hidden 128 and dropout 0.2: the two gains that held at 7,300 GPU steps
+        "hidden_dropout_prob=0.2", "attn_dropout_prob=0.2", "softmax_temperature=0.2", "hidden_size=128", "inner_size=512"
     ],  # fmt: skip
     "ownlog": OWN_LOG_MASKING,  # at base's batch and learning rates
 }
