@@ -149,3 +149,10 @@ def test_bert4rec_train_recipe_fullrank_trains_and_ranks_the_whole_catalog(tmp_p
     assert model_config["softmax_temperature"] == 0.2 and model_config["attn_dropout_prob"] == 0.2
     metrics = yaml.safe_load((tmp_path / "outputs" / "beauty" / "metrics.json").read_text())
     assert {"test_ndcg@10", "test_hit@20"} <= set(metrics["test"])
+
+
+def test_train_help_lists_the_shipped_recipes_from_the_configuration_folder(capsys):
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    help_text = " ".join(capsys.readouterr().out.split())
+    assert "(shipped: fullrank for beauty; paper for beauty)" in help_text

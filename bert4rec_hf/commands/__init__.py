@@ -23,9 +23,12 @@ def add_run_options(parser: argparse.ArgumentParser, recipe: bool = False) -> No
     also ``--recipe`` (commands that train: a saved model's folder already records its settings)."""
     parser.add_argument("--dataset", help="a registered data set (ml-100k is bundled) or a name for --set data_path=...")
     if recipe:
+        from ..training.config import recipes
+
         parser.add_argument(
             "--recipe", metavar="NAME",
-            help="named settings measured for the data set, above its own file (paper: the BERT4Rec authors' own)",
+            help="named settings measured for the data set, above its own file (shipped: "
+            + "; ".join(f"{name} for {', '.join(sets)}" for name, sets in recipes().items()) + ")",
         )  # fmt: skip
     parser.add_argument("--config-files", nargs="+", default=[], metavar="YAML", help="user config files, in order")
     parser.add_argument(
