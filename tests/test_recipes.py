@@ -2,11 +2,15 @@
 authors' own; ``--recipe fullrank``: the paper's with the changes measured best under full
 ranking), a layer above the data set's file and below the user's files."""
 
+import re
+import shutil
+
 import numpy as np
 import pytest
 import yaml
 
 from bert4rec_hf.cli import main
+from bert4rec_hf.training import config as config_module
 from bert4rec_hf.training.auto_schedule import AutoSchedule
 from bert4rec_hf.training.config import ConfigError, _recipe_layer, config_dir, load_config, recipe_layers, recipes
 
@@ -77,10 +81,6 @@ def test_fullrank_is_the_paper_recipe_with_its_measured_changes_each_value_from_
 
 def ship_recipes(tmp_path, monkeypatch, files: dict[str, str]) -> None:
     """A configuration folder holding the shipped files plus ``files`` (recipe/<name>/beauty.yaml)."""
-    import shutil
-
-    from bert4rec_hf.training import config as config_module
-
     root = tmp_path / "configuration"
     shutil.copytree(config_dir(), root)
     for name, text in files.items():
@@ -94,7 +94,7 @@ def test_a_recipe_based_on_an_unknown_or_circular_recipe_is_an_error_naming_its_
         "typo": "based_on: papr\nmask_ratio: 0.4\n", "a": "based_on: b\n", "b": "based_on: a\n",
     })  # fmt: skip
     typo = tmp_path / "configuration" / "recipe" / "typo" / "beauty.yaml"
-    with pytest.raises(ConfigError, match=rf"{typo}: based_on: recipe 'papr' is not shipped \(recipes: a, b, "):
+    with pytest.raises(ConfigError, match=rf"{re.escape(str(typo))}: based_on: recipe 'papr' is not shipped \(recipes: a, b, "):
         load_config("beauty", config_dict={"recipe": "typo"})
     with pytest.raises(ConfigError, match=r"recipe/b/beauty.yaml: based_on 'a' leads back to itself"):
         load_config("beauty", config_dict={"recipe": "a"})
