@@ -64,21 +64,31 @@ OWN_LOG_MASKING = [
     f"mask_ratio={read_yaml(config_dir() / 'overall.yaml')['mask_ratio']}",
 ]
 
-# one factor each against ``base`` (then pairs and the own-log settings); the order is the priority when a call has room for fewer
+# the factors the variants combine
+DROPOUT_02 = ["hidden_dropout_prob=0.2", "attn_dropout_prob=0.2"]  # the paper's 0.5 / 0.2
+HIDDEN_128 = ["hidden_size=128", "inner_size=512"]
+HIDDEN_256 = ["hidden_size=256", "inner_size=1024"]
+TEMPERATURE_02 = ["softmax_temperature=0.2"]  # the Cloze softmax over scores / 0.2: sharper from the first step
+FULLRANK = [*DROPOUT_02, *TEMPERATURE_02]  # recipe fullrank's changes to ``BASE`` (its steps aside)
+# four times the rows a step, the warm-up the same rows: on a GPU a run's small kernels leave a step at batch
+# 1,024 costing about what one at 256 does, so this is how a run there sees more rows a second
+BATCH_1024 = ["train_batch_size=1024", "warmup_steps=25"]
+
+# one factor each against ``base`` (then combinations and the own-log settings); the order is the priority when a call has room for fewer
 VARIANTS: dict[str, list[str]] = {
     "base": [],
     "seen_off": ["seen_item_bias=false"],  # the paper's output layer, no learned offset for history items
-    "h256": ["hidden_size=256", "inner_size=1024"],
-    "h128": ["hidden_size=128", "inner_size=512"],
+    "h256": HIDDEN_256,
+    "h128": HIDDEN_128,
     "mask0.2": ["mask_ratio=0.2"],
     "mask0.4": ["mask_ratio=0.4"],
     "last0.25": ["last_item_mask_ratio=0.25"],
-    "drop0.2": ["hidden_dropout_prob=0.2", "attn_dropout_prob=0.2"],
+    "drop0.2": DROPOUT_02,
     "stride1": ["train_stride=1", "train_prefixes=true"],  # a window ending at every item
     "lr3e-3": ["learning_rate=0.003", "warmup_steps=0.05"],
     "ls0.1": ["label_smoothing=0.1"],
-    "temp0.5": ["softmax_temperature=0.5"],  # the Cloze softmax over scores / 0.5: sharper from the first step
-    "temp0.2": ["softmax_temperature=0.2"],
+    "temp0.5": ["softmax_temperature=0.5"],
+    "temp0.2": TEMPERATURE_02,
     "temp0.1": ["softmax_temperature=0.1"],
     "wd0": ["weight_decay=0.0"],
     "untied": ["tie_word_embeddings=false"],
@@ -86,15 +96,20 @@ VARIANTS: dict[str, list[str]] = {
     "layers3": ["n_layers=3"],
     "len20": ["max_seq_length=20", "train_stride=2"],  # the most recent 20 items; windows every 0.1 * length, as the paper's
     # two factors: the temperature (the largest effect at 2,000 CPU steps) on the wider model, and with less dropout
-    "h256+temp0.2": ["hidden_size=256", "inner_size=1024", "softmax_temperature=0.2"],
-    "drop0.2+temp0.2": ["hidden_dropout_prob=0.2", "attn_dropout_prob=0.2", "softmax_temperature=0.2"],
-    # the pair (the best at 2,000 CPU steps; recipe fullrank's changes) on a wider model
-    "drop0.2+temp0.2+h256": [
-        "hidden_dropout_prob=0.2", "attn_dropout_prob=0.2", "softmax_temperature=0.2", "hidden_size=256", "inner_size=1024"
-    ],  # fmt: skip
-    "drop0.2+temp0.2+h128": [  # hidden 128 and dropout 0.2: the two gains that held at 7,300 GPU steps
-        "hidden_dropout_prob=0.2", "attn_dropout_prob=0.2", "softmax_temperature=0.2", "hidden_size=128", "inner_size=512"
-    ],  # fmt: skip
+    "h256+temp0.2": [*HIDDEN_256, *TEMPERATURE_02],
+    "drop0.2+temp0.2": FULLRANK,
+    # recipe fullrank's changes on a wider model (hidden 128 and dropout 0.2: the gains that held at 7,300 GPU steps)
+    "drop0.2+temp0.2+h256": [*FULLRANK, *HIDDEN_256],
+    "drop0.2+temp0.2+h128": [*FULLRANK, *HIDDEN_128],
+    # with more rows masked at their last item only, the way the model is queried (the paper's 1 in 11)
+    "drop0.2+temp0.2+last0.25": [*FULLRANK, "last_item_mask_ratio=0.25"],
+    "drop0.2+temp0.2+last0.5": [*FULLRANK, "last_item_mask_ratio=0.5"],
+    "drop0.2+temp0.2+mask0.4": [*FULLRANK, "mask_ratio=0.4"],  # more of each history visible (the paper's 0.6)
+    "drop0.2+temp0.2+wd0": [*FULLRANK, "weight_decay=0.0"],  # no decay of the item embeddings (the paper's 0.01)
+    # with four times the rows a step
+    "drop0.2+temp0.2+b1024": [*FULLRANK, *BATCH_1024],
+    "drop0.2+temp0.2+b1024+lr2e-3": [*FULLRANK, *BATCH_1024, "learning_rate=0.002"],
+    "drop0.2+temp0.2+h128+b1024+lr2e-3": [*FULLRANK, *HIDDEN_128, *BATCH_1024, "learning_rate=0.002"],
     "ownlog": OWN_LOG_MASKING,  # at base's batch and learning rates
 }
 BASE = [

@@ -1,0 +1,60 @@
+"""The full-ranking ablations (benchmarks/full_ranking_ablations.py) are what a GPU call runs,
+and a call is minutes of a scarce machine: every variant must be settings the package
+accepts, and the device script's default variants must exist, so a typo fails here and not
+after the machine has started."""
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+from bert4rec_hf.training.config import ConfigError, load_config, parse_overrides
+from bert4rec_hf.training.pipeline import build_model, masking_arguments
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+DEVICE_CALL = BENCHMARKS / "full_ranking_device_call.sh"
+
+
+@pytest.fixture(scope="module")
+def ablations():
+    sys.path.insert(0, str(BENCHMARKS))  # the script imports its sibling benchmarks by name
+    try:
+        import full_ranking_ablations
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    return full_ranking_ablations
+
+
+def variant_config(ablations, name: str) -> dict:
+    return load_config("beauty", None, parse_overrides([*ablations.BASE, *ablations.VARIANTS[name]]))
+
+
+def test_every_variant_is_a_configuration_the_package_builds(ablations):
+    for name in ablations.VARIANTS:
+        config = variant_config(ablations, name)
+        masking_arguments(config)
+        model = build_model(config, vocab_size=12)
+        assert model.config.hidden_size == config["hidden_size"], name
+
+
+def test_variants_change_what_their_names_say(ablations):
+    wide = variant_config(ablations, "drop0.2+temp0.2+h128+b1024+lr2e-3")
+    assert (wide["hidden_size"], wide["inner_size"], wide["train_batch_size"]) == (128, 512, 1024)
+    assert (wide["learning_rate"], wide["softmax_temperature"], wide["hidden_dropout_prob"]) == (0.002, 0.2, 0.2)
+    assert variant_config(ablations, "drop0.2+temp0.2+last0.5")["last_item_mask_ratio"] == 0.5
+    base = variant_config(ablations, "base")
+    assert (base["hidden_size"], base["learning_rate"], base["mask_ratio"]) == (64, 0.001, 0.6)  # recipe paper at lr 1e-3
+
+
+def test_a_misspelt_override_is_refused(ablations):
+    with pytest.raises(ConfigError, match="unknown configuration key 'hiden_size'"):
+        load_config("beauty", None, parse_overrides([*ablations.BASE, "hiden_size=128"]))
+
+
+def test_the_device_calls_default_variants_exist(ablations):
+    script = DEVICE_CALL.read_text()
+    for group in ("VARS", "TRAINVAL"):
+        names = re.search(rf"^{group}=\$\{{{group}:-([^}}]*)\}}", script, re.MULTILINE).group(1).split()
+        assert names, group
+        assert set(names) <= set(ablations.VARIANTS), (group, sorted(set(names) - set(ablations.VARIANTS)))
