@@ -106,6 +106,7 @@ VARIANTS: dict[str, list[str]] = {
     "drop0.2+temp0.2+last0.5": [*FULLRANK, "last_item_mask_ratio=0.5"],
     "drop0.2+temp0.2+mask0.4": [*FULLRANK, "mask_ratio=0.4"],  # more of each history visible (the paper's 0.6)
     "drop0.2+temp0.2+wd0": [*FULLRANK, "weight_decay=0.0"],  # no decay of the item embeddings (the paper's 0.01)
+    "drop0.2+temp0.2+const": [*FULLRANK, "lr_scheduler_type=constant_with_warmup"],  # no decay to 0 at the end
     # with four times the rows a step
     "drop0.2+temp0.2+b1024": [*FULLRANK, *BATCH_1024],
     "drop0.2+temp0.2+b1024+lr2e-3": [*FULLRANK, *BATCH_1024, "learning_rate=0.002"],
