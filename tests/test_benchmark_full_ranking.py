@@ -47,6 +47,16 @@ def test_variants_change_what_their_names_say(ablations):
     assert (base["hidden_size"], base["learning_rate"], base["mask_ratio"]) == (64, 0.001, 0.6)  # recipe paper at lr 1e-3
 
 
+def test_the_fullrank_factor_is_what_recipe_fullrank_changes(ablations):
+    """``FULLRANK`` restates the recipe's model changes so variant names can say them: a
+    recipe change that the benchmark does not follow fails here."""
+    variant = variant_config(ablations, "drop0.2+temp0.2")
+    recipe = load_config("beauty", config_dict={"recipe": "fullrank"})
+    keys = [pair.split("=")[0] for pair in ablations.FULLRANK]
+    assert {key: variant[key] for key in keys} == {key: recipe[key] for key in keys}
+    assert variant["learning_rate"] == recipe["learning_rate"]  # BASE's lr is the recipe's
+
+
 def test_a_misspelt_override_is_refused(ablations):
     with pytest.raises(ConfigError, match="unknown configuration key 'hiden_size'"):
         load_config("beauty", None, parse_overrides([*ablations.BASE, "hiden_size=128"]))
