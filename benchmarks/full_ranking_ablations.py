@@ -73,6 +73,8 @@ FULLRANK = [*DROPOUT_02, *TEMPERATURE_02]  # recipe fullrank's changes to ``BASE
 # four times the rows a step, the warm-up the same rows: on a GPU a run's small kernels leave a step at batch
 # 1,024 costing about what one at 256 does, so this is how a run there sees more rows a second
 BATCH_1024 = ["train_batch_size=1024", "warmup_steps=25"]
+EVERY_PREFIX = ["train_stride=1", "train_prefixes=true"]  # a window ending at every item
+CONSTANT_RATE = "lr_scheduler_type=constant_with_warmup"  # so a validation curve reads as what each length gives
 
 # one factor each against ``base`` (then combinations and the own-log settings); the order is the priority when a call has room for fewer
 VARIANTS: dict[str, list[str]] = {
@@ -84,7 +86,7 @@ VARIANTS: dict[str, list[str]] = {
     "mask0.4": ["mask_ratio=0.4"],
     "last0.25": ["last_item_mask_ratio=0.25"],
     "drop0.2": DROPOUT_02,
-    "stride1": ["train_stride=1", "train_prefixes=true"],  # a window ending at every item
+    "stride1": EVERY_PREFIX,
     "lr3e-3": ["learning_rate=0.003", "warmup_steps=0.05"],
     "ls0.1": ["label_smoothing=0.1"],
     "temp0.5": ["softmax_temperature=0.5"],
@@ -92,7 +94,7 @@ VARIANTS: dict[str, list[str]] = {
     "temp0.1": ["softmax_temperature=0.1"],
     "wd0": ["weight_decay=0.0"],
     "untied": ["tie_word_embeddings=false"],
-    "const": ["lr_scheduler_type=constant_with_warmup"],  # schedule: auto's rate: no decay to 0
+    "const": [CONSTANT_RATE],  # schedule: auto's rate: no decay to 0
     "layers3": ["n_layers=3"],
     "len20": ["max_seq_length=20", "train_stride=2"],  # the most recent 20 items; windows every 0.1 * length, as the paper's
     # two factors: the temperature (the largest effect at 2,000 CPU steps) on the wider model, and with less dropout
@@ -106,7 +108,13 @@ VARIANTS: dict[str, list[str]] = {
     "drop0.2+temp0.2+last0.5": [*FULLRANK, "last_item_mask_ratio=0.5"],
     "drop0.2+temp0.2+mask0.4": [*FULLRANK, "mask_ratio=0.4"],  # more of each history visible (the paper's 0.6)
     "drop0.2+temp0.2+wd0": [*FULLRANK, "weight_decay=0.0"],  # no decay of the item embeddings (the paper's 0.01)
-    "drop0.2+temp0.2+const": [*FULLRANK, "lr_scheduler_type=constant_with_warmup"],  # no decay to 0 at the end
+    "drop0.2+temp0.2+const": [*FULLRANK, CONSTANT_RATE],  # no decay to 0 at the end
+    # the wider model (the largest gain at GPU length) with each of the two CPU gains on fullrank's settings
+    "drop0.2+temp0.2+h128+const": [*FULLRANK, *HIDDEN_128, CONSTANT_RATE],
+    "drop0.2+temp0.2+h128+mask0.4": [*FULLRANK, *HIDDEN_128, "mask_ratio=0.4"],
+    # a window ending at every item (6.6x the rows): more varied contexts where a run stops gaining from more passes
+    "drop0.2+temp0.2+stride1+const": [*FULLRANK, *EVERY_PREFIX, CONSTANT_RATE],
+    "drop0.2+temp0.2+h128+stride1": [*FULLRANK, *HIDDEN_128, *EVERY_PREFIX],
     # with four times the rows a step
     "drop0.2+temp0.2+b1024": [*FULLRANK, *BATCH_1024],
     "drop0.2+temp0.2+b1024+lr2e-3": [*FULLRANK, *BATCH_1024, "learning_rate=0.002"],

@@ -43,6 +43,8 @@ def test_variants_change_what_their_names_say(ablations):
     assert (wide["hidden_size"], wide["inner_size"], wide["train_batch_size"]) == (128, 512, 1024)
     assert (wide["learning_rate"], wide["softmax_temperature"], wide["hidden_dropout_prob"]) == (0.002, 0.2, 0.2)
     assert variant_config(ablations, "drop0.2+temp0.2+last0.5")["last_item_mask_ratio"] == 0.5
+    long = variant_config(ablations, "drop0.2+temp0.2+h128+const")
+    assert (long["hidden_size"], long["lr_scheduler_type"]) == (128, "constant_with_warmup")
     base = variant_config(ablations, "base")
     assert (base["hidden_size"], base["learning_rate"], base["mask_ratio"]) == (64, 0.001, 0.6)  # recipe paper at lr 1e-3
 
