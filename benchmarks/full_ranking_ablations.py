@@ -113,7 +113,6 @@ VARIANTS: dict[str, list[str]] = {
     "drop0.2+temp0.2+h128+const": [*FULLRANK, *HIDDEN_128, CONSTANT_RATE],
     "drop0.2+temp0.2+h128+mask0.4": [*FULLRANK, *HIDDEN_128, "mask_ratio=0.4"],
     # a window ending at every item (6.6x the rows): more varied contexts where a run stops gaining from more passes
-    "drop0.2+temp0.2+stride1+const": [*FULLRANK, *EVERY_PREFIX, CONSTANT_RATE],
     "drop0.2+temp0.2+h128+stride1": [*FULLRANK, *HIDDEN_128, *EVERY_PREFIX],
     # with four times the rows a step
     "drop0.2+temp0.2+b1024": [*FULLRANK, *BATCH_1024],
