@@ -74,6 +74,7 @@ FULLRANK = [*DROPOUT_02, *TEMPERATURE_02]  # recipe fullrank's changes to ``BASE
 # 1,024 costing about what one at 256 does, so this is how a run there sees more rows a second
 BATCH_1024 = ["train_batch_size=1024", "warmup_steps=25"]
 EVERY_PREFIX = ["train_stride=1", "train_prefixes=true"]  # a window ending at every item
+TWO_VIEWS = ["num_views=2"]  # each window masked twice a step, on its own draws (CBiT's positive views)
 CONSTANT_RATE = "lr_scheduler_type=constant_with_warmup"  # so a validation curve reads as what each length gives
 
 # one factor each against ``base`` (then combinations and the own-log settings); the order is the priority when a call has room for fewer
@@ -118,6 +119,13 @@ VARIANTS: dict[str, list[str]] = {
     "drop0.2+temp0.2+b1024": [*FULLRANK, *BATCH_1024],
     "drop0.2+temp0.2+b1024+lr2e-3": [*FULLRANK, *BATCH_1024, "learning_rate=0.002"],
     "drop0.2+temp0.2+h128+b1024+lr2e-3": [*FULLRANK, *HIDDEN_128, *BATCH_1024, "learning_rate=0.002"],
+    # at a constant rate (so 2,000 CPU steps compare with the const row): the most recent 20 items only, and
+    # BERT's input corruption (a masked item shown as [MASK] 80%, a random item 10%, itself 10%)
+    "drop0.2+temp0.2+const+len20": [*FULLRANK, CONSTANT_RATE, "max_seq_length=20", "train_stride=2"],
+    "drop0.2+temp0.2+const+rr": [*FULLRANK, CONSTANT_RATE, "mask_replace_prob=0.8", "random_replace_prob=0.1"],
+    # two masked copies of each window a step (twice the rows), and CBiT's contrastive loss between them
+    "drop0.2+temp0.2+const+views2": [*FULLRANK, CONSTANT_RATE, *TWO_VIEWS],
+    "drop0.2+temp0.2+const+views2+cl0.3": [*FULLRANK, CONSTANT_RATE, *TWO_VIEWS, "contrastive_weight=0.3"],
     "ownlog": OWN_LOG_MASKING,  # at base's batch and learning rates
 }
 BASE = [

@@ -63,6 +63,11 @@ class Bert4RecConfig(PreTrainedConfig):
             initialised model scores every item near 0 (embeddings of std ``initializer_range``), so
             its softmax over a large catalog starts flat, and a temperature below 1 sharpens it from
             the first step. Studied among the levers of full-ranking quality.
+        contrastive_weight: with more than one masked copy of each training window in a batch (the
+            collator's ``num_views``), the weight of a contrastive loss that pulls the encoder outputs
+            of a window's copies together and pushes those of other windows apart (CBiT, Du et al.,
+            CIKM 2022: the Cloze and dropout masks make the copies' views). 0: the paper's loss only.
+        contrastive_temperature: the contrastive loss reads the cosine similarities divided by it.
         item_chunk_size: score the catalog this many items at a time in the CE loss and in full-ranking
             evaluation, so peak memory is bounded by ``masked positions x item_chunk_size`` instead of
             ``masked positions x catalog``; the loss and its gradients are those of the unchunked softmax.
@@ -129,6 +134,8 @@ class Bert4RecConfig(PreTrainedConfig):
     num_negatives: int = 1
     label_smoothing: float = 0.0
     softmax_temperature: float = 1.0
+    contrastive_weight: float = 0.0
+    contrastive_temperature: float = 0.3
     item_chunk_size: int = 0
     num_sampled_negatives: int = 1024
     sampling_distribution: str = "uniform"
@@ -215,12 +222,15 @@ class Bert4RecConfig(PreTrainedConfig):
             raise ValueError(
                 f"Bert4RecConfig.label_smoothing ({smoothing}) applies to loss_type 'CE' only, got loss_type {self.loss_type!r}"
             )
-        temperature = self.softmax_temperature
-        number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
-        if not (number and temperature > 0 and math.isfinite(temperature)):
-            raise ValueError(
-                f"Bert4RecConfig.softmax_temperature must be a positive number, not inf or nan, got {temperature!r}"
-            )
+        for name in ("softmax_temperature", "contrastive_temperature"):
+            temperature = getattr(self, name)
+            number = isinstance(temperature, (int, float)) and not isinstance(temperature, bool)
+            if not (number and temperature > 0 and math.isfinite(temperature)):
+                raise ValueError(f"Bert4RecConfig.{name} must be a positive number, not inf or nan, got {temperature!r}")
+        weight = self.contrastive_weight
+        number = isinstance(weight, (int, float)) and not isinstance(weight, bool)
+        if not (number and weight >= 0 and math.isfinite(weight)):
+            raise ValueError(f"Bert4RecConfig.contrastive_weight must be a non-negative number, got {weight!r}")
         chunk = self.item_chunk_size
         if isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 0:
             raise ValueError(

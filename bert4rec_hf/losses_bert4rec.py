@@ -185,4 +185,29 @@ class ChunkedSoftmaxCrossEntropy(torch.autograd.Function):
         )
 
 
-__all__ = ["ChunkedSoftmaxCrossEntropy", "check_item_ids", "cloze_loss"]
+def view_contrastive_loss(
+    states: torch.Tensor, attention_mask: torch.Tensor, num_views: int, temperature: float
+) -> torch.Tensor:
+    """CBiT's multi-pair contrastive loss (Du et al., CIKM 2022) over ``num_views`` masked
+    copies of each window, stacked copy by copy (the collator's ``num_views``).
+
+    A copy is represented by its encoder outputs at the window's real positions, flattened
+    (padding zeroed, so the copies of a window compare position by position). For every
+    ordered pair of copies ``(j, k)``, each window of copy ``j`` must find its own copy ``k``
+    among every window of copy ``k`` and the other windows of copy ``j`` (NT-Xent over cosine
+    similarities divided by ``temperature``); the loss is the mean over windows and pairs.
+    """
+    rows = states.shape[0] // num_views
+    if num_views < 2 or rows * num_views != states.shape[0]:
+        raise ValueError(f"the contrastive loss needs num_views >= 2 copies of equal size, got {num_views} for {states.shape[0]} rows")
+    flat = (states.float() * attention_mask.unsqueeze(-1).to(torch.float32)).flatten(1)
+    views = F.normalize(flat, dim=1).view(num_views, rows, -1)
+    similarity = torch.einsum("vrd,wsd->vwrs", views, views) / temperature  # (view, view, row, row)
+    anchor, other = (~torch.eye(num_views, dtype=torch.bool, device=states.device)).nonzero(as_tuple=True)
+    own_view = similarity[anchor, anchor].masked_fill(torch.eye(rows, dtype=torch.bool, device=states.device), float("-inf"))
+    logits = torch.cat([similarity[anchor, other], own_view], dim=-1)  # (pairs, row, 2 * rows): the positive at [p, r, r]
+    targets = torch.arange(rows, device=states.device).repeat(anchor.shape[0])
+    return F.cross_entropy(logits.reshape(-1, 2 * rows), targets)
+
+
+__all__ = ["ChunkedSoftmaxCrossEntropy", "check_item_ids", "cloze_loss", "view_contrastive_loss"]

@@ -28,7 +28,7 @@ from transformers.utils.output_capturing import capture_outputs
 
 from .configuration_bert4rec import IGNORE_INDEX, MASK_TOKEN_ID, PAD_TOKEN_ID, Bert4RecConfig
 from .features_bert4rec import ItemFeatureEmbeddings
-from .losses_bert4rec import cloze_loss
+from .losses_bert4rec import cloze_loss, view_contrastive_loss
 from .scoring_bert4rec import ItemScorer, distinct_items, item_vectors
 
 
@@ -310,6 +310,7 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         labels: torch.Tensor | None = None,
         negative_ids: torch.Tensor | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
+        num_views: int = 1,
         **kwargs,
     ) -> MaskedItemPredictionOutput:
         outputs = self.bert4rec(input_ids, attention_mask=attention_mask, **kwargs)
@@ -326,9 +327,36 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
             loss, logits = self.masked_item_loss(
                 selected, labels[predicted], negatives, num_items_in_batch, input_ids=row_inputs
             )
+            if self.training and self.config.contrastive_weight:
+                loss = loss + self.view_contrastive_term(hidden, input_ids, attention_mask, num_views, predicted, num_items_in_batch)
         return MaskedItemPredictionOutput(
             loss=loss, logits=logits, hidden_states=outputs.hidden_states, attentions=outputs.attentions
         )
+
+    def view_contrastive_term(
+        self,
+        hidden_states: torch.Tensor,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor | None,
+        num_views: int,
+        predicted: torch.Tensor,
+        num_items_in_batch: torch.Tensor | int | None,
+    ) -> torch.Tensor:
+        """``config.contrastive_weight`` times the contrastive loss between the batch's masked
+        copies of each window (``view_contrastive_loss``). Beside a Cloze loss divided by the
+        whole batch's ``num_items_in_batch`` it is weighted by this batch's share of those
+        targets, so accumulated batches add up to the same mean."""
+        if num_views < 2:
+            raise ValueError(
+                f"contrastive_weight is {self.config.contrastive_weight} but the batch holds one masked copy of each "
+                "window: set the collator's num_views (a run's num_views setting) to 2 or more, or contrastive_weight to 0"
+            )
+        if attention_mask is None:
+            attention_mask = input_ids.ne(self.config.pad_token_id)
+        loss = view_contrastive_loss(hidden_states, attention_mask, num_views, self.config.contrastive_temperature)
+        if num_items_in_batch is not None:
+            loss = loss * predicted.sum() / num_items_in_batch
+        return self.config.contrastive_weight * loss
 
     def masked_item_loss(
         self,

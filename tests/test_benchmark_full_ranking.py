@@ -45,6 +45,9 @@ def test_variants_change_what_their_names_say(ablations):
     assert variant_config(ablations, "drop0.2+temp0.2+last0.5")["last_item_mask_ratio"] == 0.5
     long = variant_config(ablations, "drop0.2+temp0.2+h128+const")
     assert (long["hidden_size"], long["lr_scheduler_type"]) == (128, "constant_with_warmup")
+    contrast = variant_config(ablations, "drop0.2+temp0.2+const+views2+cl0.3")
+    assert (contrast["num_views"], contrast["contrastive_weight"], contrast["contrastive_temperature"]) == (2, 0.3, 0.3)
+    assert variant_config(ablations, "drop0.2+temp0.2+const+views2")["contrastive_weight"] == 0.0
     base = variant_config(ablations, "base")
     assert (base["hidden_size"], base["learning_rate"], base["mask_ratio"]) == (64, 0.001, 0.6)  # recipe paper at lr 1e-3
 

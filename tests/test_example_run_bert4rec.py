@@ -89,7 +89,7 @@ def test_run_bert4rec_example_pop100_and_continuing_from_a_shorter_checkpoint(tm
     assert results["test"]["test_num_users"] == 40
     # the checkpoint's mask ratio, not the default 0.2; every masking flag reaches the collator
     assert masking == [
-        {"mask_ratio": 0.4, "last_item_mask_ratio": 0.5, "mask_replace_prob": 0.8, "random_replace_prob": 0.1}
+        {"mask_ratio": 0.4, "last_item_mask_ratio": 0.5, "mask_replace_prob": 0.8, "random_replace_prob": 0.1, "num_views": 1}
     ]
     # the example's masking flags are the library's group (its own defaults aside)
     assert [f.name for f in fields(example.MaskingArguments)] == list(MaskingArguments.keys())

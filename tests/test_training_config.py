@@ -161,16 +161,16 @@ def test_masking_settings_are_one_group_of_training_settings_that_builds_the_col
     from bert4rec_hf.training.pipeline import MASKING_KEYS, MODEL_KEYS, build_model, build_train_collator
 
     assert MASKING_KEYS == MaskingArguments.keys()
-    assert MASKING_KEYS == ("mask_ratio", "last_item_mask_ratio", "mask_replace_prob", "random_replace_prob")
+    assert MASKING_KEYS == ("mask_ratio", "last_item_mask_ratio", "mask_replace_prob", "random_replace_prob", "num_views")
     model_yaml = read_yaml(config_dir() / "model" / "bert4rec.yaml")
     assert set(MASKING_KEYS) <= set(read_yaml(config_dir() / "overall.yaml"))  # package defaults, one section
     assert not set(MASKING_KEYS) & (set(model_yaml) | set(MODEL_KEYS))
     user = tmp_path / "masking.yaml"
     user.write_text("mask_ratio: 0.35\nmask_replace_prob: 0.8\nrandom_replace_prob: 0.1\n")
-    config = load_config("beauty", [user], {"last_item_mask_ratio": 0.3})
+    config = load_config("beauty", [user], {"last_item_mask_ratio": 0.3, "num_views": 2})
     collator = build_train_collator(config, vocab_size=50)
     masking = tuple(getattr(collator, key) for key in MASKING_KEYS)
-    assert masking == (0.35, 0.3, 0.8, 0.1)
+    assert masking == (0.35, 0.3, 0.8, 0.1, 2)
     assert build_model(config, 50).config.mask_ratio == 0.35  # recorded with the model, which never reads it
     assert build_train_collator(load_config("beauty"), 50).mask_ratio == 0.6  # the data set's YAML
     overridden = load_config("beauty", config_dict=parse_overrides(["mask_ratio=0.3"]))

@@ -88,6 +88,10 @@ class MaskingArguments:
     random_replace_prob: float = field(
         default=0.0, metadata={"help": "masked items shown as a random item (BERT's 80/10/10 is 0.1)"}
     )
+    num_views: int = field(
+        default=1,
+        metadata={"help": "masked copies of each window in a batch, each drawn on its own (CBiT's positive views)"},
+    )
 
     def __post_init__(self) -> None:
         for name in self.keys():
@@ -106,7 +110,11 @@ class MaskingArguments:
     @staticmethod
     def check(name: str, value: Any) -> None:
         """Raises ``ValueError`` naming ``name`` when ``value`` lies outside its interval:
-        ``(0, 1)`` for ``mask_ratio``, ``[0, 1]`` for the others."""
+        ``(0, 1)`` for ``mask_ratio``, an integer >= 1 for ``num_views``, ``[0, 1]`` for the others."""
+        if name == "num_views":
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+                raise ValueError(f"num_views must be an integer >= 1, got {value!r}")
+            return
         ratio = name == "mask_ratio"
         _check_probability(name, value, low_open=ratio, high_open=ratio)
 
@@ -129,6 +137,10 @@ class DataCollatorForMaskedItemPrediction:
     80/10/10 is ``0.8, 0.1``). ``num_negatives > 0`` adds ``negative_ids``
     ``(B, L, num_negatives)``: items drawn uniformly among the real items other
     than the label (0 where there is no label), for a BPR / sampled-softmax loss.
+    ``num_views > 1`` masks the batch that many times, each copy on its own draws, and
+    stacks the copies (rows ``v * B`` to ``(v + 1) * B - 1`` are copy ``v``); the batch
+    then also holds ``num_views``, which the model's contrastive loss reads
+    (``Bert4RecConfig.contrastive_weight``; CBiT's positive views).
 
     Returns ``input_ids``, ``attention_mask`` (1 on items and [MASK], 0 on
     padding), ``labels`` (the original item where masked, -100 elsewhere) and
@@ -147,6 +159,7 @@ class DataCollatorForMaskedItemPrediction:
     last_item_mask_ratio: float = MaskingArguments.last_item_mask_ratio
     mask_replace_prob: float = MaskingArguments.mask_replace_prob
     random_replace_prob: float = MaskingArguments.random_replace_prob
+    num_views: int = MaskingArguments.num_views
     num_negatives: int = 0
     generator: torch.Generator | None = None
     seed: int | None = None
@@ -184,7 +197,7 @@ class DataCollatorForMaskedItemPrediction:
     def _randint(self, low: int, high: int, shape: tuple[int, ...]) -> torch.Tensor:
         return torch.randint(low, high, shape, generator=self._generator)
 
-    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor]:
+    def __call__(self, features: Sequence[Mapping[str, Any]]) -> dict[str, torch.Tensor | int]:
         self._generator = self.generator if self.seed is None else self._batch_generator(self.batches_made)
         self.batches_made += 1
         items = left_pad(_histories(features), self.max_seq_length)
@@ -196,6 +209,9 @@ class DataCollatorForMaskedItemPrediction:
             raise ValueError(f"item index {int(items.max())} is outside the vocabulary of size {self.vocab_size}")
         if bool((real & items.lt(NUM_SPECIAL_TOKENS)).any()):
             raise ValueError("input_ids must hold real items (>= 2), not [MASK] or negative indices")
+        if self.num_views > 1:
+            items = items.repeat(self.num_views, 1)
+            real = real.repeat(self.num_views, 1)
         batch, length = items.shape
 
         masked = real & (self._rand(batch, length) < self.mask_ratio)
@@ -222,6 +238,8 @@ class DataCollatorForMaskedItemPrediction:
         batch_out = {"input_ids": input_ids, "attention_mask": real.long(), "labels": labels}
         if self.num_negatives > 0:
             batch_out["negative_ids"] = self._negatives(labels, masked)
+        if self.num_views > 1:
+            batch_out["num_views"] = self.num_views
         return batch_out
 
     def _negatives(self, labels: torch.Tensor, masked: torch.Tensor) -> torch.Tensor:

@@ -358,4 +358,10 @@ def load_config(
             f"{resolved.source_of('valid_metric')}: valid_metric 'mrr' (uncut) needs exact ranks, but truncate_ranks "
             f"is true ({resolved.source_of('truncate_ranks')}); use an @K metric such as 'mrr@10'"
         )
+    if resolved["contrastive_weight"] > 0 and resolved["num_views"] < 2:
+        raise ConfigError(
+            f"{resolved.source_of('contrastive_weight')}: contrastive_weight {resolved['contrastive_weight']} compares "
+            f"masked copies of each window, but num_views is {resolved['num_views']} ({resolved.source_of('num_views')}); "
+            "set num_views to 2 or more"
+        )
     return resolved
