@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from bert4rec_hf import DataCollatorForMaskedItemPrediction, run_bert4rec
 from bert4rec_hf.training.auto_schedule import AutoSchedule
 from bert4rec_hf.training.config import ConfigError, load_config, parse_overrides
-from bert4rec_hf.training.pipeline import CHECKPOINTS, check_resumable, resume_schedule
+from bert4rec_hf.training.pipeline import CHECKPOINTS, RESUME_CONFIG, check_resumable, resume_schedule
 from bert4rec_hf.training.time_budget import TimeBudgetCallback
 from bert4rec_hf.training.trainer import last_checkpoint
 
@@ -138,6 +138,18 @@ def test_resume_refuses_an_empty_folder_and_another_configuration(run_args, tmp_
     assert changed_too.returncode == 1 and "(learning_rate: 0.001 -> 0.01)" in changed_too.stderr  # threads may change
     both = train(run_args, output_dir, "--resume", "--overwrite")
     assert both.returncode == 1 and "give one" in both.stderr
+
+    # checkpoints saved before a setting existed (here num_views) resume with it at its package
+    # default, which is the behaviour they were trained with; given another value, they are refused
+    saved_file = output_dir / CHECKPOINTS / RESUME_CONFIG
+    saved_file.write_text("".join(line for line in saved_file.read_text().splitlines(True) if not line.startswith("num_views:")))
+    same = load_config(config_dict=parse_overrides(run_args[1:]))
+    resume_schedule(output_dir, AutoSchedule(same), same)
+    assert check_resumable(output_dir, same).endswith("checkpoint-10")
+    views = load_config(config_dict={**parse_overrides(run_args[1:]), "num_views": 2})
+    resume_schedule(output_dir, AutoSchedule(views), views)
+    with pytest.raises(ConfigError, match=r"num_views: None -> 2"):
+        check_resumable(output_dir, views)
 
 
 def test_only_complete_checkpoints_are_resumed_from(tmp_path):

@@ -530,7 +530,9 @@ def check_output_dir(output_dir: str | os.PathLike, overwrite: bool = False, nam
 def check_resumable(output_dir: str | os.PathLike, config: Mapping[str, Any]) -> str:
     """The checkpoint a resumed run continues from; refuses a folder with nothing
     to resume, and a configuration that differs from the one the checkpoints
-    were trained with (naming the keys)."""
+    were trained with (naming the keys). A setting newer than the checkpoints (absent
+    from their saved configuration) left at its package default is no difference: a new
+    setting's default is the behaviour from before it existed."""
     folder = Path(output_dir) / CHECKPOINTS
     checkpoint = last_checkpoint(folder)
     if checkpoint is None:
@@ -541,8 +543,12 @@ def check_resumable(output_dir: str | os.PathLike, config: Mapping[str, Any]) ->
     if not saved_file.is_file():
         raise FileNotFoundError(f"cannot resume {checkpoint}: {saved_file}, the configuration it was trained with, is missing")
     saved, given = read_yaml(saved_file), parse_yaml(yaml_text(config))
+    is_package_default = getattr(config, "is_package_default", lambda key: False)
+    newer = {key for key in set(given) - set(saved) if is_package_default(key)}
     differing = sorted(
-        key for key in set(saved) | set(given) if key not in RESUME_MAY_DIFFER and saved.get(key) != given.get(key)
+        key
+        for key in set(saved) | set(given)
+        if key not in RESUME_MAY_DIFFER and key not in newer and saved.get(key) != given.get(key)
     )
     if differing:
         changes = ", ".join(f"{key}: {saved.get(key)!r} -> {given.get(key)!r}" for key in differing)
