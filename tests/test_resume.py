@@ -146,6 +146,9 @@ def test_resume_refuses_an_empty_folder_and_another_configuration(run_args, tmp_
     same = load_config(config_dict=parse_overrides(run_args[1:]))
     resume_schedule(output_dir, AutoSchedule(same), same)
     assert check_resumable(output_dir, same).endswith("checkpoint-10")
+    spelled_out = load_config(config_dict={**parse_overrides(run_args[1:]), "num_views": 1})  # the default, written
+    resume_schedule(output_dir, AutoSchedule(spelled_out), spelled_out)
+    assert check_resumable(output_dir, spelled_out).endswith("checkpoint-10")
     views = load_config(config_dict={**parse_overrides(run_args[1:]), "num_views": 2})
     resume_schedule(output_dir, AutoSchedule(views), views)
     with pytest.raises(ConfigError, match=r"num_views: None -> 2"):

@@ -133,6 +133,12 @@ def _defaults() -> tuple[dict[str, Any], dict[str, Any]]:
     return read_yaml(root / "overall.yaml"), read_yaml(root / "model" / "bert4rec.yaml")
 
 
+def package_defaults() -> dict[str, Any]:
+    """Every setting's value in the package's own files (``overall.yaml``, ``model/bert4rec.yaml``)."""
+    overall, model = _defaults()
+    return {**overall, **model}
+
+
 def _expected_types(defaults: Mapping[str, Any]) -> dict[str, tuple[type, ...]]:
     types: dict[str, tuple[type, ...]] = {}
     for key, value in defaults.items():

@@ -52,7 +52,7 @@ from ..model_folder import history_excluded_by_default, local_folder, metrics_ta
 from ..modeling_bert4rec import Bert4RecForMaskedItemPrediction
 from ..tokenization_bert4rec import ItemTokenizer
 from .auto_schedule import AutoSchedule
-from .config import ConfigError, RunConfig, load_config, parse_yaml, read_yaml
+from .config import ConfigError, RunConfig, load_config, package_defaults, parse_yaml, read_yaml
 from .planning import measure_seconds, plan_training
 from .reporting import plot_training_history, validation_curve, write_atomically, write_json, write_yaml, yaml_text
 from .threads import apply_thread_policy
@@ -543,8 +543,8 @@ def check_resumable(output_dir: str | os.PathLike, config: Mapping[str, Any]) ->
     if not saved_file.is_file():
         raise FileNotFoundError(f"cannot resume {checkpoint}: {saved_file}, the configuration it was trained with, is missing")
     saved, given = read_yaml(saved_file), parse_yaml(yaml_text(config))
-    is_package_default = getattr(config, "is_package_default", lambda key: False)
-    newer = {key for key in set(given) - set(saved) if is_package_default(key)}
+    defaults = package_defaults()
+    newer = {key for key in set(given) - set(saved) if key in defaults and given[key] == defaults[key]}
     differing = sorted(
         key
         for key in set(saved) | set(given)
