@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bert4rec_hf import DataCollatorForMaskedItemPrediction, run_bert4rec
+from bert4rec_hf import Bert4RecRecommender, DataCollatorForMaskedItemPrediction, run_bert4rec
 from bert4rec_hf.training.auto_schedule import AutoSchedule
 from bert4rec_hf.training.config import ConfigError, load_config, parse_overrides
 from bert4rec_hf.training.pipeline import CHECKPOINTS, RESUME_CONFIG, check_resumable, resume_schedule
@@ -153,6 +153,33 @@ def test_resume_refuses_an_empty_folder_and_another_configuration(run_args, tmp_
     resume_schedule(output_dir, AutoSchedule(views), views)
     with pytest.raises(ConfigError, match=r"num_views: None -> 2"):
         check_resumable(output_dir, views)
+
+
+def test_a_killed_runs_checkpoint_ranks_and_recommends_on_its_own(run_args, tmp_path):
+    # each checkpoint holds the item vocabulary and finds its run's configuration, so the best
+    # checkpoint of a run that never finished is a model folder: `bert4rec evaluate` with no data
+    # options reproduces the validation figure the run logged at that step
+    driver = tmp_path / "driver.py"
+    driver.write_text(DRIVER)
+    output_dir = tmp_path / "killed"
+    assert train(run_args, output_dir, kill_at="step:12", driver=driver).returncode == -signal.SIGKILL
+    checkpoint = output_dir / CHECKPOINTS / "checkpoint-10"
+    assert (checkpoint / "item_vocab.json").is_file() and not (checkpoint / "run_config.yaml").exists()
+
+    logged = json.loads((checkpoint / "trainer_state.json").read_text())["log_history"]
+    at_step = next(entry for entry in logged if entry["step"] == 10 and "eval_ndcg@10" in entry)
+    output = tmp_path / "checkpoint_metrics.json"
+    command = [sys.executable, "-m", "bert4rec_hf.cli", "evaluate", str(checkpoint), "--output", str(output)]
+    finished = subprocess.run(command, capture_output=True, text=True, timeout=300)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    metrics = json.loads(output.read_text())
+    assert metrics["valid"]["valid_ndcg@10"] == pytest.approx(at_step["eval_ndcg@10"], abs=1e-6)
+    assert 0 <= metrics["test"]["test_ndcg@10"] <= 1
+
+    recommender = Bert4RecRecommender.from_pretrained(checkpoint)
+    history = recommender.tokenizer.items[:3]
+    recommended = recommender.recommend(history, k=5, exclude_history=True, return_scores=False)
+    assert len(recommended) == 5 and not set(recommended) & set(history)
 
 
 def test_only_complete_checkpoints_are_resumed_from(tmp_path):

@@ -347,6 +347,7 @@ def build_trainer(
         ),
         evaluator=evaluator,
         eval_loss=config["eval_loss"],
+        processing_class=processed.tokenizer,  # every checkpoint holds item_vocab.json: it ranks and recommends
         callbacks=callbacks,
     )
 
@@ -669,6 +670,16 @@ def cold_start_reference(
     return first_cold_id, count_item_popularity(training_histories(trained), trained.tokenizer.vocab_size)
 
 
+def saved_run_config(model_dir: Path) -> Path | None:
+    """The configuration a model folder was trained with: its own ``run_config.yaml``, or, for a
+    checkpoint of an unfinished run (``<output_dir>/checkpoints/checkpoint-N``), the one its
+    checkpoints folder keeps for ``--resume``."""
+    own, run = model_dir / "run_config.yaml", model_dir.parent / RESUME_CONFIG
+    if own.is_file():
+        return own
+    return run if model_dir.parent.name == CHECKPOINTS and run.is_file() else None
+
+
 def evaluate_saved_model(
     model_dir: str | os.PathLike,
     dataset: str | None = None,
@@ -678,11 +689,11 @@ def evaluate_saved_model(
     """Re-evaluates a saved model folder on the validation and test users of its
     data set, with any ``eval_mode``, ``topk`` or ``exclude_history`` given in
     ``config_dict``, the baselines ranked the same way beside it. The folder's
-    ``run_config.yaml`` (when present) is the lowest user layer, so the data is
-    prepared exactly as for training. A cold-start run's folder (``cold_item_share``) reports
+    ``run_config.yaml`` (a checkpoint's: its run's, ``saved_run_config``) is the lowest user
+    layer, so the data is prepared exactly as for training. A cold-start run's folder (``cold_item_share``) reports
     its cold and warm test targets apart, with the baselines counted as the run counted them."""
     model_dir = Path(local_folder(model_dir))
-    saved = [model_dir / "run_config.yaml"] if (model_dir / "run_config.yaml").is_file() else []
+    saved = [path for path in [saved_run_config(model_dir)] if path is not None]
     if not (saved or dataset or config_file_list or (config_dict or {}).get("data_path")):
         raise ConfigError(
             f"{model_dir} has no run_config.yaml naming its data; give the data set (--dataset, --set data_path=...)"
