@@ -136,6 +136,9 @@ VARIANTS: dict[str, list[str]] = {
     "drop0.2+temp0.2+const+stride1+last0.5": [*FULLRANK, CONSTANT_RATE, *EVERY_PREFIX, "last_item_mask_ratio=0.5"],
     "drop0.1+temp0.2+const": [*DROPOUT_01, *TEMPERATURE_02, CONSTANT_RATE],
     "drop0.1+temp0.2+const+stride1+last1": [*DROPOUT_01, *TEMPERATURE_02, CONSTANT_RATE, *NEXT_ITEM_ROWS],
+    # the same with the shipped decay to 0 (a budgeted run's end settles, as fullrank's does): the GPU call's
+    "drop0.1+temp0.2+stride1+last1": [*DROPOUT_01, *TEMPERATURE_02, *NEXT_ITEM_ROWS],
+    "drop0.1+temp0.2+stride1+last1+h128": [*DROPOUT_01, *TEMPERATURE_02, *NEXT_ITEM_ROWS, *HIDDEN_128],
     "drop0.1+temp0.2+const+stride1+last1+h128": [
         *DROPOUT_01, *TEMPERATURE_02, CONSTANT_RATE, *NEXT_ITEM_ROWS, *HIDDEN_128
     ],  # fmt: skip

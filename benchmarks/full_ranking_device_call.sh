@@ -18,6 +18,12 @@
 # rows: more contexts, not more passes), and batch 1,024 at lr 2e-3 (on CPU one such step is
 # worth 2.2 at 256; with fewer runs side by side the GPU may run it for about the cost of one);
 # trained through at seeds 1-3 (the reportable figures): 8 runs.
+# Changed 2026-12-05 (third CPU session, benchmarks/README.md "Next-item rows"): on CPU, next-item
+# rows (every training item a row's last, masked alone) with dropout 0.1 lifted the held-out level
+# from 0.0236 to 0.0274 (test 0.0166 -> 0.0192), one seed. So the defaults now ask that of the GPU:
+# held out, fullrank's hidden-128 settings (the best at GPU length) beside next-item rows with
+# dropout 0.1 at the shipped decay, at a constant rate (its curve) and at hidden 128, and the Cloze
+# at dropout 0.1; trained through, next-item rows with dropout 0.1 at seeds 1-3.
 # 16 is the most that fits: they held 142.7 GB of the H200's 143.8 (about 8.8 GB a run).
 # Timing: the 16-run call took 37 s to start and 132 s beyond the budget per run (data, evaluations,
 # the three test rankings), so 370 + 132 ends inside LIMIT 545 and the command inside 600 s.
@@ -32,8 +38,8 @@
 # Runs on CPU too, scaled down: OUT=/tmp/o DATA=small.txt BUDGET=60 SET="max_steps=6 eval_steps=3" VARS=base TRAINVAL=temp0.1
 set -u
 DATA=${DATA:-.carry/beauty.txt}; BUDGET=${BUDGET:-370}; LIMIT=${LIMIT:-545}; SET=${SET:-}; W=${W:-/tmp/ablations}
-VARS=${VARS:-drop0.2+temp0.2+h128 drop0.2+temp0.2+h128+const drop0.2+temp0.2+h128+mask0.4 drop0.2+temp0.2+h128+stride1 drop0.2+temp0.2+h128+b1024+lr2e-3}
-TRAINVAL=${TRAINVAL:-drop0.2+temp0.2+h128}
+VARS=${VARS:-drop0.2+temp0.2+h128 drop0.1+temp0.2+stride1+last1 drop0.1+temp0.2+const+stride1+last1 drop0.1+temp0.2+stride1+last1+h128 drop0.1+temp0.2+const}
+TRAINVAL=${TRAINVAL:-drop0.1+temp0.2+stride1+last1}
 if [ -d .whl ] && command -v nvidia-smi >/dev/null; then  # the device machine's Python 3.12
   python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit
   export PYTHONPATH=/tmp/site:$PWD
