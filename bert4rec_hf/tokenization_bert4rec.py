@@ -275,6 +275,12 @@ class ItemTokenizer:
         when a ``config.json`` sits beside it, checks that the sizes agree."""
         from transformers.utils import cached_file
 
+        if os.path.isdir(pretrained_path) and not os.path.isfile(os.path.join(pretrained_path, VOCAB_FILE_NAME)):
+            raise FileNotFoundError(
+                f"{pretrained_path} has no {VOCAB_FILE_NAME}, the item vocabulary its model ranks with; a checkpoint "
+                f"of a Trainer without processing_class=tokenizer (or of bert4rec train before 665274d) lacks it: "
+                f"save the run's ItemTokenizer there (tokenizer.save_pretrained(folder))"
+            )
         vocab_path = cached_file(pretrained_path, VOCAB_FILE_NAME, **hub_kwargs)
         tokenizer = cls.from_file(vocab_path)
         if check_config:

@@ -139,3 +139,9 @@ def test_add_items_refuses_ids_the_saved_vocabulary_could_not_hold(tmp_path, voc
     assert tokenizer.add_items(bad[:1]) == 1
     tokenizer.save_pretrained(tmp_path)
     assert ItemTokenizer.from_pretrained(tmp_path) == tokenizer
+
+
+def test_a_folder_without_the_vocabulary_names_it_and_the_fix(tmp_path):
+    Bert4RecConfig(vocab_size=5).save_pretrained(tmp_path)  # weights' config only, as an old checkpoint
+    with pytest.raises(FileNotFoundError, match=r"has no item_vocab.json.*tokenizer.save_pretrained"):
+        ItemTokenizer.from_pretrained(tmp_path)

@@ -690,10 +690,12 @@ def evaluate_saved_model(
     data set, with any ``eval_mode``, ``topk`` or ``exclude_history`` given in
     ``config_dict``, the baselines ranked the same way beside it. The folder's
     ``run_config.yaml`` (a checkpoint's: its run's, ``saved_run_config``) is the lowest user
-    layer, so the data is prepared exactly as for training. A cold-start run's folder (``cold_item_share``) reports
-    its cold and warm test targets apart, with the baselines counted as the run counted them."""
+    layer, so the data is prepared exactly as for training. A cold-start run's folder
+    (``cold_item_share``) reports its cold and warm test targets apart, with the baselines
+    counted as the run counted them."""
     model_dir = Path(local_folder(model_dir))
-    saved = [path for path in [saved_run_config(model_dir)] if path is not None]
+    saved_file = saved_run_config(model_dir)
+    saved = [saved_file] if saved_file is not None else []
     if not (saved or dataset or config_file_list or (config_dict or {}).get("data_path")):
         raise ConfigError(
             f"{model_dir} has no run_config.yaml naming its data; give the data set (--dataset, --set data_path=...)"
