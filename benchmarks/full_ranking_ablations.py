@@ -79,6 +79,7 @@ EVERY_PREFIX = ["train_stride=1", "train_prefixes=true"]  # a window ending at e
 NEXT_ITEM_ROWS = [*EVERY_PREFIX, "last_item_mask_ratio=1.0"]
 DROPOUT_01 = ["hidden_dropout_prob=0.1", "attn_dropout_prob=0.1"]  # BERT's and SASRec's
 TWO_VIEWS = ["num_views=2"]  # each window masked twice a step, on its own draws (CBiT's positive views)
+GROUPED = ["group_by_length=true"]  # batches of similar length: the same rows, a fraction of the padded positions
 CONSTANT_RATE = "lr_scheduler_type=constant_with_warmup"  # so a validation curve reads as what each length gives
 
 # one factor each against ``base`` (then combinations and the own-log settings); the order is the priority when a call has room for fewer
@@ -142,6 +143,9 @@ VARIANTS: dict[str, list[str]] = {
     "drop0.1+temp0.2+const+stride1+last1+h128": [
         *DROPOUT_01, *TEMPERATURE_02, CONSTANT_RATE, *NEXT_ITEM_ROWS, *HIDDEN_128
     ],  # fmt: skip
+    # batches of similar length (a speed path: the quality must match its ungrouped row); without the temperature
+    "drop0.1+temp0.2+const+stride1+last1+grouped": [*DROPOUT_01, *TEMPERATURE_02, CONSTANT_RATE, *NEXT_ITEM_ROWS, *GROUPED],
+    "drop0.1+const+stride1+last1+grouped": [*DROPOUT_01, CONSTANT_RATE, *NEXT_ITEM_ROWS, *GROUPED],
     "ownlog": OWN_LOG_MASKING,  # at base's batch and learning rates
 }
 BASE = [

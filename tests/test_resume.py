@@ -101,6 +101,21 @@ def ranking_metrics(output_dir: Path) -> dict:
     [f"step:{random.Random(7).randint(EVAL_STEPS + 1, MAX_STEPS - 1)}", "checkpoint:15", "model_folder"],
 )
 def test_a_killed_run_resumes_to_the_uninterrupted_weights_and_metrics(run_args, reference, tmp_path, kill_at):
+    assert_resumes_to(reference, run_args, tmp_path, kill_at)
+
+
+def test_a_killed_run_of_length_grouped_batches_resumes_to_the_uninterrupted_one(run_args, tmp_path):
+    """``group_by_length`` draws each epoch's batches from its own seeded order: killed in
+    its third epoch (batch 256: 8 steps an epoch), the run resumes on the batches the
+    uninterrupted run trained on."""
+    grouped = [*run_args, "group_by_length=true", "train_batch_size=256"]
+    reference = tmp_path / "uninterrupted"
+    finished = train(grouped, reference)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert_resumes_to(reference, grouped, tmp_path, "step:17")
+
+
+def assert_resumes_to(reference: Path, run_args: list[str], tmp_path: Path, kill_at: str) -> None:
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     output_dir = tmp_path / "killed"

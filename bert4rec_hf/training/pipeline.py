@@ -305,6 +305,7 @@ def build_training_arguments(config: Mapping[str, Any], output_dir: str | os.Pat
         eval_steps=config.get("eval_steps"),
         save_steps=config.get("eval_steps"),
         logging_steps=config.get("eval_steps") or 500,
+        train_sampling_strategy="group_by_length" if config["group_by_length"] else "random",
         load_best_model_at_end=True,
         metric_for_best_model=config["valid_metric"],
         greater_is_better=True,

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from transformers import Trainer, TrainerState
 from transformers.trainer import TRAINER_STATE_NAME
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, rotate_checkpoints
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, has_length, rotate_checkpoints
 from transformers.utils import logging
 
 from ..configuration_bert4rec import IGNORE_INDEX
@@ -41,6 +41,10 @@ class Bert4RecTrainer(Trainer):
     ``compute_metrics`` defaults to the current ``evaluator``'s, and
     ``metric_for_best_model="ndcg@10"`` works with ``load_best_model_at_end``.
     ``predict()`` returns these ranks as ``predictions``.
+
+    ``TrainingArguments(train_sampling_strategy="group_by_length")`` draws each
+    training batch from windows of similar length (:class:`SimilarLengthSampler`,
+    vectorised and seeded per epoch, so a resumed run draws the same batches).
 
     Checkpoints are written to a staging folder and renamed into place, so a
     kill at any moment leaves complete ``checkpoint-<step>`` folders only;
@@ -159,6 +163,26 @@ class Bert4RecTrainer(Trainer):
         swapped after construction also computes the metrics."""
         return self.evaluator.compute_metrics(eval_pred, compute_result)
 
+    def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
+        """``group_by_length`` reads the windows' lengths off the Arrow column at once
+        (transformers' own sampler indexes every row in Python) and keeps a resumed
+        run's batches; every other strategy is the Trainer's."""
+        dataset = self.train_dataset if train_dataset is None else train_dataset
+        lengths = _history_lengths(dataset) if self.args.train_sampling_strategy == "group_by_length" else None
+        if lengths is None or self.args.world_size > 1:
+            return super()._get_train_sampler(train_dataset)
+        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
+        batch_size = self.args.train_batch_size * self.args.gradient_accumulation_steps
+        return SimilarLengthSampler(lengths, batch_size, seed)
+
+    def _get_eval_sampler(self, eval_dataset: Any) -> torch.utils.data.Sampler | None:
+        """Rows in the dataset's order, whatever the training sampler: ``predict()``'s
+        ranks line up with its rows (transformers' ``group_by_length`` would reorder
+        them). ``evaluate()`` sets its own order (:meth:`_get_dataloader`)."""
+        if eval_dataset is None or not has_length(eval_dataset) or self.args.world_size > 1:
+            return None
+        return torch.utils.data.SequentialSampler(eval_dataset)
+
     def _get_dataloader(self, dataset: Any, description: str, *args: Any, **kwargs: Any):
         """Evaluation and prediction batches use ``eval_data_collator``: the
         Trainer itself has a single collator for every split. ``evaluate()``
@@ -276,4 +300,41 @@ def _longest_first(lengths: np.ndarray) -> list[int]:
     return np.argsort(-lengths, kind="stable").tolist()
 
 
-__all__ = ["Bert4RecTrainer", "last_checkpoint"]
+class SimilarLengthSampler(torch.utils.data.Sampler[int]):
+    """Training rows in batches of similar length, each batch then padded only to
+    its own longest window (the collators pad to that). On short-history logs most
+    windows are far shorter than ``max_seq_length`` while nearly every random batch
+    holds one full-length window, so this cuts the encoder's work several times.
+
+    Each epoch is a seeded permutation (``seed + epoch``, as accelerate's seedable
+    sampler) cut into spans of ``span_batches`` batches; a span is sorted by
+    length, cut into batches, and the batches of the whole epoch are shuffled, so
+    a batch's rows are still a random draw of its length band and the bands mix
+    over the epoch."""
+
+    def __init__(self, lengths: np.ndarray, batch_size: int, seed: int, span_batches: int = 50):
+        self.lengths = np.asarray(lengths)
+        self.batch_size = batch_size
+        self.seed = seed
+        self.span_batches = span_batches
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed + self.epoch)
+        rows = len(self.lengths)
+        order = torch.randperm(rows, generator=generator).numpy()
+        span = np.arange(rows) // (self.batch_size * self.span_batches)
+        order = order[np.lexsort((-self.lengths[order], span))]  # longest first within each span
+        full = rows - rows % self.batch_size
+        batches = order[:full].reshape(-1, self.batch_size)
+        batches = batches[torch.randperm(len(batches), generator=generator).numpy()]
+        return iter(np.concatenate([batches.ravel(), order[full:]]).tolist())
+
+
+__all__ = ["Bert4RecTrainer", "SimilarLengthSampler", "last_checkpoint"]
