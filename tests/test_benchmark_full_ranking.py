@@ -62,6 +62,15 @@ def test_the_fullrank_factor_is_what_recipe_fullrank_changes(ablations):
     assert variant["learning_rate"] == recipe["learning_rate"]  # BASE's lr is the recipe's
 
 
+def test_next_item_rows_at_dropout_01_are_what_recipe_nextitem_changes(ablations):
+    """The trained-through runs behind recipe nextitem's figures are this variant at max_steps 8,000."""
+    variant = variant_config(ablations, "drop0.1+temp0.2+stride1+last1")
+    recipe = load_config("beauty", config_dict={"recipe": "nextitem"})
+    keys = [pair.split("=")[0] for pair in [*ablations.FULLRANK, *ablations.DROPOUT_01, *ablations.NEXT_ITEM_ROWS]]
+    assert {key: variant[key] for key in keys} == {key: recipe[key] for key in keys}
+    assert (variant["lr_scheduler_type"], variant["learning_rate"]) == (recipe["lr_scheduler_type"], recipe["learning_rate"])
+
+
 def test_a_misspelt_override_is_refused(ablations):
     with pytest.raises(ConfigError, match="unknown configuration key 'hiden_size'"):
         load_config("beauty", None, parse_overrides([*ablations.BASE, "hiden_size=128"]))

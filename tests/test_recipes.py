@@ -1,6 +1,7 @@
 """Recipes: named settings measured for one data set (``--recipe paper``: the BERT4Rec
 authors' own; ``--recipe fullrank``: the paper's with the changes measured best under full
-ranking), a layer above the data set's file and below the user's files."""
+ranking; ``--recipe nextitem``: fullrank on next-item rows), a layer above the data set's
+file and below the user's files."""
 
 import re
 import shutil
@@ -16,10 +17,11 @@ from bert4rec_hf.training.config import ConfigError, _recipe_layer, config_dir, 
 
 PAPER = config_dir() / "recipe" / "paper" / "beauty.yaml"
 FULLRANK = config_dir() / "recipe" / "fullrank" / "beauty.yaml"
+NEXTITEM = config_dir() / "recipe" / "nextitem" / "beauty.yaml"
 
 
 def test_the_paper_recipe_ships_for_beauty_with_the_authors_settings():
-    assert recipes() == {"fullrank": ["beauty"], "paper": ["beauty"]}
+    assert recipes() == {"fullrank": ["beauty"], "nextitem": ["beauty"], "paper": ["beauty"]}
     settings = yaml.safe_load(PAPER.read_text())
     assert settings["mask_ratio"] == 0.6 and settings["hidden_dropout_prob"] == 0.5
     assert settings["learning_rate"] == 1e-4 and settings["max_steps"] == 400_000
@@ -49,11 +51,11 @@ def test_without_a_recipe_the_data_set_file_rules_and_null_cancels_one_set_below
 
 
 def test_an_unknown_recipe_or_data_set_is_an_error_naming_what_ships():
-    with pytest.raises(ConfigError, match=r"recipe 'fast' is not shipped \(recipes: fullrank, paper\)"):
+    with pytest.raises(ConfigError, match=r"recipe 'fast' is not shipped \(recipes: fullrank, nextitem, paper\)"):
         load_config("beauty", config_dict={"recipe": "fast"})
     with pytest.raises(ConfigError, match=r"no settings for data set 'ml-100k' \(it has them for: beauty\)"):
         load_config("ml-100k", config_dict={"recipe": "paper"})
-    with pytest.raises(ConfigError, match=r"recipe 3 is not shipped \(recipes: fullrank, paper\)"):
+    with pytest.raises(ConfigError, match=r"recipe 3 is not shipped \(recipes: fullrank, nextitem, paper\)"):
         load_config("beauty", config_dict={"recipe": 3})
 
 
@@ -77,6 +79,18 @@ def test_fullrank_is_the_paper_recipe_with_its_measured_changes_each_value_from_
         assert config[key] == paper[key] and config.source_of(key) == str(PAPER)
     assert config["recipe"] == "fullrank" and "based_on" not in config
     assert [path for path, _ in recipe_layers("fullrank", "beauty")] == [PAPER, FULLRANK]
+
+
+def test_nextitem_is_fullrank_on_next_item_rows_each_value_from_its_own_file():
+    config = load_config("beauty", config_dict={"recipe": "nextitem"})
+    fullrank = load_config("beauty", config_dict={"recipe": "fullrank"})
+    changed = {"hidden_dropout_prob": 0.1, "attn_dropout_prob": 0.1, "train_stride": 1, "train_prefixes": True,
+               "last_item_mask_ratio": 1.0, "max_steps": 8000}  # fmt: skip
+    assert {key: config[key] for key in changed} == changed
+    assert all(config.source_of(key) == str(NEXTITEM) for key in changed)
+    for key in ("learning_rate", "softmax_temperature", "eval_mode", "train_on_validation_item", "mask_ratio"):
+        assert config[key] == fullrank[key] and config.source_of(key) == fullrank.source_of(key)
+    assert [path for path, _ in recipe_layers("nextitem", "beauty")] == [PAPER, FULLRANK, NEXTITEM]
 
 
 def ship_recipes(tmp_path, monkeypatch, files: dict[str, str]) -> None:
@@ -151,8 +165,22 @@ def test_bert4rec_train_recipe_fullrank_trains_and_ranks_the_whole_catalog(tmp_p
     assert {"test_ndcg@10", "test_hit@20"} <= set(metrics["test"])
 
 
+def test_bert4rec_train_recipe_nextitem_trains_one_row_per_training_item(tmp_path, monkeypatch):
+    log = write_lines_log(tmp_path / "beauty.txt", users=120, length=12)
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", str(log), "--dataset", "beauty", "--recipe", "nextitem", "--set", "max_steps=4", "eval_steps=2"]
+    assert main([*argv, "torch_threads=1"]) == 0
+    folder = tmp_path / "outputs" / "beauty"
+    run = yaml.safe_load((folder / "run_config.yaml").read_text())
+    assert run["recipe"] == "nextitem" and run["last_item_mask_ratio"] == 1.0 and run["softmax_temperature"] == 0.2
+    # trained through item n-1: a window ends at each of a user's first 11 items, each masked at its end
+    report = yaml.safe_load((folder / "data_report.json").read_text())
+    assert report["splits"]["train"] == {"rows": 120 * 11, "users": 120}
+    assert {"test_ndcg@10", "test_hit@20"} <= set(yaml.safe_load((folder / "metrics.json").read_text())["test"])
+
+
 def test_train_help_lists_the_shipped_recipes_from_the_configuration_folder(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "(shipped: fullrank for beauty; paper for beauty)" in help_text
+    assert "(shipped: fullrank for beauty; nextitem for beauty; paper for beauty)" in help_text

@@ -8,7 +8,7 @@ or a value of the wrong type is an error naming the key and the file it came fro
 
 A recipe is a named set of settings measured for one data set (``paper``: the
 BERT4Rec authors' own; ``fullrank``: the paper's with the changes measured best under
-full ranking); it sits above the data set's file so that a data set's
+full ranking; ``nextitem``: fullrank on next-item rows); it sits above the data set's file so that a data set's
 defaults can move on while the settings it was published with stay one flag away.
 A recipe may be ``based_on`` another, whose settings it then changes.
 """
