@@ -1,7 +1,7 @@
 """Training steps on real windows with random batches and with batches of similar length.
 
     python benchmarks/length_grouping.py --dataset beauty --data-path ../shared/data/beauty/beauty.txt \\
-        --set recipe=fullrank train_stride=1 train_prefixes=true last_item_mask_ratio=1.0
+        --set recipe=nextitem
     python benchmarks/length_grouping.py            # the bundled ml-100k, its own settings
 
 The data set is prepared as ``bert4rec train`` prepares it (the same configuration
