@@ -81,6 +81,8 @@ DROPOUT_01 = ["hidden_dropout_prob=0.1", "attn_dropout_prob=0.1"]  # BERT's and 
 TWO_VIEWS = ["num_views=2"]  # each window masked twice a step, on its own draws (CBiT's positive views)
 GROUPED = ["group_by_length=true"]  # batches of similar length: the same rows, a fraction of the padded positions
 CONSTANT_RATE = "lr_scheduler_type=constant_with_warmup"  # so a validation curve reads as what each length gives
+# recipe nextitem's rows and dropout at a constant rate: the held-out reference of the depth variants
+NEXT_ITEM_HELD_OUT = [*DROPOUT_01, *TEMPERATURE_02, CONSTANT_RATE, *NEXT_ITEM_ROWS]
 
 # one factor each against ``base`` (then combinations and the own-log settings); the order is the priority when a call has room for fewer
 VARIANTS: dict[str, list[str]] = {
@@ -136,7 +138,7 @@ VARIANTS: dict[str, list[str]] = {
     "drop0.2+temp0.2+const+stride1+last1": [*FULLRANK, CONSTANT_RATE, *NEXT_ITEM_ROWS],
     "drop0.2+temp0.2+const+stride1+last0.5": [*FULLRANK, CONSTANT_RATE, *EVERY_PREFIX, "last_item_mask_ratio=0.5"],
     "drop0.1+temp0.2+const": [*DROPOUT_01, *TEMPERATURE_02, CONSTANT_RATE],
-    "drop0.1+temp0.2+const+stride1+last1": [*DROPOUT_01, *TEMPERATURE_02, CONSTANT_RATE, *NEXT_ITEM_ROWS],
+    "drop0.1+temp0.2+const+stride1+last1": NEXT_ITEM_HELD_OUT,
     # the same with the shipped decay to 0 (a budgeted run's end settles, as fullrank's does): the GPU call's
     "drop0.1+temp0.2+stride1+last1": [*DROPOUT_01, *TEMPERATURE_02, *NEXT_ITEM_ROWS],
     "drop0.1+temp0.2+stride1+last1+h128": [*DROPOUT_01, *TEMPERATURE_02, *NEXT_ITEM_ROWS, *HIDDEN_128],
@@ -144,8 +146,14 @@ VARIANTS: dict[str, list[str]] = {
         *DROPOUT_01, *TEMPERATURE_02, CONSTANT_RATE, *NEXT_ITEM_ROWS, *HIDDEN_128
     ],  # fmt: skip
     # batches of similar length (a speed path: the quality must match its ungrouped row); without the temperature
-    "drop0.1+temp0.2+const+stride1+last1+grouped": [*DROPOUT_01, *TEMPERATURE_02, CONSTANT_RATE, *NEXT_ITEM_ROWS, *GROUPED],
+    "drop0.1+temp0.2+const+stride1+last1+grouped": [*NEXT_ITEM_HELD_OUT, *GROUPED],
     "drop0.1+const+stride1+last1+grouped": [*DROPOUT_01, CONSTANT_RATE, *NEXT_ITEM_ROWS, *GROUPED],
+    # deeper encoders for next-item rows: their [MASK] query reads the history only through attention, and its
+    # first layer's query is the same for every row, so depth is what lets it relate the items it reads
+    "drop0.1+temp0.2+const+stride1+last1+grouped+layers4": [*NEXT_ITEM_HELD_OUT, *GROUPED, "n_layers=4"],
+    "drop0.1+temp0.2+const+stride1+last1+grouped+layers6": [*NEXT_ITEM_HELD_OUT, *GROUPED, "n_layers=6"],
+    "drop0.1+temp0.2+const+stride1+last1+layers4": [*NEXT_ITEM_HELD_OUT, "n_layers=4"],
+    "drop0.1+temp0.2+stride1+last1+layers4": [*DROPOUT_01, *TEMPERATURE_02, *NEXT_ITEM_ROWS, "n_layers=4"],
     "ownlog": OWN_LOG_MASKING,  # at base's batch and learning rates
 }
 BASE = [

@@ -163,6 +163,7 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--data-path", type=Path, required=True, help="a `user item` lines file, in time order")
     parser.add_argument("--epochs", type=int, default=100, help="at most this many passes over the users")
     parser.add_argument("--patience", type=int, default=10, help="epochs without a better validation NDCG@10")
+    parser.add_argument("--time-budget", type=float, help="seconds: no epoch starts that would end past it")
     parser.add_argument("--trained-through", action="store_true", help="train through item n-1, no validation")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--learning-rate", type=float, default=1e-3)
@@ -204,7 +205,8 @@ def main(argv: list[str] | None = None) -> dict:
                 waited += 1
         curve.append(point)
         print(json.dumps(point), flush=True)
-        if waited >= args.patience:
+        elapsed = time.perf_counter() - started
+        if waited >= args.patience or (args.time_budget and elapsed * (epoch + 1) / epoch > args.time_budget):
             break
     training_seconds = time.perf_counter() - started
     if best_state is not None:

@@ -48,6 +48,11 @@ def test_variants_change_what_their_names_say(ablations):
     contrast = variant_config(ablations, "drop0.2+temp0.2+const+views2+cl0.3")
     assert (contrast["num_views"], contrast["contrastive_weight"], contrast["contrastive_temperature"]) == (2, 0.3, 0.3)
     assert variant_config(ablations, "drop0.2+temp0.2+const+views2")["contrastive_weight"] == 0.0
+    deep = variant_config(ablations, "drop0.1+temp0.2+stride1+last1+layers4")
+    assert (deep["n_layers"], deep["last_item_mask_ratio"], deep["lr_scheduler_type"]) == (4, 1.0, "linear")
+    deep_held_out = variant_config(ablations, "drop0.1+temp0.2+const+stride1+last1+grouped+layers6")
+    assert (deep_held_out["n_layers"], deep_held_out["group_by_length"]) == (6, True)
+    assert deep_held_out["lr_scheduler_type"] == "constant_with_warmup"
     base = variant_config(ablations, "base")
     assert (base["hidden_size"], base["learning_rate"], base["mask_ratio"]) == (64, 0.001, 0.6)  # recipe paper at lr 1e-3
 
