@@ -96,3 +96,9 @@ def test_trained_through_runs_without_validation(sasrec, tmp_path):
     result = sasrec.main(["--data-path", str(log), "--epochs", "2", "--trained-through", "--hidden-size", "8"])
     assert all("valid_ndcg@10" not in point for point in result["curve"])
     assert set(result["test"]) == {"full", "full_excluded"}
+
+
+def test_the_time_budget_ends_training_after_the_epoch_that_would_overrun(sasrec, tmp_path):
+    log = write_log(tmp_path / "cyclic.txt", users=40, length=6, items=20)
+    result = sasrec.main(["--data-path", str(log), "--epochs", "50", "--time-budget", "1e-6", "--hidden-size", "8"])
+    assert len(result["curve"]) == 1 and "full" in result["test"]
