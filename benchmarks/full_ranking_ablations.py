@@ -154,6 +154,8 @@ VARIANTS: dict[str, list[str]] = {
     "drop0.1+temp0.2+const+stride1+last1+grouped+layers6": [*NEXT_ITEM_HELD_OUT, *GROUPED, "n_layers=6"],
     "drop0.1+temp0.2+const+stride1+last1+layers4": [*NEXT_ITEM_HELD_OUT, "n_layers=4"],
     "drop0.1+temp0.2+stride1+last1+layers4": [*DROPOUT_01, *TEMPERATURE_02, *NEXT_ITEM_ROWS, "n_layers=4"],
+    # recipe nextitem since the fifth session (its trained-through runs: `--set group_by_length=true` on the one above)
+    "drop0.1+temp0.2+stride1+last1+grouped+layers4": [*DROPOUT_01, *TEMPERATURE_02, *NEXT_ITEM_ROWS, *GROUPED, "n_layers=4"],
     "ownlog": OWN_LOG_MASKING,  # at base's batch and learning rates
 }
 BASE = [

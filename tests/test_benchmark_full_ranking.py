@@ -69,9 +69,10 @@ def test_the_fullrank_factor_is_what_recipe_fullrank_changes(ablations):
 
 def test_next_item_rows_at_dropout_01_are_what_recipe_nextitem_changes(ablations):
     """The trained-through runs behind recipe nextitem's figures are this variant at max_steps 8,000."""
-    variant = variant_config(ablations, "drop0.1+temp0.2+stride1+last1")
+    variant = variant_config(ablations, "drop0.1+temp0.2+stride1+last1+grouped+layers4")
     recipe = load_config("beauty", config_dict={"recipe": "nextitem"})
-    keys = [pair.split("=")[0] for pair in [*ablations.FULLRANK, *ablations.DROPOUT_01, *ablations.NEXT_ITEM_ROWS]]
+    changes = [*ablations.FULLRANK, *ablations.DROPOUT_01, *ablations.NEXT_ITEM_ROWS, *ablations.GROUPED, "n_layers=4"]
+    keys = [pair.split("=")[0] for pair in changes]
     assert {key: variant[key] for key in keys} == {key: recipe[key] for key in keys}
     assert (variant["lr_scheduler_type"], variant["learning_rate"]) == (recipe["lr_scheduler_type"], recipe["learning_rate"])
 

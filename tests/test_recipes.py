@@ -85,7 +85,7 @@ def test_nextitem_is_fullrank_on_next_item_rows_each_value_from_its_own_file():
     config = load_config("beauty", config_dict={"recipe": "nextitem"})
     fullrank = load_config("beauty", config_dict={"recipe": "fullrank"})
     changed = {"hidden_dropout_prob": 0.1, "attn_dropout_prob": 0.1, "train_stride": 1, "train_prefixes": True,
-               "last_item_mask_ratio": 1.0, "max_steps": 8000}  # fmt: skip
+               "last_item_mask_ratio": 1.0, "max_steps": 8000, "n_layers": 4, "group_by_length": True}  # fmt: skip
     assert {key: config[key] for key in changed} == changed
     assert all(config.source_of(key) == str(NEXTITEM) for key in changed)
     for key in ("learning_rate", "softmax_temperature", "eval_mode", "train_on_validation_item", "mask_ratio"):
@@ -173,6 +173,7 @@ def test_bert4rec_train_recipe_nextitem_trains_one_row_per_training_item(tmp_pat
     folder = tmp_path / "outputs" / "beauty"
     run = yaml.safe_load((folder / "run_config.yaml").read_text())
     assert run["recipe"] == "nextitem" and run["last_item_mask_ratio"] == 1.0 and run["softmax_temperature"] == 0.2
+    assert run["group_by_length"] and yaml.safe_load((folder / "config.json").read_text())["n_layers"] == 4
     # trained through item n-1: a window ends at each of a user's first 11 items, each masked at its end
     report = yaml.safe_load((folder / "data_report.json").read_text())
     assert report["splits"]["train"] == {"rows": 120 * 11, "users": 120}
