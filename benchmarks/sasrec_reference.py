@@ -27,6 +27,7 @@ import json
 import math
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pyarrow as pa
@@ -35,14 +36,19 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
+from bert4rec_hf.configuration_bert4rec import NUM_SPECIAL_TOKENS, PAD_TOKEN_ID
+from bert4rec_hf.evaluation import RankingEvaluator
 from bert4rec_hf.evaluation.metrics import ranking_metrics
+from bert4rec_hf.scoring_bert4rec import ItemScorer
 
-PAD = 0
+PAD = PAD_TOKEN_ID
 KS = (5, 10, 20)
 
 
 def read_sequences(path: Path) -> tuple[list[np.ndarray], int]:
-    """Each user's items in file order (ids 1..V, 0 is padding) and V."""
+    """Each user's items in file order and the number of items V, in the package's vocabulary
+    layout (padding 0, [MASK] 1, unused here; items from ``NUM_SPECIAL_TOKENS``), so the
+    package's evaluator ranks them."""
     table = pacsv.read_csv(
         path,
         read_options=pacsv.ReadOptions(column_names=["user", "item"]),
@@ -52,9 +58,9 @@ def read_sequences(path: Path) -> tuple[list[np.ndarray], int]:
     users = table["user"].to_numpy()
     _, items = np.unique(table["item"].to_numpy(), return_inverse=True)
     order = np.argsort(users, kind="stable")  # file order within a user
-    users, items = users[order], items[order] + 1
+    users, items = users[order], items[order] + NUM_SPECIAL_TOKENS
     starts = np.flatnonzero(np.r_[True, users[1:] != users[:-1]])
-    return np.split(items, starts[1:]), int(items.max())
+    return np.split(items, starts[1:]), int(items.max()) - NUM_SPECIAL_TOKENS + 1
 
 
 def padded(sequences: list[np.ndarray], width: int) -> np.ndarray:
@@ -70,7 +76,8 @@ def padded(sequences: list[np.ndarray], width: int) -> np.ndarray:
 class SASRec(nn.Module):
     def __init__(self, num_items: int, hidden: int, blocks: int, heads: int, dropout: float, max_length: int):
         super().__init__()
-        self.item_embeddings = nn.Embedding(num_items + 1, hidden, padding_idx=PAD)
+        self.config = SimpleNamespace(vocab_size=num_items + NUM_SPECIAL_TOKENS)  # what the evaluator reads
+        self.item_embeddings = nn.Embedding(self.config.vocab_size, hidden, padding_idx=PAD)
         self.position_embeddings = nn.Embedding(max_length, hidden)
         self.dropout = nn.Dropout(dropout)
         self.attention_norms = nn.ModuleList(nn.LayerNorm(hidden, eps=1e-8) for _ in range(blocks))
@@ -110,7 +117,13 @@ class SASRec(nn.Module):
         return self.last_norm(x)
 
     def scores(self, states: torch.Tensor) -> torch.Tensor:
-        return states @ self.item_embeddings.weight.T
+        """Every real item's score (columns from ``NUM_SPECIAL_TOKENS``): the training loss's."""
+        return states @ self.item_embeddings.weight[NUM_SPECIAL_TOKENS:].T
+
+    def item_scorer(self, states: torch.Tensor, input_ids: torch.Tensor | None = None) -> ItemScorer:
+        """The package's scorer of these states: tied embeddings, no item bias."""
+        weight = self.item_embeddings.weight
+        return ItemScorer(states, weight, torch.zeros(len(weight), dtype=weight.dtype))
 
 
 def train_epoch(model: SASRec, optimizer: torch.optim.Optimizer, rows: np.ndarray, batch_size: int, rng) -> float:
@@ -125,7 +138,7 @@ def train_epoch(model: SASRec, optimizer: torch.optim.Optimizer, rows: np.ndarra
         inputs, labels = chunk[:, :-1], chunk[:, 1:]
         targets = labels.ne(PAD)
         states = model(inputs)[targets]
-        loss = F.cross_entropy(model.scores(states)[:, 1:], labels[targets] - 1)
+        loss = F.cross_entropy(model.scores(states), labels[targets] - NUM_SPECIAL_TOKENS)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -135,26 +148,21 @@ def train_epoch(model: SASRec, optimizer: torch.optim.Optimizer, rows: np.ndarra
 
 @torch.no_grad()
 def rank_targets(model: SASRec, histories: list[np.ndarray], targets: np.ndarray, max_length: int) -> dict:
-    """Each target's rank against the whole catalog from its history's last max_length items:
-    history items kept as candidates, and removed (the target itself is never removed)."""
+    """Each target's metrics against the whole catalog from its history's last max_length items,
+    ranked by the package's ``RankingEvaluator`` (ties with the target count against it): history
+    items kept as candidates, and removed (the target itself is never removed)."""
     model.eval()
-    ranks = {"full": [], "full_excluded": []}
+    evaluators = {"full": RankingEvaluator("full", KS), "full_excluded": RankingEvaluator("full", KS, exclude_history=True)}
+    ranks = {name: [] for name in evaluators}
     longest = max(len(h) for h in histories)
     for start in range(0, len(histories), 2048):
         part = histories[start : start + 2048]
         inputs = torch.from_numpy(padded(part, max_length))
-        last = inputs.ne(PAD).sum(1) - 1
-        states = model(inputs)[torch.arange(len(part)), last]
-        scores = model.scores(states)
-        scores[:, PAD] = -torch.inf
+        states = model(inputs)[torch.arange(len(part)), inputs.ne(PAD).sum(1) - 1]
         target = torch.from_numpy(targets[start : start + 2048])
-        target_scores = scores.gather(1, target[:, None])
-        ranks["full"].append((scores > target_scores).sum(1))
         seen = torch.from_numpy(padded(part, longest))
-        scores.scatter_(1, seen, -torch.inf)
-        scores.scatter_(1, target[:, None], target_scores)
-        scores[:, PAD] = -torch.inf
-        ranks["full_excluded"].append((scores > target_scores).sum(1))
+        for name, evaluator in evaluators.items():
+            ranks[name].append(evaluator.rank_hidden_states(model, states, inputs, target, history=seen))
     return {name: ranking_metrics(torch.cat(parts), KS) for name, parts in ranks.items()}
 
 

@@ -37,7 +37,8 @@ def test_sequences_keep_file_order_within_a_user(sasrec, tmp_path):
     path.write_text("2 30\n1 10\n2 10\n1 20\n2 20\n")
     sequences, num_items = sasrec.read_sequences(path)
     assert num_items == 3
-    assert [s.tolist() for s in sequences] == [[1, 2], [3, 1, 2]]  # ids by item order: 10 -> 1, 20 -> 2, 30 -> 3
+    # ids by item order from the package's first item id (2): 10 -> 2, 20 -> 3, 30 -> 4
+    assert [s.tolist() for s in sequences] == [[2, 3], [4, 2, 3]]
 
 
 def test_padded_keeps_the_last_items_left_aligned(sasrec):
@@ -59,16 +60,16 @@ def test_a_position_reads_only_the_items_up_to_it(sasrec):
 def test_ranks_match_a_direct_count(sasrec):
     torch.manual_seed(1)
     model = sasrec.SASRec(num_items=12, hidden=8, blocks=1, heads=1, dropout=0.0, max_length=4).eval()
-    histories = [np.array([1, 2, 3]), np.array([4, 5, 6, 7, 8]), np.array([9, 3])]
-    targets = np.array([3, 10, 11])  # the first user's target is also in their history
+    histories = [np.array([2, 3, 4]), np.array([5, 6, 7, 8, 9]), np.array([10, 4])]
+    targets = np.array([4, 11, 13])  # the first user's target is also in their history
     metrics = sasrec.rank_targets(model, histories, targets, max_length=4)
     with torch.no_grad():
         expected_full, expected_excluded = [], []
         for history, target in zip(histories, targets, strict=True):
             window = torch.tensor(history[-4:])[None]
-            scores = model.scores(model(window)[0, -1])
-            candidates = torch.arange(1, 13)
-            better = scores[candidates] > scores[target]
+            scores = model.item_embeddings.weight @ model(window)[0, -1]  # indexed by vocabulary id
+            candidates = torch.arange(2, 14)  # the 12 items; a tie with the target counts against it
+            better = (scores[candidates] >= scores[target]) & candidates.ne(target)
             expected_full.append(int(better.sum()))
             unseen = ~torch.isin(candidates, torch.tensor(history))
             expected_excluded.append(int((better & unseen).sum()))
