@@ -53,6 +53,14 @@ def test_variants_change_what_their_names_say(ablations):
     deep_held_out = variant_config(ablations, "drop0.1+temp0.2+const+stride1+last1+grouped+layers6")
     assert (deep_held_out["n_layers"], deep_held_out["group_by_length"]) == (6, True)
     assert deep_held_out["lr_scheduler_type"] == "constant_with_warmup"
+    held_out_deep = "drop0.1+temp0.2+const+stride1+last1+grouped+layers4"
+    small = variant_config(ablations, held_out_deep + "+b128")
+    assert (small["train_batch_size"], small["warmup_steps"], small["n_layers"]) == (128, 200, 4)
+    assert (variant_config(ablations, held_out_deep + "+heads4")["n_heads"], deep_held_out["n_heads"]) == (4, 2)
+    decays = [variant_config(ablations, held_out_deep + suffix)["weight_decay"] for suffix in ("", "+wd0.1", "+wd1")]
+    assert decays == [0.01, 0.1, 1.0]
+    undropped = variant_config(ablations, "drop0+temp0.2+const+stride1+last1+grouped+layers4")
+    assert (undropped["hidden_dropout_prob"], undropped["attn_dropout_prob"], undropped["n_layers"]) == (0.0, 0.0, 4)
     base = variant_config(ablations, "base")
     assert (base["hidden_size"], base["learning_rate"], base["mask_ratio"]) == (64, 0.001, 0.6)  # recipe paper at lr 1e-3
 
