@@ -73,8 +73,8 @@ FULLRANK = [*DROPOUT_02, *TEMPERATURE_02]  # recipe fullrank's changes to ``BASE
 # four times the rows a step, the warm-up the same rows: on a GPU a run's small kernels leave a step at batch
 # 1,024 costing about what one at 256 does, so this is how a run there sees more rows a second
 BATCH_1024 = ["train_batch_size=1024", "warmup_steps=25"]
-# half the rows a step, the warm-up the same rows: batch 1,024 learned less per row than 256, so fewer rows
-# an update may learn more per row (the rows of a 256 run's step count are twice the steps)
+# half the rows a step, the warm-up the same rows: batch 1,024 learned less per row than 256, so a smaller
+# batch might learn more per row (compare it at equal rows: twice a batch-256 run's steps)
 BATCH_128 = ["train_batch_size=128", "warmup_steps=200"]
 EVERY_PREFIX = ["train_stride=1", "train_prefixes=true"]  # a window ending at every item
 # the paper's last-item rows taken to their end on EVERY_PREFIX's windows: each training item a row's last, masked
@@ -86,6 +86,8 @@ GROUPED = ["group_by_length=true"]  # batches of similar length: the same rows, 
 CONSTANT_RATE = "lr_scheduler_type=constant_with_warmup"  # so a validation curve reads as what each length gives
 # recipe nextitem's rows and dropout at a constant rate: the held-out reference of the depth variants
 NEXT_ITEM_HELD_OUT = [*DROPOUT_01, *TEMPERATURE_02, CONSTANT_RATE, *NEXT_ITEM_ROWS]
+# the same at 4 layers on grouped batches (recipe nextitem's encoder and sampler): the reference of the sixth session's variants
+DEEP_HELD_OUT = [*NEXT_ITEM_HELD_OUT, *GROUPED, "n_layers=4"]
 
 # one factor each against ``base`` (then combinations and the own-log settings); the order is the priority when a call has room for fewer
 VARIANTS: dict[str, list[str]] = {
@@ -153,20 +155,18 @@ VARIANTS: dict[str, list[str]] = {
     "drop0.1+const+stride1+last1+grouped": [*DROPOUT_01, CONSTANT_RATE, *NEXT_ITEM_ROWS, *GROUPED],
     # deeper encoders for next-item rows: their [MASK] query reads the history only through attention, and its
     # first layer's query is the same for every row, so depth is what lets it relate the items it reads
-    "drop0.1+temp0.2+const+stride1+last1+grouped+layers4": [*NEXT_ITEM_HELD_OUT, *GROUPED, "n_layers=4"],
+    "drop0.1+temp0.2+const+stride1+last1+grouped+layers4": DEEP_HELD_OUT,
     "drop0.1+temp0.2+const+stride1+last1+grouped+layers6": [*NEXT_ITEM_HELD_OUT, *GROUPED, "n_layers=6"],
     "drop0.1+temp0.2+const+stride1+last1+layers4": [*NEXT_ITEM_HELD_OUT, "n_layers=4"],
-    "drop0.1+temp0.2+const+stride1+last1+grouped+layers4+b128": [*NEXT_ITEM_HELD_OUT, *GROUPED, "n_layers=4", *BATCH_128],
+    "drop0.1+temp0.2+const+stride1+last1+grouped+layers4+b128": [*DEEP_HELD_OUT, *BATCH_128],
     # four heads of 16: the [MASK] query's first layer can weigh four sets of positions, not two
-    "drop0.1+temp0.2+const+stride1+last1+grouped+layers4+heads4": [*NEXT_ITEM_HELD_OUT, *GROUPED, "n_layers=4", "n_heads=4"],
+    "drop0.1+temp0.2+const+stride1+last1+grouped+layers4+heads4": [*DEEP_HELD_OUT, "n_heads=4"],
     # stronger AdamW decay (the paper's 0.01 did nothing measurable): held out, the 4-layer rows' training loss falls
     # from 10.1 to 7.6 while the validation loss moves from 10.6 to 10.3, so the item embeddings memorise
-    "drop0.1+temp0.2+const+stride1+last1+grouped+layers4+wd0.1": [*NEXT_ITEM_HELD_OUT, *GROUPED, "n_layers=4", "weight_decay=0.1"],
-    "drop0.1+temp0.2+const+stride1+last1+grouped+layers4+wd1": [*NEXT_ITEM_HELD_OUT, *GROUPED, "n_layers=4", "weight_decay=1.0"],
+    "drop0.1+temp0.2+const+stride1+last1+grouped+layers4+wd0.1": [*DEEP_HELD_OUT, "weight_decay=0.1"],
+    "drop0.1+temp0.2+const+stride1+last1+grouped+layers4+wd1": [*DEEP_HELD_OUT, "weight_decay=1.0"],
     # no dropout at all: 0.1 beat 0.2 on these rows, and stronger weight decay lost (the trend is toward less)
-    "drop0+temp0.2+const+stride1+last1+grouped+layers4": [
-        *NEXT_ITEM_HELD_OUT, *GROUPED, "n_layers=4", "hidden_dropout_prob=0.0", "attn_dropout_prob=0.0",
-    ],  # fmt: skip
+    "drop0+temp0.2+const+stride1+last1+grouped+layers4": [*DEEP_HELD_OUT, "hidden_dropout_prob=0.0", "attn_dropout_prob=0.0"],
     "drop0.1+temp0.2+stride1+last1+layers4": [*DROPOUT_01, *TEMPERATURE_02, *NEXT_ITEM_ROWS, "n_layers=4"],
     # recipe nextitem since the fifth session (its trained-through runs: `--set group_by_length=true` on the one above)
     "drop0.1+temp0.2+stride1+last1+grouped+layers4": [*DROPOUT_01, *TEMPERATURE_02, *NEXT_ITEM_ROWS, *GROUPED, "n_layers=4"],
