@@ -84,6 +84,8 @@ DROPOUT_01 = ["hidden_dropout_prob=0.1", "attn_dropout_prob=0.1"]  # BERT's and 
 TWO_VIEWS = ["num_views=2"]  # each window masked twice a step, on its own draws (CBiT's positive views)
 GROUPED = ["group_by_length=true"]  # batches of similar length: the same rows, a fraction of the padded positions
 CONSTANT_RATE = "lr_scheduler_type=constant_with_warmup"  # so a validation curve reads as what each length gives
+# the last three quarters of the steps on next-item rows, after the Cloze windows of the rest (pre-training then fine-tuning)
+NEXT_ITEM_PHASE = ["next_item_share=0.75"]
 # recipe nextitem's rows and dropout at a constant rate: the held-out reference of the depth variants
 NEXT_ITEM_HELD_OUT = [*DROPOUT_01, *TEMPERATURE_02, CONSTANT_RATE, *NEXT_ITEM_ROWS]
 # the same at 4 layers on grouped batches (recipe nextitem's encoder and sampler): the reference of the sixth session's variants
@@ -170,6 +172,8 @@ VARIANTS: dict[str, list[str]] = {
     "drop0.1+temp0.2+stride1+last1+layers4": [*DROPOUT_01, *TEMPERATURE_02, *NEXT_ITEM_ROWS, "n_layers=4"],
     # recipe nextitem since the fifth session (its trained-through runs: `--set group_by_length=true` on the one above)
     "drop0.1+temp0.2+stride1+last1+grouped+layers4": [*DROPOUT_01, *TEMPERATURE_02, *NEXT_ITEM_ROWS, *GROUPED, "n_layers=4"],
+    # recipe clozefirst: nextitem's model on the paper's Cloze windows for 2,000 of 8,000 steps, then its next-item rows
+    "drop0.1+temp0.2+grouped+layers4+next0.75": [*DROPOUT_01, *TEMPERATURE_02, *GROUPED, "n_layers=4", *NEXT_ITEM_PHASE],
     "ownlog": OWN_LOG_MASKING,  # at base's batch and learning rates
 }
 BASE = [

@@ -85,6 +85,20 @@ def test_next_item_rows_at_dropout_01_are_what_recipe_nextitem_changes(ablations
     assert (variant["lr_scheduler_type"], variant["learning_rate"]) == (recipe["lr_scheduler_type"], recipe["learning_rate"])
 
 
+def test_the_cloze_first_variant_is_recipe_clozefirst(ablations):
+    """The trained-through runs behind recipe clozefirst's figures are this variant at max_steps 8,000:
+    the paper's Cloze windows (BASE's recipe paper), then nextitem's rows for the share of the steps."""
+    variant = variant_config(ablations, "drop0.1+temp0.2+grouped+layers4+next0.75")
+    recipe = load_config("beauty", config_dict={"recipe": "clozefirst"})
+    keys = [
+        "train_stride", "train_prefixes", "last_item_mask_ratio", "mask_ratio", "next_item_share", "n_layers",
+        "hidden_dropout_prob", "attn_dropout_prob", "softmax_temperature", "group_by_length", "lr_scheduler_type",
+        "learning_rate",
+    ]  # fmt: skip
+    assert {key: variant[key] for key in keys} == {key: recipe[key] for key in keys}
+    assert (recipe["next_item_share"], recipe["max_steps"], recipe["train_stride"]) == (0.75, 8000, 5)
+
+
 def test_a_misspelt_override_is_refused(ablations):
     with pytest.raises(ConfigError, match="unknown configuration key 'hiden_size'"):
         load_config("beauty", None, parse_overrides([*ablations.BASE, "hiden_size=128"]))

@@ -115,6 +115,18 @@ def test_a_killed_run_of_length_grouped_batches_resumes_to_the_uninterrupted_one
     assert_resumes_to(reference, grouped, tmp_path, "step:17")
 
 
+def test_a_run_killed_after_its_switch_to_next_item_rows_resumes_to_the_uninterrupted_one(run_args, tmp_path):
+    """``next_item_share``: the last half of the 30 steps on next-item rows. Killed at step
+    22, the resumed run goes on with the next-item rows the uninterrupted one drew."""
+    phased = [*run_args, "next_item_share=0.5", "group_by_length=true"]
+    reference = tmp_path / "uninterrupted"
+    finished = train(phased, reference)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    data = json.loads((reference / "metrics.json").read_text())["data"]
+    assert data["next-item rows"] > data["training windows"]  # one per training item against windows every 5
+    assert_resumes_to(reference, phased, tmp_path, "step:22")
+
+
 def assert_resumes_to(reference: Path, run_args: list[str], tmp_path: Path, kill_at: str) -> None:
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)

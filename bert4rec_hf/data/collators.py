@@ -51,6 +51,13 @@ def _histories(features: Sequence[Mapping[str, Any]]) -> list[Any]:
         raise ValueError("every feature needs an 'input_ids' entry (the encoded item history)") from None
 
 
+def _last_item_only(features: Sequence[Mapping[str, Any]]) -> torch.Tensor | None:
+    """The rows whose feature asks for last-item-only masking (``last_item_only``); None when none says."""
+    if "last_item_only" not in features[0]:
+        return None
+    return torch.tensor([bool(feature.get("last_item_only", False)) for feature in features])
+
+
 def _check_probability(name: str, value: float, low_open: bool = False, high_open: bool = False) -> None:
     ok = isinstance(value, (int, float)) and not isinstance(value, bool)
     ok = ok and (0 < value if low_open else 0 <= value) and (value < 1 if high_open else value <= 1)
@@ -131,7 +138,9 @@ class DataCollatorForMaskedItemPrediction:
     Each real position is masked with probability ``mask_ratio``; a row that
     drew no mask gets one at a random real position, so every row has a label.
     A share ``last_item_mask_ratio`` of rows instead masks only its most recent
-    item, the way the model is queried at inference (RecBole's ``ft_ratio``).
+    item, the way the model is queried at inference (RecBole's ``ft_ratio``), and
+    so does every row whose feature holds ``last_item_only: True`` (next-item rows,
+    ``Bert4RecTrainer``'s ``next_item_share``).
     A masked position becomes [MASK] with probability ``mask_replace_prob``, a
     random item with ``random_replace_prob`` and stays as it is otherwise (BERT's
     80/10/10 is ``0.8, 0.1``). ``num_negatives > 0`` adds ``negative_ids``
@@ -215,8 +224,12 @@ class DataCollatorForMaskedItemPrediction:
         batch, length = items.shape
 
         masked = real & (self._rand(batch, length) < self.mask_ratio)
-        if self.last_item_mask_ratio > 0:
-            last_only = self._rand(batch) < self.last_item_mask_ratio
+        forced = _last_item_only(features)
+        if self.last_item_mask_ratio > 0 or forced is not None:
+            drawn = self.last_item_mask_ratio > 0  # drawn only then: a run without such rows keeps its random stream
+            last_only = self._rand(batch) < self.last_item_mask_ratio if drawn else torch.zeros(batch, dtype=torch.bool)
+            if forced is not None:
+                last_only |= forced.repeat(self.num_views)
             masked[last_only] = False
             masked[last_only, -1] = True  # left padding: the last column is always a real item
         unmasked = ~masked.any(dim=1)

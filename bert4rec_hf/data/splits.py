@@ -5,6 +5,10 @@ Leave-one-out (``leave_one_out``), for a user with items ``x1 .. xn`` (time orde
 * ``train``: ``x1 .. x(n-2)`` (``.. x(n-1)`` with ``train_on_validation_item``),
   cut into windows of at most ``max_seq_length`` items; the collator masks them
   (Cloze task).
+* ``next_item`` (with ``next_item_rows``): the same training items as one window
+  ending at every one of them (stride 1, short prefixes too), for a phase of
+  training that masks each window's last item alone (``Bert4RecTrainer``'s
+  ``next_item_share``).
 * ``validation``: history ``x1 .. x(n-2)``, label ``x(n-1)``.
 * ``test``: history ``x1 .. x(n-1)``, label ``xn``.
 
@@ -238,7 +242,8 @@ def _split(
     ``train_part`` marks the interactions training windows are cut from;
     ``targets[split]`` holds the flat index of each evaluation row's target, whose
     history is every (known) earlier interaction of the same user. ``extra_splits``
-    may name ``"history"``: each user's training part once, for statistics.
+    may name ``"history"``: each user's training part once, for statistics, and
+    ``"next_item"``: the training part as next-item rows (see the module docstring).
     """
     if fit_on not in ("train", "all"):
         raise ValueError(f"fit_on must be 'train' or 'all', got {fit_on!r}")
@@ -263,17 +268,9 @@ def _split(
         raise ValueError("no training rows: none of the training items is in the tokenizer's vocabulary")
     has_train_part = np.bincount(flat.owner[train_part], minlength=num_users) > 0
     report.empty_history = {"train": int((has_train_part & (train_len == 0)).sum())}
-    train_start = np.cumsum(train_len) - train_len
-    window_owner, window_start, window_len = sliding_windows(
-        train_len[train_users], report.max_seq_length, report.stride, prefixes=report.prefixes
-    )
-    window_user = train_users[window_owner]
-    windows, offsets = gather_segments(train_ids, train_start[window_user] + window_start, window_len)
-    splits = {
-        "train": in_memory_dataset(
-            {USER: flat.users.take(pa.array(window_user)), "input_ids": list_array(offsets, windows.astype(np.int32))}
-        )
-    }
+    splits = {"train": _windows(flat.users, train_ids, train_len, train_users, report.max_seq_length, report.stride, report.prefixes)}
+    if "next_item" in extra_splits:
+        splits["next_item"] = _windows(flat.users, train_ids, train_len, train_users, report.max_seq_length, 1, True)
 
     known_ids = ids[known]
     known_before = np.cumsum(known) - known  # known interactions before each flat index
@@ -307,9 +304,21 @@ def _split(
                 np.r_[0, np.cumsum(train_len[train_users])], train_ids.astype(np.int32))}
         )
     result = datasets.DatasetDict(splits)
-    report.rows = {name: result[name].num_rows for name in SPLITS}
+    report.rows = {name: result[name].num_rows for name in (*SPLITS, "next_item") if name in result}
     _log(report)
     return DataSplits(result, tokenizer, report)
+
+
+def _windows(
+    users: pa.Array, train_ids: np.ndarray, train_len: np.ndarray, train_users: np.ndarray,
+    max_length: int, stride: int, prefixes: bool,
+) -> datasets.Dataset:
+    """Training rows: the ``sliding_windows`` of each training user's encoded items."""
+    train_start = np.cumsum(train_len) - train_len
+    window_owner, window_start, window_len = sliding_windows(train_len[train_users], max_length, stride, prefixes=prefixes)
+    window_user = train_users[window_owner]
+    windows, offsets = gather_segments(train_ids, train_start[window_user] + window_start, window_len)
+    return in_memory_dataset({USER: users.take(pa.array(window_user)), "input_ids": list_array(offsets, windows.astype(np.int32))})
 
 
 def _window_settings(max_seq_length: int, stride: int | None, max_history_length: int | None) -> tuple[int, int, int | None]:
@@ -331,6 +340,7 @@ def leave_one_out(
     fit_on: Literal["train", "all"] = "train",
     prefixes: bool = False,
     train_on_validation_item: bool = False,
+    next_item_rows: bool = False,
 ) -> DataSplits:
     """Splits ``build_sequences`` output into encoded train/validation/test sets.
 
@@ -361,6 +371,10 @@ def leave_one_out(
             into train"): the protocol of the paper's table, which trains for a
             fixed step budget. Validation metrics then score items the model was
             trained on, so they track training progress, not generalisation.
+        next_item_rows: also a ``next_item`` split: the training items as one window
+            ending at every one of them (stride 1, prefixes), whatever ``stride``
+            and ``prefixes`` cut ``train`` into; a phase of training on next-item
+            rows reads them (``Bert4RecTrainer(next_item_dataset=...)``).
 
     Returns:
         ``DataSplits(splits, tokenizer, report)``: ``splits`` is a
@@ -388,7 +402,7 @@ def leave_one_out(
     )
     last = flat.starts + lengths - 1
     targets = {"validation": (last - 1)[has_val], "test": last[has_test]}
-    return _split(flat, train_part, targets, tokenizer, fit_on, report)
+    return _split(flat, train_part, targets, tokenizer, fit_on, report, extra_splits=("next_item",) if next_item_rows else ())
 
 
 def temporal_split(
@@ -405,6 +419,7 @@ def temporal_split(
     test_share: float = 0.1,
     validation_share: float = 0.1,
     targets: Literal["next", "all"] = "next",
+    next_item_rows: bool = False,
 ) -> DataSplits:
     """A global temporal split of ``build_sequences(..., keep_timestamps=True)`` output.
 
@@ -426,7 +441,7 @@ def temporal_split(
             leaves out rows whose target item first appeared after the cut-off
             (``report.unknown_target``); ``"all"`` keeps them, ranked with
             untrained embeddings (``report.untrained_target``).
-        Others: as ``leave_one_out``; ``train_on_validation_item`` trains on
+        Others: as ``leave_one_out`` (``next_item_rows`` too); ``train_on_validation_item`` trains on
             everything before the test cut-off (validation then scores trained items).
 
     Returns:
@@ -454,7 +469,8 @@ def temporal_split(
         cutoffs={"validation": validation_at, "test": test_at}, targets=targets,
     )
     positions = {"validation": np.flatnonzero(in_validation), "test": np.flatnonzero(in_test)}
-    return _split(flat, train_part, positions, tokenizer, fit_on, report, extra_splits=("history",))
+    extra = ("history", "next_item") if next_item_rows else ("history",)
+    return _split(flat, train_part, positions, tokenizer, fit_on, report, extra_splits=extra)
 
 
 def _share(name: str, value: Any) -> float:

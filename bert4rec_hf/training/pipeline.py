@@ -137,6 +137,7 @@ class PreparedData:
             "items": self.processed.tokenizer.num_items,
             "split": report.describe(),
             "training windows": report.rows.get("train"),
+            **({"next-item rows": report.rows["next_item"]} if "next_item" in report.rows else {}),
             "validation users": report.users.get("validation"),
             "test users": report.users.get("test"),
         }
@@ -209,6 +210,7 @@ def prepare_data(config: Mapping[str, Any], tokenizer: ItemTokenizer | None = No
         tokenizer=tokenizer,
         fit_on=config["fit_vocabulary_on"],
         train_on_validation_item=config["train_on_validation_item"],
+        next_item_rows=config["next_item_share"] > 0,
     )
     if temporal:
         processed = temporal_split(sequences, **settings, **{arg: config[key] for key, arg in TEMPORAL_SPLIT_KEYS.items()})
@@ -348,6 +350,8 @@ def build_trainer(
         ),
         evaluator=evaluator,
         eval_loss=config["eval_loss"],
+        next_item_dataset=processed.splits.get("next_item"),
+        next_item_share=config["next_item_share"],
         processing_class=processed.tokenizer,  # every checkpoint holds item_vocab.json: it ranks and recommends
         callbacks=callbacks,
     )

@@ -45,17 +45,28 @@ def _on(device: torch.device, batch: Mapping[str, torch.Tensor]) -> dict[str, to
 
 
 def measure_step_seconds(trainer: Any, steps: int = MEASURED_STEPS) -> float:
-    """Seconds per training step of ``trainer``'s model, batch size and collator."""
+    """Seconds per training step of ``trainer``'s model, batch size and collator; with a
+    next-item phase (``trainer.next_item_share``), the two phases' steps weighted by their shares."""
+    share = getattr(trainer, "next_item_share", 0.0)
+    seconds = _step_seconds(trainer, trainer.train_dataset, steps) if share < 1 else 0.0
+    if share > 0:
+        next_item = _step_seconds(trainer, trainer.next_item_dataset, steps, last_item_only=True)
+        seconds = (1 - share) * seconds + share * next_item
+    return seconds
+
+
+def _step_seconds(trainer: Any, dataset: Any, steps: int, last_item_only: bool = False) -> float:
     model = copy.deepcopy(trainer.model).train()
     collator = copy.deepcopy(trainer.data_collator)
     optimizer = torch.optim.AdamW(model.parameters(), lr=trainer.args.learning_rate)
-    size = min(trainer.args.per_device_train_batch_size, len(trainer.train_dataset))
+    size = min(trainer.args.per_device_train_batch_size, len(dataset))
     device = trainer.args.device
+    flag = {"last_item_only": True} if last_item_only else {}
     with torch.random.fork_rng(devices=[]):
         for step in range(steps + 1):
             if step == 1:
                 start = time.perf_counter()
-            batch = _on(device, collator(_rows(trainer.train_dataset, size, offset=step)))
+            batch = _on(device, collator([row | flag for row in _rows(dataset, size, offset=step)]))
             model(**batch).loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -100,8 +111,10 @@ def plan_training(
     budget = config.get("time_budget")
     if budget is not None:
         estimate = min(estimate, budget + 2 * evaluation_seconds)
+    share = config.get("next_item_share", 0.0)
+    phase = f", the last {share:.0%} on next-item rows," if share > 0 else ""
     summary = (
-        f"at most {steps:,} steps ({steps / per_epoch:.3g} epochs of {per_epoch:,} steps) and {evaluations:,} "
+        f"at most {steps:,} steps ({steps / per_epoch:.3g} epochs of {per_epoch:,} steps){phase} and {evaluations:,} "
         f"evaluations; about {_duration(estimate)} on this machine as loaded now ({step_seconds * 1000:.0f} ms "
         f"per step, {_duration(evaluation_seconds)} per evaluation, measured on {MEASURED_STEPS} training steps "
         "and one validation batch"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 from collections.abc import Callable
@@ -27,6 +28,7 @@ from ..speedups_bert4rec import hidden_states_at, use_cpu_speedups
 logger = logging.get_logger(__name__)
 
 STAGING = ".partial-checkpoint"  # a checkpoint being written, beside the complete ones
+NEXT_ITEM_SEED_OFFSET = 1 << 20  # the next-item rows' shuffles are seeded apart from the Cloze rows' (seed + epoch each)
 
 
 class Bert4RecTrainer(Trainer):
@@ -46,6 +48,14 @@ class Bert4RecTrainer(Trainer):
     training batch from windows of similar length (:class:`SimilarLengthSampler`,
     vectorised and seeded per epoch, so a resumed run draws the same batches).
 
+    ``next_item_dataset`` and ``next_item_share``: the last ``next_item_share`` of
+    the run's steps train on ``next_item_dataset`` (next-item rows: windows ending at
+    every training item, ``leave_one_out(next_item_rows=True)``), each masked at its
+    last item alone, after the Cloze task on ``train_dataset``: BERT's pre-training
+    then fine-tuning, with the model and optimizer carried through
+    (:class:`NextItemPhaseSampler`). An epoch stays one pass's worth of steps over
+    ``train_dataset``.
+
     Checkpoints are written to a staging folder and renamed into place, so a
     kill at any moment leaves complete ``checkpoint-<step>`` folders only;
     ``train(resume_from_checkpoint=True)`` continues from the newest complete
@@ -60,6 +70,10 @@ class Bert4RecTrainer(Trainer):
         eval_loss: also report ``eval_loss`` (the training loss on the
             evaluated targets; cross-entropy for CE and SSM models). Ranks alone
             are cheaper: in sampled modes the loss is the only full-catalog pass.
+        next_item_dataset: the next-item rows of the run's last steps (needed
+            when ``next_item_share`` > 0).
+        next_item_share: the share of the run's optimizer steps, at its end, that
+            train on ``next_item_dataset``; 0 (default): the Cloze task throughout.
         *args, **kwargs: as for ``transformers.Trainer``.
     """
 
@@ -69,8 +83,16 @@ class Bert4RecTrainer(Trainer):
         evaluator: RankingEvaluator | None = None,
         eval_data_collator: Callable | None = None,
         eval_loss: bool = True,
+        next_item_dataset: datasets.Dataset | None = None,
+        next_item_share: float = 0.0,
         **kwargs: Any,
     ):
+        if isinstance(next_item_share, bool) or not isinstance(next_item_share, (int, float)) or not 0 <= next_item_share <= 1:
+            raise ValueError(f"next_item_share must be a share of the steps in [0, 1], got {next_item_share!r}")
+        if next_item_share > 0 and next_item_dataset is None:
+            raise ValueError("next_item_share > 0 trains its last steps on next_item_dataset; give it")
+        self.next_item_dataset = next_item_dataset if next_item_share > 0 else None
+        self.next_item_share = float(next_item_share)
         self.evaluator = evaluator if evaluator is not None else RankingEvaluator()
         self.eval_data_collator = eval_data_collator
         self.eval_loss = eval_loss
@@ -163,6 +185,28 @@ class Bert4RecTrainer(Trainer):
         swapped after construction also computes the metrics."""
         return self.evaluator.compute_metrics(eval_pred, compute_result)
 
+    def get_train_dataloader(self) -> torch.utils.data.DataLoader:
+        """With a next-item phase, one loader over the Cloze rows followed by the
+        next-item rows (flagged ``last_item_only`` for the collator), drawn by
+        :class:`NextItemPhaseSampler`; otherwise the Trainer's."""
+        if self.next_item_dataset is None:
+            return super().get_train_dataloader()
+        if self.train_dataset is None:
+            raise ValueError("Trainer: training requires a train_dataset.")
+        rows = datasets.concatenate_datasets([
+            self._remove_unused_columns(dataset, "Training").add_column("last_item_only", [flag] * len(dataset))
+            for dataset, flag in ((self.train_dataset, False), (self.next_item_dataset, True))
+        ])  # fmt: skip
+        return self._get_dataloader(
+            rows, "Training", self._train_batch_size, sampler_fn=lambda _: self._next_item_phase_sampler(), is_training=True
+        )
+
+    def _set_signature_columns_if_needed(self) -> None:
+        """The model's inputs, and the rows' ``last_item_only`` flag the masking collator reads."""
+        super()._set_signature_columns_if_needed()
+        if "last_item_only" not in self._signature_columns:
+            self._signature_columns.append("last_item_only")
+
     def _get_train_sampler(self, train_dataset: Any = None) -> torch.utils.data.Sampler | None:
         """``group_by_length`` reads the windows' lengths off the Arrow column at once
         (transformers' own sampler indexes every row in Python) and keeps a resumed
@@ -171,9 +215,35 @@ class Bert4RecTrainer(Trainer):
         lengths = _history_lengths(dataset) if self.args.train_sampling_strategy == "group_by_length" else None
         if lengths is None or self.args.world_size > 1:
             return super()._get_train_sampler(train_dataset)
-        seed = self.args.data_seed if self.args.data_seed is not None else self.args.seed
-        batch_size = self.args.train_batch_size * self.args.gradient_accumulation_steps
-        return SimilarLengthSampler(lengths, batch_size, seed)
+        return SimilarLengthSampler(lengths, self._rows_per_step(), self._data_seed())
+
+    def _data_seed(self) -> int:
+        return self.args.data_seed if self.args.data_seed is not None else self.args.seed
+
+    def _rows_per_step(self) -> int:
+        """Training rows one optimizer step reads on this process."""
+        return self.args.train_batch_size * self.args.gradient_accumulation_steps
+
+    def _next_item_phase_sampler(self) -> NextItemPhaseSampler:
+        """The two phases' samplers (each ``group_by_length``'s or a seeded shuffle) and the
+        row at which the last ``next_item_share`` of the run's steps begins: the steps are
+        ``max_steps``, or ``num_train_epochs`` passes' worth over the Cloze rows."""
+        rows_per_step = self._rows_per_step() * self.args.world_size
+        cloze_rows = len(self.train_dataset)
+        steps_per_epoch = max(1, math.ceil(cloze_rows / rows_per_step))
+        steps = self.args.max_steps if self.args.max_steps > 0 else math.ceil(self.args.num_train_epochs * steps_per_epoch)
+        cloze_steps = round((1 - self.next_item_share) * steps)
+        seed, grouped = self._data_seed(), self.args.train_sampling_strategy == "group_by_length"
+
+        def phase(dataset: datasets.Dataset, seed: int) -> torch.utils.data.Sampler[int]:
+            if grouped:
+                return SimilarLengthSampler(_history_lengths(dataset), rows_per_step, seed)
+            return SeededShuffle(len(dataset), seed)
+
+        return NextItemPhaseSampler(
+            phase(self.train_dataset, seed), phase(self.next_item_dataset, seed + NEXT_ITEM_SEED_OFFSET),
+            switch=cloze_steps * rows_per_step, epoch_rows=steps_per_epoch * rows_per_step,
+        )  # fmt: skip
 
     def _get_eval_sampler(self, eval_dataset: Any) -> torch.utils.data.Sampler | None:
         """Rows in the dataset's order, whatever the training sampler: ``predict()``'s
@@ -300,6 +370,66 @@ def _longest_first(lengths: np.ndarray) -> list[int]:
     return np.argsort(-lengths, kind="stable").tolist()
 
 
+class SeededShuffle(torch.utils.data.Sampler[int]):
+    """Every row once per epoch in a permutation seeded by ``seed + epoch``."""
+
+    def __init__(self, rows: int, seed: int):
+        self.rows = rows
+        self.seed = seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.rows
+
+    def __iter__(self):
+        return iter(torch.randperm(self.rows, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist())
+
+
+class NextItemPhaseSampler(torch.utils.data.Sampler[int]):
+    """The rows of a run in two phases: the first ``switch`` rows it draws come from
+    ``cloze`` (rows ``0 .. len(cloze) - 1`` of the loader's dataset), every later one
+    from ``next_item`` (the rows after them). Each phase is a stream of its sampler's
+    epochs (``set_epoch(0)``, ``1``, ...), so a phase longer or shorter than a pass
+    over its rows still draws each row once per pass. The Trainer's epoch ``e`` is
+    rows ``e * epoch_rows`` to ``(e + 1) * epoch_rows`` of the run's draw: a resumed
+    run (which skips the batches it trained) draws what the uninterrupted one did."""
+
+    def __init__(self, cloze: torch.utils.data.Sampler[int], next_item: torch.utils.data.Sampler[int], switch: int, epoch_rows: int):
+        self.cloze = cloze
+        self.next_item = next_item
+        self.switch = int(switch)
+        self.epoch_rows = int(epoch_rows)
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+    def __len__(self) -> int:
+        return self.epoch_rows
+
+    def __iter__(self):
+        start, stop = self.epoch * self.epoch_rows, (self.epoch + 1) * self.epoch_rows
+        cloze = _stream(self.cloze, start, max(0, min(stop, self.switch) - start))
+        next_item = _stream(self.next_item, max(0, start - self.switch), max(0, stop - max(start, self.switch)))
+        return iter(np.concatenate([cloze, next_item + len(self.cloze)]).tolist())
+
+
+def _stream(sampler: torch.utils.data.Sampler[int], start: int, count: int) -> np.ndarray:
+    """Rows ``start .. start + count - 1`` of ``sampler``'s epochs drawn one after the other."""
+    rows = len(sampler)
+    if count <= 0:
+        return np.zeros(0, dtype=np.int64)
+    epoch, parts, needed = start // rows, [], count + start % rows
+    while needed > 0:
+        sampler.set_epoch(epoch)
+        parts.append(np.fromiter(iter(sampler), dtype=np.int64, count=rows))
+        needed, epoch = needed - rows, epoch + 1
+    return np.concatenate(parts)[start % rows : start % rows + count]
+
+
 class SimilarLengthSampler(torch.utils.data.Sampler[int]):
     """Training rows in batches of similar length, each batch then padded only to
     its own longest window (the collators pad to that). On short-history logs most
@@ -337,4 +467,4 @@ class SimilarLengthSampler(torch.utils.data.Sampler[int]):
         return iter(np.concatenate([batches.ravel(), order[full:]]).tolist())
 
 
-__all__ = ["Bert4RecTrainer", "SimilarLengthSampler", "last_checkpoint"]
+__all__ = ["Bert4RecTrainer", "NextItemPhaseSampler", "SeededShuffle", "SimilarLengthSampler", "last_checkpoint"]
