@@ -5,6 +5,7 @@ file and below the user's files."""
 
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -18,10 +19,11 @@ from bert4rec_hf.training.config import ConfigError, _recipe_layer, config_dir, 
 PAPER = config_dir() / "recipe" / "paper" / "beauty.yaml"
 FULLRANK = config_dir() / "recipe" / "fullrank" / "beauty.yaml"
 NEXTITEM = config_dir() / "recipe" / "nextitem" / "beauty.yaml"
+CLOZEFIRST = config_dir() / "recipe" / "clozefirst" / "beauty.yaml"
 
 
 def test_the_paper_recipe_ships_for_beauty_with_the_authors_settings():
-    assert recipes() == {"fullrank": ["beauty"], "nextitem": ["beauty"], "paper": ["beauty"]}
+    assert recipes() == {"clozefirst": ["beauty"], "fullrank": ["beauty"], "nextitem": ["beauty"], "paper": ["beauty"]}
     settings = yaml.safe_load(PAPER.read_text())
     assert settings["mask_ratio"] == 0.6 and settings["hidden_dropout_prob"] == 0.5
     assert settings["learning_rate"] == 1e-4 and settings["max_steps"] == 400_000
@@ -51,11 +53,11 @@ def test_without_a_recipe_the_data_set_file_rules_and_null_cancels_one_set_below
 
 
 def test_an_unknown_recipe_or_data_set_is_an_error_naming_what_ships():
-    with pytest.raises(ConfigError, match=r"recipe 'fast' is not shipped \(recipes: fullrank, nextitem, paper\)"):
+    with pytest.raises(ConfigError, match=r"recipe 'fast' is not shipped \(recipes: clozefirst, fullrank, nextitem, paper\)"):
         load_config("beauty", config_dict={"recipe": "fast"})
     with pytest.raises(ConfigError, match=r"no settings for data set 'ml-100k' \(it has them for: beauty\)"):
         load_config("ml-100k", config_dict={"recipe": "paper"})
-    with pytest.raises(ConfigError, match=r"recipe 3 is not shipped \(recipes: fullrank, nextitem, paper\)"):
+    with pytest.raises(ConfigError, match=r"recipe 3 is not shipped \(recipes: clozefirst, fullrank, nextitem, paper\)"):
         load_config("beauty", config_dict={"recipe": 3})
 
 
@@ -91,6 +93,18 @@ def test_nextitem_is_fullrank_on_next_item_rows_each_value_from_its_own_file():
     for key in ("learning_rate", "softmax_temperature", "eval_mode", "train_on_validation_item", "mask_ratio"):
         assert config[key] == fullrank[key] and config.source_of(key) == fullrank.source_of(key)
     assert [path for path, _ in recipe_layers("nextitem", "beauty")] == [PAPER, FULLRANK, NEXTITEM]
+
+
+def test_clozefirst_is_nextitem_on_the_papers_cloze_windows_for_its_first_quarter():
+    config = load_config("beauty", config_dict={"recipe": "clozefirst"})
+    paper = load_config("beauty", config_dict={"recipe": "paper"})
+    nextitem = load_config("beauty", config_dict={"recipe": "nextitem"})
+    for key in ("train_stride", "train_prefixes", "last_item_mask_ratio", "mask_ratio"):  # the Cloze windows: the paper's
+        assert config[key] == paper[key]
+    assert config["next_item_share"] == 0.75 and config.source_of("next_item_share") == str(CLOZEFIRST)
+    for key in ("n_layers", "hidden_dropout_prob", "group_by_length", "max_steps", "softmax_temperature", "learning_rate"):
+        assert config[key] == nextitem[key] and config.source_of(key) == nextitem.source_of(key)
+    assert [path for path, _ in recipe_layers("clozefirst", "beauty")] == [PAPER, FULLRANK, NEXTITEM, CLOZEFIRST]
 
 
 def ship_recipes(tmp_path, monkeypatch, files: dict[str, str]) -> None:
@@ -165,23 +179,37 @@ def test_bert4rec_train_recipe_fullrank_trains_and_ranks_the_whole_catalog(tmp_p
     assert {"test_ndcg@10", "test_hit@20"} <= set(metrics["test"])
 
 
-def test_bert4rec_train_recipe_nextitem_trains_one_row_per_training_item(tmp_path, monkeypatch):
+def train_recipe(tmp_path, monkeypatch, recipe: str) -> tuple[Path, dict, dict]:
+    """``bert4rec train`` of ``recipe`` for 4 steps on a small Beauty-format log of 120 users of
+    12 items: the output folder, its run configuration and its data report."""
     log = write_lines_log(tmp_path / "beauty.txt", users=120, length=12)
     monkeypatch.chdir(tmp_path)
-    argv = ["train", str(log), "--dataset", "beauty", "--recipe", "nextitem", "--set", "max_steps=4", "eval_steps=2"]
+    argv = ["train", str(log), "--dataset", "beauty", "--recipe", recipe, "--set", "max_steps=4", "eval_steps=2"]
     assert main([*argv, "torch_threads=1"]) == 0
     folder = tmp_path / "outputs" / "beauty"
-    run = yaml.safe_load((folder / "run_config.yaml").read_text())
+    assert {"test_ndcg@10", "test_hit@20"} <= set(yaml.safe_load((folder / "metrics.json").read_text())["test"])
+    return folder, yaml.safe_load((folder / "run_config.yaml").read_text()), yaml.safe_load((folder / "data_report.json").read_text())
+
+
+def test_bert4rec_train_recipe_nextitem_trains_one_row_per_training_item(tmp_path, monkeypatch):
+    folder, run, report = train_recipe(tmp_path, monkeypatch, "nextitem")
     assert run["recipe"] == "nextitem" and run["last_item_mask_ratio"] == 1.0 and run["softmax_temperature"] == 0.2
     assert run["group_by_length"] and yaml.safe_load((folder / "config.json").read_text())["n_layers"] == 4
     # trained through item n-1: a window ends at each of a user's first 11 items, each masked at its end
-    report = yaml.safe_load((folder / "data_report.json").read_text())
     assert report["splits"]["train"] == {"rows": 120 * 11, "users": 120}
-    assert {"test_ndcg@10", "test_hit@20"} <= set(yaml.safe_load((folder / "metrics.json").read_text())["test"])
+
+
+def test_bert4rec_train_recipe_clozefirst_trains_cloze_windows_then_one_row_per_training_item(tmp_path, monkeypatch):
+    _, run, report = train_recipe(tmp_path, monkeypatch, "clozefirst")
+    assert run["recipe"] == "clozefirst" and run["next_item_share"] == 0.75 and run["train_stride"] == 5
+    # trained through item n-1: one Cloze window of 11 items a user, and a next-item row ending at each of them
+    assert report["splits"]["train"] == {"rows": 120, "users": 120}
+    assert report["splits"]["next_item"]["rows"] == 120 * 11
+    assert "the last 75% on next-item rows" in report["plan"]["summary"]
 
 
 def test_train_help_lists_the_shipped_recipes_from_the_configuration_folder(capsys):
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "(shipped: fullrank for beauty; nextitem for beauty; paper for beauty)" in help_text
+    assert "(shipped: clozefirst for beauty; fullrank for beauty; nextitem for beauty; paper for beauty)" in help_text

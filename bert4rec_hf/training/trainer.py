@@ -370,16 +370,22 @@ def _longest_first(lengths: np.ndarray) -> list[int]:
     return np.argsort(-lengths, kind="stable").tolist()
 
 
-class SeededShuffle(torch.utils.data.Sampler[int]):
+class EpochSampler(torch.utils.data.Sampler[int]):
+    """A sampler told its epoch (``set_epoch``, as the Trainer and accelerate call it),
+    so each epoch's draw is a function of the epoch: a resumed run draws it again."""
+
+    epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = int(epoch)
+
+
+class SeededShuffle(EpochSampler):
     """Every row once per epoch in a permutation seeded by ``seed + epoch``."""
 
     def __init__(self, rows: int, seed: int):
         self.rows = rows
         self.seed = seed
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return self.rows
@@ -388,7 +394,7 @@ class SeededShuffle(torch.utils.data.Sampler[int]):
         return iter(torch.randperm(self.rows, generator=torch.Generator().manual_seed(self.seed + self.epoch)).tolist())
 
 
-class NextItemPhaseSampler(torch.utils.data.Sampler[int]):
+class NextItemPhaseSampler(EpochSampler):
     """The rows of a run in two phases: the first ``switch`` rows it draws come from
     ``cloze`` (rows ``0 .. len(cloze) - 1`` of the loader's dataset), every later one
     from ``next_item`` (the rows after them). Each phase is a stream of its sampler's
@@ -402,10 +408,6 @@ class NextItemPhaseSampler(torch.utils.data.Sampler[int]):
         self.next_item = next_item
         self.switch = int(switch)
         self.epoch_rows = int(epoch_rows)
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return self.epoch_rows
@@ -430,7 +432,7 @@ def _stream(sampler: torch.utils.data.Sampler[int], start: int, count: int) -> n
     return np.concatenate(parts)[start % rows : start % rows + count]
 
 
-class SimilarLengthSampler(torch.utils.data.Sampler[int]):
+class SimilarLengthSampler(EpochSampler):
     """Training rows in batches of similar length, each batch then padded only to
     its own longest window (the collators pad to that). On short-history logs most
     windows are far shorter than ``max_seq_length`` while nearly every random batch
@@ -447,10 +449,6 @@ class SimilarLengthSampler(torch.utils.data.Sampler[int]):
         self.batch_size = batch_size
         self.seed = seed
         self.span_batches = span_batches
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = int(epoch)
 
     def __len__(self) -> int:
         return len(self.lengths)
@@ -467,4 +465,4 @@ class SimilarLengthSampler(torch.utils.data.Sampler[int]):
         return iter(np.concatenate([batches.ravel(), order[full:]]).tolist())
 
 
-__all__ = ["Bert4RecTrainer", "NextItemPhaseSampler", "SeededShuffle", "SimilarLengthSampler", "last_checkpoint"]
+__all__ = ["Bert4RecTrainer", "EpochSampler", "NextItemPhaseSampler", "SeededShuffle", "SimilarLengthSampler", "last_checkpoint"]
