@@ -20,6 +20,7 @@ from bert4rec_hf.configuration_bert4rec import IGNORE_INDEX
 from bert4rec_hf.data import build_sequences, leave_one_out, read_interactions, temporal_split
 from bert4rec_hf.training import Bert4RecTrainer
 from bert4rec_hf.training.config import ConfigError, load_config
+from bert4rec_hf.training.planning import measure_step_seconds
 from bert4rec_hf.training.trainer import NextItemPhaseSampler, SeededShuffle, SimilarLengthSampler
 
 from .helpers import ML100K, tiny_model
@@ -111,7 +112,7 @@ def phase_trainer(tmp_path, share: float, **arguments) -> tuple[Bert4RecTrainer,
     seen: list[torch.Tensor] = []
 
     def recording(features):
-        seen.append(torch.tensor([feature["last_item_only"] for feature in features]))
+        seen.append(torch.tensor([feature.get("last_item_only", False) for feature in features]))
         batch = collate(features)
         widths = {len(feature["input_ids"]) for feature in features}
         assert widths == ({2} if seen[-1].all() else {3})  # the flag travels with its own rows
@@ -149,3 +150,12 @@ def test_bad_phase_settings_are_refused(tmp_path):
     with pytest.raises(ConfigError, match="next_item_share.*-0.1"):
         load_config(config_dict={"next_item_share": -0.1})
     assert load_config()["next_item_share"] == 0.0
+
+
+def test_the_plan_times_the_steps_of_both_phases(tmp_path):
+    """The planned time weighs a Cloze step and a next-item step by their shares of the run,
+    so it times a batch of each kind (a next-item step can cost a fraction of a Cloze one)."""
+    trainer, seen = phase_trainer(tmp_path, 0.5, max_steps=4)
+    assert measure_step_seconds(trainer, steps=2) > 0
+    kinds = [bool(flags.all()) for flags in seen]
+    assert kinds == [False] * 3 + [True] * 3  # a warm-up step and two timed ones of each
