@@ -25,7 +25,7 @@ Every run is ``bert4rec train --dataset beauty --recipe paper`` (the file from
 ``--data-path``; the paper's model and optimiser, ``configuration/recipe/paper/beauty.yaml``)
 with lr 1e-3 (1e-4, the paper's, is far from
 converged in a GPU-minutes budget: "The paper's protocol on Beauty" in
-benchmarks/README.md), plus one variant's overrides. Validation holds out each
+benchmarks/README.md), plus one variant's overrides, then ``--set``'s (which win over the variant's). Validation holds out each
 user's item n-1 (``train_on_validation_item: false``) and ranks it against the
 whole catalog, so early stopping and the kept checkpoint never see the test item;
 training stops at ``--time-budget`` seconds with the lr decay fitted to the steps
@@ -203,7 +203,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     run.add_argument("--threads", type=int, default=1, help="CPU threads per run")
     run.add_argument("--data-path", type=Path, default=DEFAULT_DATA)
     run.add_argument("--no-bf16", action="store_true", help="float32 even where the GPU supports bf16")
-    run.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every run")
+    run.add_argument("--set", nargs="+", default=[], metavar="KEY=VALUE", help="overrides for every run, applied after the variant's")
     run.add_argument("--work-dir", default="bench_out/ablations/runs")
     run.add_argument("--output", default="bench_out/ablations/ablations.json")
     table = commands.add_parser("table", help="the table of one or more run outputs")
@@ -222,7 +222,7 @@ def rank_test(model_dir: str, options: list[str], output: Path, env: dict[str, s
 
 
 def run_variant(args: argparse.Namespace, name: str, seed: int) -> dict:
-    record = train_once(args, name, VARIANTS[name], seed)
+    record = train_once(args, name, [*VARIANTS[name], *args.overrides], seed)  # --set wins over the variant
     if "error" in record:
         return record
     metrics = json.loads((Path(record["model_dir"]) / "metrics.json").read_text())
@@ -244,11 +244,12 @@ def run(args: argparse.Namespace) -> int:
         raise SystemExit(f"full_ranking_ablations: {args.data_path} not found (give --data-path to beauty.txt)")
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not args.no_bf16
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
-    # train_once's view of the run: `bert4rec train --dataset beauty --set seed=S <set> <variant>`
+    # train_once's view of the run: `bert4rec train --dataset beauty --set seed=S <base> <variant> <--set>`
     args.dataset, args.log, args.metric = "beauty", None, "ndcg@10"
+    args.overrides = args.set
     args.set = [
         *BASE, f"data_path={args.data_path}", f"time_budget={args.time_budget}", f"eval_steps={args.eval_steps}",
-        f"bf16={str(bf16).lower()}", *args.set,
+        f"bf16={str(bf16).lower()}",
     ]  # fmt: skip
     jobs = [(name, seed) for seed in args.seeds for name in args.variants]
     print(f"{len(jobs)} runs on {device} (bf16: {bf16}), {args.parallel} at a time", flush=True)
@@ -257,7 +258,7 @@ def run(args: argparse.Namespace) -> int:
 
     def write(runs: list[dict]) -> None:  # after every finished run: a call cut short keeps its runs
         result = {
-            "device": device, "bf16": bf16, "time_budget": args.time_budget, "base": args.set,
+            "device": device, "bf16": bf16, "time_budget": args.time_budget, "base": args.set, "set": args.overrides,
             "date": time.strftime("%Y-%m-%d %H:%M %Z"), "seconds": time.perf_counter() - started,
             "complete": len(runs) == len(jobs), "runs": runs,
         }  # fmt: skip

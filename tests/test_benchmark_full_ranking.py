@@ -99,6 +99,25 @@ def test_the_cloze_first_variant_is_recipe_clozefirst(ablations):
     assert (recipe["next_item_share"], recipe["max_steps"], recipe["train_stride"]) == (0.75, 8000, 5)
 
 
+def test_set_overrides_win_over_the_variant(ablations, monkeypatch, tmp_path):
+    """`run --variants V --set K=X` trains V with K at X, even where V sets K itself: a sweep of one
+    setting around a variant is what --set is for."""
+    commands = []
+
+    def record_command(args, name, overrides, seed):  # train_once's arguments, no training
+        commands.append([*args.set, *overrides])
+        return {"variant": name, "seed": seed, "error": "not trained"}
+
+    monkeypatch.setattr(ablations, "train_once", record_command)
+    data = tmp_path / "beauty.txt"
+    data.write_text("1 1 2 3\n")
+    variant = "drop0.1+temp0.2+grouped+layers4+next0.75"
+    argv = ["run", "--variants", variant, "--seeds", "1", "--data-path", str(data), "--output", str(tmp_path / "o.json")]
+    assert ablations.main([*argv, "--set", "next_item_share=0.5", "max_steps=8000"]) == 1
+    config = load_config("beauty", None, parse_overrides(commands[0]))
+    assert (config["next_item_share"], config["max_steps"], config["n_layers"]) == (0.5, 8000, 4)
+
+
 def test_a_misspelt_override_is_refused(ablations):
     with pytest.raises(ConfigError, match="unknown configuration key 'hiden_size'"):
         load_config("beauty", None, parse_overrides([*ablations.BASE, "hiden_size=128"]))
