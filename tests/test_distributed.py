@@ -53,6 +53,21 @@ def one_sgd_step(output_dir: Path, batch_size: int) -> dict[str, torch.Tensor]:
     return {name: p.detach().clone().contiguous() for name, p in model.named_parameters()}
 
 
+def next_item_phase_steps(data_path: Path, output_dir: Path) -> list[bool]:
+    """For each of a phased run's 4 steps (``next_item_share`` 0.5), whether every row this
+    process reads is masked at its last item alone: the switch is a global step, so each
+    process must cross it at step 2 like one process does."""
+    from bert4rec_hf.training.pipeline import build_trainer, prepare_data
+
+    config = load_config("ml-100k-slice", config_dict={**SMALL, "data_path": str(data_path), "next_item_share": 0.5})
+    trainer = build_trainer(config, prepare_data(config), output_dir)
+    steps = []
+    for step, batch in zip(range(config["max_steps"]), trainer.get_train_dataloader()):
+        targets = batch["labels"] != -100  # rows are left-padded: the last column is the last item
+        steps.append(bool((targets.sum(dim=1).eq(1) & targets[:, -1]).all()))
+    return steps
+
+
 def _worker(output_dir: Path, data_path: Path) -> None:
     """One rank of the two-process run."""
     from bert4rec_hf.training.pipeline import build_trainer, evaluate_splits, prepare_data, save_run
@@ -70,6 +85,7 @@ def _worker(output_dir: Path, data_path: Path) -> None:
     save_run(trainer, config, data, results, output_dir / f"probe-rank{rank}", seconds)  # written by rank 0 only
     trainer.accelerator.wait_for_everyone()
     again = evaluate_saved_model(output_dir / "model")
+    phases = next_item_phase_steps(data_path, output_dir / "phased")
     if rank == 0:
         save_file(step, output_dir / "sgd_step.safetensors")
         report = {
@@ -78,6 +94,7 @@ def _worker(output_dir: Path, data_path: Path) -> None:
             "backend": torch.distributed.get_backend() if torch.distributed.is_initialized() else None,
             "results": results,
             "saved_model_results": again,
+            "next_item_phase_steps": phases,
         }
         (output_dir / "report.json").write_text(json.dumps(report, default=str))
 
@@ -105,6 +122,10 @@ def test_two_processes_match_one(tmp_path):
     assert not torch.equal(one["head.dense.weight"], initial["head.dense.weight"])  # the step moved them
     for name, value in one.items():
         torch.testing.assert_close(two[name], value, msg=name)
+
+    # a phased run switches to next-item rows at the same global step on every process
+    assert report["next_item_phase_steps"] == next_item_phase_steps(data_path, tmp_path / "phased-single")
+    assert report["next_item_phase_steps"] == [False, False, True, True]
 
     # every user evaluated once (an uneven tail is padded, then dropped)
     for split, prefix in (("valid", "valid_"), ("test", "test_")):
