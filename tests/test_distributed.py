@@ -8,6 +8,7 @@ they saw. The single-process references are computed in the test itself.
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import subprocess
@@ -62,7 +63,7 @@ def next_item_phase_steps(data_path: Path, output_dir: Path) -> list[bool]:
     config = load_config("ml-100k-slice", config_dict={**SMALL, "data_path": str(data_path), "next_item_share": 0.5})
     trainer = build_trainer(config, prepare_data(config), output_dir)
     steps = []
-    for step, batch in zip(range(config["max_steps"]), trainer.get_train_dataloader()):
+    for batch in itertools.islice(trainer.get_train_dataloader(), config["max_steps"]):
         targets = batch["labels"] != -100  # rows are left-padded: the last column is the last item
         steps.append(bool((targets.sum(dim=1).eq(1) & targets[:, -1]).all()))
     return steps
