@@ -20,7 +20,7 @@ from bert4rec_hf.configuration_bert4rec import IGNORE_INDEX
 from bert4rec_hf.data import build_sequences, leave_one_out, read_interactions, temporal_split
 from bert4rec_hf.training import Bert4RecTrainer
 from bert4rec_hf.training.config import ConfigError, load_config
-from bert4rec_hf.training.planning import measure_step_seconds
+from bert4rec_hf.training.planning import measure_step_seconds, phase_budget_warning
 from bert4rec_hf.training.trainer import NextItemPhaseSampler, SeededShuffle, SimilarLengthSampler
 
 from .helpers import ML100K, tiny_model
@@ -159,3 +159,16 @@ def test_the_plan_times_the_steps_of_both_phases(tmp_path):
     assert measure_step_seconds(trainer, steps=2) > 0
     kinds = [bool(flags.all()) for flags in seen]
     assert kinds == [False] * 3 + [True] * 3  # a warm-up step and two timed ones of each
+
+
+def test_the_plan_warns_when_the_time_budget_cuts_the_next_item_phase():
+    """The switch step is fixed from the planned steps, so a binding budget shortens the
+    next-item phase or skips it: the plan says which, with the steps that fit."""
+    # 8,000 steps switching at 2,000, 0.5 s a step, 100 s of evaluations
+    assert phase_budget_warning(8000, 0.75, None, 0.5, 100.0) is None
+    assert phase_budget_warning(8000, 0.75, 5000.0, 0.5, 100.0) is None  # 9,800 steps fit
+    assert phase_budget_warning(8000, 0.0, 100.0, 0.5, 0.0) is None  # no phases
+    cut = phase_budget_warning(8000, 0.75, 3100.0, 0.5, 100.0)
+    assert "fits about 6,000 of the 8,000 planned steps" in cut and "about 4,000 of its 6,000 steps" in cut
+    skipped = phase_budget_warning(8000, 0.75, 900.0, 0.5, 100.0)
+    assert "fits about 1,600" in skipped and "before the switch to next-item rows at step 2,000" in skipped

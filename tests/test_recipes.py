@@ -206,6 +206,16 @@ def test_bert4rec_train_recipe_clozefirst_trains_cloze_windows_then_one_row_per_
     assert report["splits"]["train"] == {"rows": 120, "users": 120}
     assert report["splits"]["next_item"]["rows"] == 120 * 11
     assert "the last 75% on next-item rows" in report["plan"]["summary"]
+    assert not any("time_budget" in warning for warning in report["warnings"])
+
+
+def test_a_time_budget_that_cuts_a_phased_run_is_reported_before_training(tmp_path, monkeypatch):
+    log = write_lines_log(tmp_path / "beauty.txt", users=120, length=12)
+    monkeypatch.chdir(tmp_path)
+    argv = ["train", str(log), "--dataset", "beauty", "--recipe", "clozefirst", "--set", "max_steps=400", "eval_steps=400"]
+    assert main([*argv, "time_budget=0.001", "torch_threads=1"]) == 0
+    report = yaml.safe_load((tmp_path / "outputs" / "beauty" / "data_report.json").read_text())
+    assert any("before the switch to next-item rows at step 100" in warning for warning in report["warnings"])
 
 
 def test_train_help_lists_the_shipped_recipes_from_the_configuration_folder(capsys):

@@ -627,7 +627,7 @@ def run_bert4rec(
     if main_process:
         data.report.plan = plan_training(trainer, config, seconds)
         data.report.plan["schedule"] = dict(schedule.values)
-        data.report.warnings.extend(schedule.warnings)
+        data.report.warnings.extend([*schedule.warnings, *data.report.plan.pop("warnings")])
         data.report.write(output_dir)
         print(data.report.to_text())
         for warning in data.report.warnings:

@@ -113,6 +113,7 @@ def plan_training(
         estimate = min(estimate, budget + 2 * evaluation_seconds)
     share = config.get("next_item_share", 0.0)
     phase = f", the last {share:.0%} on next-item rows," if share > 0 else ""
+    warning = phase_budget_warning(steps, share, budget, step_seconds, evaluations * evaluation_seconds)
     summary = (
         f"at most {steps:,} steps ({steps / per_epoch:.3g} epochs of {per_epoch:,} steps){phase} and {evaluations:,} "
         f"evaluations; about {_duration(estimate)} on this machine as loaded now ({step_seconds * 1000:.0f} ms "
@@ -129,7 +130,31 @@ def plan_training(
         "seconds_per_evaluation": evaluation_seconds,
         "estimated_seconds": estimate,
         "summary": summary,
+        "warnings": [warning] if warning else [],
     }
+
+
+def phase_budget_warning(
+    steps: int, share: float, budget: float | None, step_seconds: float, evaluating_seconds: float
+) -> str | None:
+    """Says when ``time_budget`` would end a phased run (``next_item_share``) before its
+    planned steps: the switch step is fixed from the steps when training starts, so the
+    budget cuts the next-item phase, or skips it, rather than moving the switch."""
+    if not 0 < share or budget is None or step_seconds <= 0:
+        return None
+    fit = int(max(budget - evaluating_seconds, 0.0) / step_seconds)
+    cloze_steps = round((1 - share) * steps)
+    if fit >= steps:
+        return None
+    reached = (
+        f"ends it before the switch to next-item rows at step {cloze_steps:,}: no next-item step runs"
+        if fit <= cloze_steps
+        else f"leaves the next-item phase about {fit - cloze_steps:,} of its {steps - cloze_steps:,} steps"
+    )
+    return (
+        f"time_budget {budget:.0f} s fits about {fit:,} of the {steps:,} planned steps at the measured speed, "
+        f"so it {reached}; give the phased run max_steps that fit the budget (or a larger budget)"
+    )
 
 
 def _duration(seconds: float) -> str:
@@ -139,4 +164,4 @@ def _duration(seconds: float) -> str:
     return f"{minutes} min" if minutes < 60 else f"{minutes // 60} h {minutes % 60:02d} min"
 
 
-__all__ = ["MEASURED_STEPS", "measure_evaluation_seconds", "measure_seconds", "measure_step_seconds", "plan_training", "planned_steps"]
+__all__ = ["MEASURED_STEPS", "measure_evaluation_seconds", "measure_seconds", "measure_step_seconds", "phase_budget_warning", "plan_training", "planned_steps"]
