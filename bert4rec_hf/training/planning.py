@@ -19,6 +19,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from .trainer import cloze_step_count
+
 # Timed training steps, after one untimed warm-up step.
 MEASURED_STEPS = 3
 
@@ -143,7 +145,7 @@ def phase_budget_warning(
     if not 0 < share or budget is None or step_seconds <= 0:
         return None
     fit = int(max(budget - evaluating_seconds, 0.0) / step_seconds)
-    cloze_steps = round((1 - share) * steps)
+    cloze_steps = cloze_step_count(steps, share)
     if fit >= steps:
         return None
     reached = (

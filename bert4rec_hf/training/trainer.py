@@ -31,6 +31,11 @@ STAGING = ".partial-checkpoint"  # a checkpoint being written, beside the comple
 NEXT_ITEM_SEED_OFFSET = 1 << 20  # the next-item rows' shuffles are seeded apart from the Cloze rows' (seed + epoch each)
 
 
+def cloze_step_count(steps: int, next_item_share: float) -> int:
+    """Steps on the Cloze rows before a phased run (``next_item_share``) switches to next-item rows."""
+    return round((1 - next_item_share) * steps)
+
+
 class Bert4RecTrainer(Trainer):
     """A ``Trainer`` whose evaluation reports ranking metrics (``eval_ndcg@10``, ...).
 
@@ -232,7 +237,7 @@ class Bert4RecTrainer(Trainer):
         cloze_rows = len(self.train_dataset)
         steps_per_epoch = max(1, math.ceil(cloze_rows / rows_per_step))
         steps = self.args.max_steps if self.args.max_steps > 0 else math.ceil(self.args.num_train_epochs * steps_per_epoch)
-        cloze_steps = round((1 - self.next_item_share) * steps)
+        cloze_steps = cloze_step_count(steps, self.next_item_share)
         seed, grouped = self._data_seed(), self.args.train_sampling_strategy == "group_by_length"
 
         def phase(dataset: datasets.Dataset, seed: int) -> torch.utils.data.Sampler[int]:
