@@ -174,6 +174,14 @@ VARIANTS: dict[str, list[str]] = {
     "drop0.1+temp0.2+stride1+last1+grouped+layers4": [*DROPOUT_01, *TEMPERATURE_02, *NEXT_ITEM_ROWS, *GROUPED, "n_layers=4"],
     # recipe clozefirst: nextitem's model on the paper's Cloze windows for 2,000 of 8,000 steps, then its next-item rows
     "drop0.1+temp0.2+grouped+layers4+next0.75": [*DROPOUT_01, *TEMPERATURE_02, *GROUPED, "n_layers=4", *NEXT_ITEM_PHASE],
+    # its switch at 3,000 of 8,000 steps: level with 2,000 at seed 1 trained through (CPU, eighth session)
+    "drop0.1+temp0.2+grouped+layers4+next0.625": [*DROPOUT_01, *TEMPERATURE_02, *GROUPED, "n_layers=4", "next_item_share=0.625"],
+    # at hidden 128 with more dropout: at 0.1 the wider model memorised the training items trained through (CPU,
+    # ninth session: trained-item validation 0.559 against 0.291, test 0.0301 against 0.0327)
+    "drop0.2+temp0.2+grouped+layers4+next0.75+h128": [*DROPOUT_02, *TEMPERATURE_02, *GROUPED, "n_layers=4", *NEXT_ITEM_PHASE, *HIDDEN_128],
+    "drop0.3+temp0.2+grouped+layers4+next0.75+h128": [
+        "hidden_dropout_prob=0.3", "attn_dropout_prob=0.3", *TEMPERATURE_02, *GROUPED, "n_layers=4", *NEXT_ITEM_PHASE, *HIDDEN_128
+    ],  # fmt: skip
     "ownlog": OWN_LOG_MASKING,  # at base's batch and learning rates
 }
 BASE = [
