@@ -1,6 +1,6 @@
 #!/bin/bash
 # Issue 24's one GPU call (full_ranking_ablations.py): runs side by side on the one GPU under
-# CUDA MPS (one CPU core each), 370 s of training each:
+# CUDA MPS (one CPU core each), at most BUDGET s of training each (400 by default):
 #  - VARS at seed 1, trained through by default (VARS_SET; held out, item n-1 kept out of training, with
 #    VARS_SET=""): whether quality still
 #    rises at the end of the budget, i.e. what a longer budget is worth;
@@ -40,7 +40,7 @@
 # room on an H100's 80 GB. VARS_SET='' makes VARS held out again.
 # 16 is the most that fits: they held 142.7 GB of the H200's 143.8 (about 8.8 GB a run).
 # Timing: the 16-run call took 37 s to start and 132 s beyond the budget per run (data, evaluations,
-# the three test rankings), so 370 + 132 ends inside LIMIT 545 and the command inside 600 s.
+# the three test rankings), so 400 + 132 ends inside LIMIT 560 and the command inside 600 s.
 # JSON, logs (logs.tgz, no weights) and the GPU's use (smi.csv) to $OUT.
 #
 # The device machine lacks `datasets` and ../shared; prepare once, in the repo root here:
