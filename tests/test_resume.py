@@ -34,12 +34,16 @@ from transformers import Trainer
 from bert4rec_hf.training import pipeline
 from bert4rec_hf.cli import main
 where, _, step = os.environ["KILL_AT"].partition(":")
+step, _, nth = step.partition(":")  # step:N:K: when the K-th Trainer reaches step N (a branch of next_item_branches)
 die = lambda *args, **kwargs: os.kill(os.getpid(), signal.SIGKILL)
 if where == "step":  # right after an optimizer step, mid-epoch, between checkpoints
     original_step_end = Trainer._maybe_log_save_evaluate
+    trainers = set()
     def step_end(self, *args, **kwargs):
         if self.state.global_step == int(step):
-            die()
+            trainers.add(id(self))
+            if len(trainers) == int(nth or 1):
+                die()
         return original_step_end(self, *args, **kwargs)
     Trainer._maybe_log_save_evaluate = step_end
 elif where == "checkpoint":  # weights and optimizer written, RNG and trainer state not yet
@@ -125,6 +129,17 @@ def test_a_run_killed_after_its_switch_to_next_item_rows_resumes_to_the_uninterr
     data = json.loads((reference / "metrics.json").read_text())["data"]
     assert data["next-item rows"] > data["training windows"]  # one per training item against windows every 5
     assert_resumes_to(reference, phased, tmp_path, "step:22")
+
+
+@pytest.mark.parametrize("kill_at", ["step:22:2", "step:27:3"])
+def test_a_run_of_next_item_branches_killed_in_a_branch_resumes_to_the_uninterrupted_one(run_args, tmp_path, kill_at):
+    """``next_item_branches: 3``: killed in branch 2 (or 3), the resumed run restores branch 1's
+    end, resumes the branch from its own newest checkpoint and averages the same weights."""
+    branched = [*run_args, "next_item_share=0.5", "next_item_branches=3"]
+    reference = tmp_path / "uninterrupted"
+    finished = train(branched, reference)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert_resumes_to(reference, branched, tmp_path, kill_at)
 
 
 def assert_resumes_to(reference: Path, run_args: list[str], tmp_path: Path, kill_at: str) -> None:

@@ -188,6 +188,8 @@ def _check(key: str, value: Any, types: Mapping[str, tuple[type, ...]], source: 
         raise ConfigError(f"{source}: 'item_features' must be a non-empty list of column names (name or name:kind), got {value!r}")
     if key == "next_item_share" and not 0.0 <= value <= 1.0:
         raise ConfigError(f"{source}: 'next_item_share' must be a share of the steps in [0, 1], got {value!r}")
+    if key == "next_item_branches" and value < 1:
+        raise ConfigError(f"{source}: 'next_item_branches' must be a positive number of branches, got {value!r}")
     if key == "cold_item_share" and not 0.0 <= value < 1.0:
         raise ConfigError(f"{source}: 'cold_item_share' must be in [0, 1), got {value!r}")
     if key == "topk" and (not value or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in value)):

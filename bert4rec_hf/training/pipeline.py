@@ -52,6 +52,7 @@ from ..model_folder import history_excluded_by_default, local_folder, metrics_ta
 from ..modeling_bert4rec import Bert4RecForMaskedItemPrediction
 from ..tokenization_bert4rec import ItemTokenizer
 from .auto_schedule import AutoSchedule
+from .branches import SwitchCheckpoint, check_branches, remove_branches, train_branches
 from .config import ConfigError, RunConfig, load_config, package_defaults, parse_yaml, read_yaml
 from .planning import measure_seconds, plan_training
 from .reporting import plot_training_history, validation_curve, write_atomically, write_json, write_yaml, yaml_text
@@ -582,6 +583,7 @@ def remove_checkpoints(folder: str | os.PathLike) -> None:
             discarded = folder / f".discarded-{checkpoint.name}"  # renamed first: never half-deleted under its name
             os.replace(checkpoint, discarded)
             shutil.rmtree(discarded, ignore_errors=True)
+    remove_branches(folder)
     for leftover in (folder / RESUME_CONFIG, folder / STAGING):
         if leftover.is_dir():
             shutil.rmtree(leftover, ignore_errors=True)
@@ -616,6 +618,7 @@ def run_bert4rec(
     check_valid_metric(config)
     masking_arguments(config)  # refused before the data is read, not when the Trainer is built
     check_data_path(config)
+    check_branches(config)
     if resume:
         resume_schedule(output_dir, schedule, config)
     checkpoint = check_resumable(output_dir, config) if resume else None
@@ -623,6 +626,8 @@ def run_bert4rec(
         check_output_dir(output_dir, overwrite)
     data = prepare_data(config)
     trainer, seconds = build_scheduled_trainer(config, data, output_dir, schedule)
+    if config["next_item_branches"] > 1:
+        trainer.add_callback(SwitchCheckpoint(trainer.switch_step()))
     main_process = trainer.is_world_process_zero()
     if main_process:
         data.report.plan = plan_training(trainer, config, seconds)
@@ -640,6 +645,8 @@ def run_bert4rec(
             write_atomically(output_dir / CHECKPOINTS / RESUME_CONFIG, yaml_text(config))
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
+    if config["next_item_branches"] > 1:
+        train_branches(trainer, config, lambda branch_config, folder: build_trainer(branch_config, data, folder))
     seconds = time.perf_counter() - start
     results = evaluate_splits(trainer, data.processed)
     popularity = None

@@ -109,12 +109,16 @@ def plan_training(
     steps, per_epoch = planned_steps(config, len(trainer.train_dataset), trainer.args.world_size)
     evaluations = steps // config["eval_steps"] if config.get("eval_steps") else math.ceil(steps / per_epoch)
     step_seconds, evaluation_seconds = seconds if seconds is not None else measure_seconds(trainer)
-    estimate = steps * step_seconds + (evaluations + 2) * evaluation_seconds
+    share, branches = config.get("next_item_share", 0.0), config.get("next_item_branches", 1)
+    # next_item_branches: the next-item phase's steps (and evaluations) again in each further branch
+    repeated = 1 + (branches - 1) * (steps - cloze_step_count(steps, share)) / steps if share > 0 else 1
+    estimate = repeated * (steps * step_seconds + evaluations * evaluation_seconds) + 2 * evaluation_seconds
     budget = config.get("time_budget")
     if budget is not None:
         estimate = min(estimate, budget + 2 * evaluation_seconds)
-    share = config.get("next_item_share", 0.0)
     phase = f", the last {share:.0%} on next-item rows," if share > 0 else ""
+    if share > 0 and branches > 1:
+        phase = f", the last {share:.0%} on next-item rows in each of {branches} branches, averaged,"
     warning = phase_budget_warning(steps, share, budget, step_seconds, evaluations * evaluation_seconds)
     summary = (
         f"at most {steps:,} steps ({steps / per_epoch:.3g} epochs of {per_epoch:,} steps){phase} and {evaluations:,} "

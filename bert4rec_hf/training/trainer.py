@@ -234,10 +234,6 @@ class Bert4RecTrainer(Trainer):
         row at which the last ``next_item_share`` of the run's steps begins: the steps are
         ``max_steps``, or ``num_train_epochs`` passes' worth over the Cloze rows."""
         rows_per_step = self._rows_per_step() * self.args.world_size
-        cloze_rows = len(self.train_dataset)
-        steps_per_epoch = max(1, math.ceil(cloze_rows / rows_per_step))
-        steps = self.args.max_steps if self.args.max_steps > 0 else math.ceil(self.args.num_train_epochs * steps_per_epoch)
-        cloze_steps = cloze_step_count(steps, self.next_item_share)
         seed, grouped = self._data_seed(), self.args.train_sampling_strategy == "group_by_length"
 
         def phase(dataset: datasets.Dataset, seed: int) -> torch.utils.data.Sampler[int]:
@@ -247,8 +243,20 @@ class Bert4RecTrainer(Trainer):
 
         return NextItemPhaseSampler(
             phase(self.train_dataset, seed), phase(self.next_item_dataset, seed + NEXT_ITEM_SEED_OFFSET),
-            switch=cloze_steps * rows_per_step, epoch_rows=steps_per_epoch * rows_per_step,
+            switch=self.switch_step() * rows_per_step, epoch_rows=self._steps_per_epoch() * rows_per_step,
         )  # fmt: skip
+
+    def _steps_per_epoch(self) -> int:
+        """Optimizer steps in one pass over the Cloze rows (``train_dataset``)."""
+        return max(1, math.ceil(len(self.train_dataset) / (self._rows_per_step() * self.args.world_size)))
+
+    def switch_step(self) -> int:
+        """The step after which a phased run (``next_item_share``) trains on next-item rows: its
+        steps are ``max_steps``, or ``num_train_epochs`` passes' worth over the Cloze rows."""
+        steps = self.args.max_steps
+        if steps <= 0:
+            steps = math.ceil(self.args.num_train_epochs * self._steps_per_epoch())
+        return cloze_step_count(steps, self.next_item_share)
 
     def _get_eval_sampler(self, eval_dataset: Any) -> torch.utils.data.Sampler | None:
         """Rows in the dataset's order, whatever the training sampler: ``predict()``'s
