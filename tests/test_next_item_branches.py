@@ -8,7 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from bert4rec_hf import run_bert4rec
+from bert4rec_hf import run_bert4rec, tune_bert4rec
 from bert4rec_hf.training import branches
 from bert4rec_hf.training.config import ConfigError, load_config
 from bert4rec_hf.training.pipeline import CHECKPOINTS, build_trainer, prepare_data
@@ -28,7 +28,7 @@ def log(tmp_path_factory):
     return write_ml100k_slice(tmp_path_factory.mktemp("log") / "slice.csv", 60)
 
 
-def test_branches_need_a_next_item_phase_and_steps_not_a_time_budget(log):
+def test_branches_need_a_next_item_phase_and_steps_not_a_time_budget_nor_a_search(log, tmp_path):
     assert load_config()["next_item_branches"] == 1
     with pytest.raises(ConfigError, match="'next_item_branches' must be a positive number of branches, got 0"):
         load_config(config_dict={"next_item_branches": 0})
@@ -37,6 +37,10 @@ def test_branches_need_a_next_item_phase_and_steps_not_a_time_budget(log):
     without_phase = {**SETTINGS, "next_item_share": 0.0, "next_item_branches": 3, "data_path": str(log)}
     with pytest.raises(ConfigError, match="next_item_branches: 3 .* needs next_item_share between 0 and 1"):
         run_bert4rec(config_dict=without_phase)
+    hyper = tmp_path / "hyper.test"
+    hyper.write_text("learning_rate choice [0.01,0.001]\n")
+    with pytest.raises(ConfigError, match="tuning trains each trial once, without next_item_branches"):
+        tune_bert4rec(hyper, config_dict={**SETTINGS, "next_item_branches": 2, "data_path": str(log)}, output_dir=tmp_path)
     budgeted = {**SETTINGS, "next_item_branches": 2, "time_budget": 60, "data_path": str(log)}
     with pytest.raises(ConfigError, match=r"give the steps \(max_steps\), not time_budget \(60\)"):
         run_bert4rec(config_dict=budgeted)

@@ -131,7 +131,11 @@ def train_branches(
     for branch in range(2, config["next_item_branches"] + 1):
         folder = checkpoints / f"{BRANCH}{branch}"
         branch_trainer = build_trainer({**config, "seed": config["seed"] + branch - 1}, folder)
-        branch_trainer.train(resume_from_checkpoint=start_branch(switch, Path(branch_trainer.args.output_dir)))
+        branch_checkpoints = Path(branch_trainer.args.output_dir)
+        if branch_trainer.is_world_process_zero():
+            start_branch(switch, branch_checkpoints)
+        branch_trainer.accelerator.wait_for_everyone()
+        branch_trainer.train(resume_from_checkpoint=last_checkpoint(branch_checkpoints))
         models.append(branch_trainer.model)
     trainer.model.load_state_dict(mean_weights(models))
 

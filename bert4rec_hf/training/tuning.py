@@ -49,7 +49,7 @@ import torch
 from transformers import EarlyStoppingCallback, set_seed
 
 from .auto_schedule import AutoSchedule
-from .config import RunConfig, load_config
+from .config import ConfigError, RunConfig, load_config
 from .hyper_space import HyperSpace, read_hyper_space
 from .pipeline import (
     CHECKPOINTS,
@@ -439,6 +439,11 @@ def tune_bert4rec(
     A folder holding an earlier search is refused unless ``overwrite``."""
     space = params_file if isinstance(params_file, HyperSpace) else read_hyper_space(params_file)
     base = load_config(dataset, config_file_list, config_dict)
+    if base["next_item_branches"] != 1 or "next_item_branches" in space.names:
+        raise ConfigError(
+            "tuning trains each trial once, without next_item_branches; search with next_item_branches: 1, "
+            "then train the best parameters with branches"
+        )
     output_dir = Path(output_dir or Path("outputs") / f"{base['dataset']}-tuning")
     check_output_dir(output_dir, overwrite, SEARCH_FILES)
     trainer = Bert4RecTuningTrainer(space, dataset, config_file_list, config_dict, output_dir=output_dir)
