@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib
 import os
+import sys
 from importlib import resources
 from pathlib import Path
+from types import ModuleType
 
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -18,6 +21,8 @@ SHARED_DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 # The MovieLens-100K log the package ships (byte-identical to ../shared/data/ml-100k/ml-100k.inter, gzipped):
 # tests that need ml-100k read it, so they run in a user's clone too.
 ML100K = Path(str(resources.files("bert4rec_hf.data").joinpath("datasets", "ml-100k.inter.gz")))
+# The repository's benchmark scripts: not a package, imported by file name.
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 # Set by .ci/run: there a missing shared data file fails the test instead of skipping it.
 REQUIRE_SHARED_DATA = "BERT4REC_REQUIRE_SHARED_DATA"
 
@@ -93,3 +98,12 @@ class MaskedRows(torch.utils.data.Dataset):
     def __getitem__(self, index):
         inputs, mask, labels = (t[index] for t in self.tensors)
         return {"input_ids": inputs, "attention_mask": mask, "labels": labels}
+
+
+def benchmark_script(name: str) -> ModuleType:
+    """A script of ``benchmarks/`` imported as a module (it may import its siblings by name)."""
+    sys.path.insert(0, str(BENCHMARKS))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(str(BENCHMARKS))

@@ -5,7 +5,6 @@
 import json
 import shutil
 import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,20 +12,12 @@ from safetensors.torch import load_file, save_file
 
 from bert4rec_hf import run_bert4rec
 
-from .helpers import write_ml100k_slice
-
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from .helpers import benchmark_script, write_ml100k_slice
 
 
 @pytest.fixture(scope="module")
 def scripts():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import checkpoint_averaging
-        import score_ensemble
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return checkpoint_averaging, score_ensemble
+    return benchmark_script("checkpoint_averaging"), benchmark_script("score_ensemble")
 
 
 @pytest.fixture(scope="module")

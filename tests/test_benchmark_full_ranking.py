@@ -4,26 +4,20 @@ accepts, and the device script's default variants must exist, so a typo fails he
 after the machine has started."""
 
 import re
-import sys
-from pathlib import Path
 
 import pytest
 
 from bert4rec_hf.training.config import ConfigError, load_config, parse_overrides
 from bert4rec_hf.training.pipeline import build_model, masking_arguments
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from .helpers import BENCHMARKS, benchmark_script
+
 DEVICE_CALL = BENCHMARKS / "full_ranking_device_call.sh"
 
 
 @pytest.fixture(scope="module")
 def ablations():
-    sys.path.insert(0, str(BENCHMARKS))  # the script imports its sibling benchmarks by name
-    try:
-        import full_ranking_ablations
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return full_ranking_ablations
+    return benchmark_script("full_ranking_ablations")  # it imports its sibling benchmarks by name
 
 
 def variant_config(ablations, name: str) -> dict:

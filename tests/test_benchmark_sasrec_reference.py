@@ -2,24 +2,18 @@
 must come from a model that is causal, reads the items the split gives it, and ranks the test
 item the package's way."""
 
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+from .helpers import benchmark_script
 
 
 @pytest.fixture(scope="module")
 def sasrec():
-    sys.path.insert(0, str(BENCHMARKS))
-    try:
-        import sasrec_reference
-    finally:
-        sys.path.remove(str(BENCHMARKS))
-    return sasrec_reference
+    return benchmark_script("sasrec_reference")
 
 
 def write_log(path: Path, users: int, length: int, items: int, seed: int = 0) -> Path:
