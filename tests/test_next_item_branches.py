@@ -90,3 +90,17 @@ def test_the_plan_counts_every_branch_next_item_steps(log):
     assert single["estimated_seconds"] == 12 * 1.0 + 3 * 10.0 + 2 * 10.0
     assert soup["estimated_seconds"] == 2 * (12 * 1.0 + 3 * 10.0) + 2 * 10.0
     assert "the last 50% on next-item rows in each of 3 branches, averaged" in soup["summary"]
+
+
+def test_a_run_that_stopped_before_its_switch_keeps_its_own_model(log, tmp_path, caplog):
+    """Early stopping can end branch 1 in its Cloze phase: there is no switch checkpoint to
+    branch from, so the run says so and keeps its model rather than failing after training."""
+    config = load_config(config_dict={**SETTINGS, "data_path": str(log), "next_item_branches": 3})
+    trainer = build_trainer(config, prepare_data(config), tmp_path)
+    trainer.state.global_step = 4  # stopped before the switch at step 6
+    before = {name: tensor.clone() for name, tensor in trainer.model.state_dict().items()}
+    built = []
+    with caplog.at_level("WARNING"):
+        branches.train_branches(trainer, config, lambda *args: built.append(args))
+    assert not built and "before the switch to next-item rows at step 6" in caplog.text
+    assert all(torch.equal(before[name], tensor) for name, tensor in trainer.model.state_dict().items())

@@ -1,13 +1,14 @@
 """Next-item branches averaged into one model (``next_item_branches``).
 
 A phased run (``next_item_share``) pre-trains on the Cloze task, then fine-tunes on
-next-item rows. Seeds of that fine-tuning disagree a lot where it matters: on Beauty the
-mean of three seeds' scores ranks the test item far better than any one of them. With
-``next_item_branches: N`` the fine-tuning runs N times from the Cloze phase's last
-checkpoint, each branch on its own data order and dropout draws (seeds ``seed``,
-``seed + 1``, ...), and the model kept is the mean of the N branches' weights: a model
-soup (Wortsman et al., ICML 2022). Branches that start from one pre-trained point stay
-in one basin, so their mean is one BERT4Rec, scored as fast as one.
+next-item rows. Runs of one recipe disagree: on Beauty the mean of three seeds' scores
+ranks the test item far better than any one of them. With ``next_item_branches: N`` the
+fine-tuning runs N times from the Cloze phase's last checkpoint, each branch on its own
+data order and dropout draws (seeds ``seed``, ``seed + 1``, ...), and the model kept is
+the mean of the N branches' weights: a model soup (Wortsman et al., ICML 2022). Branches
+that start from one pre-trained point stay in one basin, so their mean is one BERT4Rec,
+scored as fast as one; it keeps most of what their scores' mean gains, which is less
+than independent seeds' (their disagreement is mostly made in the Cloze phase).
 
 Branch 1 is the run itself. At its switch to next-item rows a copy of that checkpoint is
 kept apart from rotation (``checkpoints/switch``); branches 2..N each resume a copy of it
@@ -27,6 +28,7 @@ from torch import nn
 from transformers import TrainerCallback, TrainerState
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+from transformers.utils import logging
 
 from .config import ConfigError
 from .trainer import Bert4RecTrainer, last_checkpoint
@@ -34,6 +36,8 @@ from .trainer import Bert4RecTrainer, last_checkpoint
 SWITCH = "switch"  # the copy of the checkpoint at the switch, beside the run's checkpoints
 BRANCH = "branch-"  # branch k's folder: ``branch-<k>``, its checkpoints inside
 RNG_STATES = "rng_state*.pth"  # left out of a branch's copy: its dropout draws follow its own seed
+
+logger = logging.get_logger(__name__)
 
 
 def check_branches(config: Mapping[str, Any]) -> None:
@@ -127,6 +131,12 @@ def train_branches(
     ``folder/checkpoints``."""
     checkpoints = Path(trainer.args.output_dir)
     switch = checkpoints / SWITCH
+    if not switch.is_dir() and trainer.state.global_step < trainer.switch_step():
+        logger.warning(
+            f"training ended at step {trainer.state.global_step}, before the switch to next-item rows at step "
+            f"{trainer.switch_step()} (early stopping): no next-item phase to branch; the model is the run's own"
+        )
+        return
     models = [trainer.model]
     for branch in range(2, config["next_item_branches"] + 1):
         folder = checkpoints / f"{BRANCH}{branch}"
