@@ -7,6 +7,7 @@ import re
 
 import pytest
 
+from bert4rec_hf.training.branches import check_branches
 from bert4rec_hf.training.config import ConfigError, load_config, parse_overrides
 from bert4rec_hf.training.pipeline import build_model, masking_arguments
 
@@ -21,13 +22,15 @@ def ablations():
 
 
 def variant_config(ablations, name: str) -> dict:
-    return load_config("beauty", None, parse_overrides([*ablations.BASE, *ablations.VARIANTS[name]]))
+    # the script's own base: BASE and the --time-budget default before the variant
+    return load_config("beauty", None, parse_overrides([*ablations.BASE, "time_budget=420", *ablations.VARIANTS[name]]))
 
 
 def test_every_variant_is_a_configuration_the_package_builds(ablations):
     for name in ablations.VARIANTS:
         config = variant_config(ablations, name)
         masking_arguments(config)
+        check_branches(config)
         model = build_model(config, vocab_size=12)
         assert model.config.hidden_size == config["hidden_size"], name
 
