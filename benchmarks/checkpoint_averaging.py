@@ -24,10 +24,10 @@ import shutil
 import tempfile
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 from bert4rec_hf.quick_start import evaluate_saved_model
+from bert4rec_hf.training.branches import mean_weights
 
 WEIGHTS = "model.safetensors"
 # what a checkpoint folder holds for resuming only: not copied into the averaged model folder
@@ -61,9 +61,7 @@ def averaged_model_folder(run_dir: Path, folders: list[Path], into: Path) -> Pat
     data and settings those of ``run_dir``."""
     shutil.copytree(folders[-1], into, ignore=shutil.ignore_patterns(*RESUME_ONLY))
     shutil.copy(run_dir / "checkpoints" / "run_config.yaml", into / "run_config.yaml")
-    states = [load_file(folder / WEIGHTS) for folder in folders]
-    mean = {name: torch.stack([state[name].float() for state in states]).mean(0).to(states[-1][name].dtype)
-            for name in states[-1]}  # fmt: skip
+    mean = mean_weights([load_file(folder / WEIGHTS) for folder in folders])
     save_file(mean, into / WEIGHTS, metadata={"format": "pt"})
     return into
 

@@ -54,9 +54,9 @@ def test_the_saved_model_is_the_mean_of_branches_that_share_the_cloze_phase(log,
     seen = {}
     mean_weights = branches.mean_weights
 
-    def recording_mean(models):
-        seen["branches"] = [{name: tensor.clone() for name, tensor in model.state_dict().items()} for model in models]
-        seen["mean"] = mean_weights(models)
+    def recording_mean(states):
+        seen["branches"] = [{name: tensor.clone() for name, tensor in state.items()} for state in states]
+        seen["mean"] = mean_weights(states)
         return seen["mean"]
 
     start_branch = branches.start_branch

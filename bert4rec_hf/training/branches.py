@@ -24,7 +24,6 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import nn
 from transformers import TrainerCallback, TrainerState
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
@@ -111,9 +110,8 @@ def start_branch(switch: Path, checkpoints: Path) -> str:
     return str(start)
 
 
-def mean_weights(models: Sequence[nn.Module]) -> dict[str, torch.Tensor]:
-    """The element-wise mean of the models' state dicts (in float32, returned in each tensor's dtype)."""
-    states = [model.state_dict() for model in models]
+def mean_weights(states: Sequence[Mapping[str, torch.Tensor]]) -> dict[str, torch.Tensor]:
+    """The element-wise mean of state dicts (in float32, returned in each tensor's dtype)."""
     return {
         name: torch.stack([state[name].float() for state in states]).mean(0).to(tensor.dtype)
         for name, tensor in states[0].items()
@@ -147,7 +145,7 @@ def train_branches(
         branch_trainer.accelerator.wait_for_everyone()
         branch_trainer.train(resume_from_checkpoint=last_checkpoint(branch_checkpoints))
         models.append(branch_trainer.model)
-    trainer.model.load_state_dict(mean_weights(models))
+    trainer.model.load_state_dict(mean_weights([model.state_dict() for model in models]))
 
 
 def remove_branches(checkpoints: Path) -> None:
