@@ -58,6 +58,11 @@ class Bert4RecConfig(PreTrainedConfig):
             evenly over all real items while training (0: the paper's loss). It keeps the softmax
             from pushing the target's score up without bound, a regulariser studied for full-ranking
             quality on large catalogs; evaluation losses stay the plain cross-entropy.
+        distillation_weight: with ``loss_type="CE"`` and teachers' soft targets given to the loss (a
+            run's ``distill_from`` or ``distill_teachers``), the share of each target's probability mass
+            taken from the teachers' softmax instead of the target alone (knowledge distillation,
+            Hinton et al., 2015). Independently trained models rank a catalog far better together than
+            alone; their soft targets carry that into one model. 0: no teachers, the paper's loss.
         softmax_temperature: the Cloze loss reads every score divided by it (1: the paper's loss).
             Rankings, recommendations and exported scores do not change; training does: a freshly
             initialised model scores every item near 0 (embeddings of std ``initializer_range``), so
@@ -133,6 +138,7 @@ class Bert4RecConfig(PreTrainedConfig):
     loss_type: str = "CE"
     num_negatives: int = 1
     label_smoothing: float = 0.0
+    distillation_weight: float = 0.0
     softmax_temperature: float = 1.0
     contrastive_weight: float = 0.0
     contrastive_temperature: float = 0.3
@@ -221,6 +227,13 @@ class Bert4RecConfig(PreTrainedConfig):
         if smoothing and self.loss_type != "CE":
             raise ValueError(
                 f"Bert4RecConfig.label_smoothing ({smoothing}) applies to loss_type 'CE' only, got loss_type {self.loss_type!r}"
+            )
+        weight = self.distillation_weight
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or not 0.0 <= weight <= 1.0:
+            raise ValueError(f"Bert4RecConfig.distillation_weight must be in [0, 1], got {weight!r}")
+        if weight and self.loss_type != "CE":
+            raise ValueError(
+                f"Bert4RecConfig.distillation_weight ({weight}) applies to loss_type 'CE' only, got loss_type {self.loss_type!r}"
             )
         for name in ("softmax_temperature", "contrastive_temperature"):
             temperature = getattr(self, name)

@@ -4,7 +4,9 @@
 catalog with ``config.item_chunk_size``: same loss and gradients, no ``M x
 catalog`` logits; with ``config.label_smoothing`` ε, training adds ``ε * (target score -
 mean score)``, which is the label-smoothed cross-entropy exactly, with no second pass over
-the catalog); ``BPR`` is pairwise, against sampled negatives or every
+the catalog; with teachers' soft targets and ``config.distillation_weight`` α, ``α * (target
+score - the teachers' expected score)``: the cross-entropy against the mix of the target and
+the teachers' softmax, exactly); ``BPR`` is pairwise, against sampled negatives or every
 other item; ``SSM`` is a sampled softmax with logQ correction for catalogs
 where even the chunked softmax is too slow. Imported by ``modeling_bert4rec``
 (relatively, so remote code carries it).
@@ -37,11 +39,14 @@ def cloze_loss(
     negative_ids: torch.Tensor | None = None,
     sampling_weights: torch.Tensor | None = None,
     chunk_size: int | None = None,
+    teacher_probabilities: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """Per-target loss of ``config.loss_type`` and the ``(M, vocab_size)`` logits
     when the loss built them anyway (unchunked CE, full BPR), else ``None``.
     ``SSM`` reports the exact CE (the quantity it estimates) outside training.
     ``chunk_size``: items per chunk of the CE loss (default ``config.item_chunk_size``; 0: none).
+    ``teacher_probabilities``: ``(M, num_items)`` soft targets over the real items, mixed into
+    the CE targets with ``config.distillation_weight`` while training.
     Every loss reads the scores divided by ``config.softmax_temperature``; the returned
     logits are the model's own scores, undivided."""
     chunk_size = config.item_chunk_size if chunk_size is None else chunk_size
@@ -63,6 +68,14 @@ def cloze_loss(
         loss = F.cross_entropy(scores.float(), targets, reduction="none")
     if training and config.label_smoothing:
         loss = loss + config.label_smoothing * (scaled.targets(targets).float() - scaled.mean().float())
+    if training and teacher_probabilities is not None:
+        if not config.distillation_weight or loss_type != "CE":
+            raise ValueError(
+                "teachers' soft targets need loss_type 'CE' and a distillation_weight above 0, got "
+                f"loss_type {config.loss_type!r}, distillation_weight {config.distillation_weight!r}"
+            )
+        expected = scaled.expected(teacher_probabilities).float()
+        loss = loss + config.distillation_weight * (scaled.targets(targets).float() - expected)
     return loss, logits
 
 

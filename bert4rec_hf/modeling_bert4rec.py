@@ -252,17 +252,19 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
     def first_item_id(self) -> int:
         return self.config.num_special_tokens
 
-    def item_scorer(self, hidden_states: torch.Tensor, input_ids: torch.Tensor | None = None) -> ItemScorer:
+    def item_scorer(
+        self, hidden_states: torch.Tensor, input_ids: torch.Tensor | None = None, exact: bool | None = None
+    ) -> ItemScorer:
         """The scores of every item for ``(n, hidden)`` encoder states: the one
         place an item's score is computed (see :class:`ItemScorer`).
 
         ``input_ids``: the ``(n, length)`` model input each state was computed
         from. A model with ``config.seen_item_bias`` adds its learned offset to
         the items found there (padding and [MASK] ignored); without
-        ``input_ids`` the scores leave it out."""
+        ``input_ids`` the scores leave it out. ``exact``: see :class:`ItemScorer`."""
         offset = self.head.seen_item_bias
         seen = distinct_items(input_ids) if input_ids is not None and offset is not None else None
-        return ItemScorer(self.head.transform(hidden_states), self.output_item_matrix(), self.head.decoder.bias, seen, offset)
+        return ItemScorer(self.head.transform(hidden_states), self.output_item_matrix(), self.head.decoder.bias, seen, offset, exact)
 
     def output_item_matrix(self) -> torch.Tensor:
         """``(vocab_size, hidden)``: the item embeddings every score is computed against, the
@@ -311,8 +313,12 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         negative_ids: torch.Tensor | None = None,
         num_items_in_batch: torch.Tensor | int | None = None,
         num_views: int = 1,
+        teacher_probabilities: torch.Tensor | None = None,
         **kwargs,
     ) -> MaskedItemPredictionOutput:
+        """``teacher_probabilities``: ``(M, num_items)`` soft targets of the ``M`` labelled
+        positions in row-major order (``training.distillation.TeacherEnsemble``), read by the
+        training loss with ``config.distillation_weight``."""
         outputs = self.bert4rec(input_ids, attention_mask=attention_mask, **kwargs)
         hidden = outputs.last_hidden_state
         predicted = labels.ne(IGNORE_INDEX) if labels is not None else input_ids.eq(self.config.mask_token_id)
@@ -325,7 +331,8 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         else:
             negatives = negative_ids[predicted] if negative_ids is not None else None
             loss, logits = self.masked_item_loss(
-                selected, labels[predicted], negatives, num_items_in_batch, input_ids=row_inputs
+                selected, labels[predicted], negatives, num_items_in_batch, input_ids=row_inputs,
+                teacher_probabilities=teacher_probabilities,
             )
             if self.training and self.config.contrastive_weight:
                 loss = loss + self.view_contrastive_term(hidden, input_ids, attention_mask, num_views, predicted, num_items_in_batch)
@@ -366,11 +373,12 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         num_items_in_batch: torch.Tensor | int | None = None,
         return_logits: bool | None = None,
         input_ids: torch.Tensor | None = None,
+        teacher_probabilities: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Loss of the ``(M, hidden)`` encoder states at the predicted positions
         against their ``(M,)`` target items; returns ``(loss, logits)``.
         ``input_ids``: the ``(M, length)`` model input of each position's row
-        (see :meth:`item_scorer`).
+        (see :meth:`item_scorer`). ``teacher_probabilities``: see :meth:`forward`.
 
         ``logits`` (``(M, vocab_size)``) are returned in evaluation mode, and in
         training only when the loss builds them anyway (unchunked CE, full BPR);
@@ -381,7 +389,8 @@ class Bert4RecForMaskedItemPrediction(Bert4RecPreTrainedModel):
         if not chunk_size and self.training and self.cpu_loss_chunk_size and hidden_states.device.type == "cpu":
             chunk_size = self.cpu_loss_chunk_size(hidden_states.shape[0], self.config.vocab_size)
         per_item, logits = cloze_loss(
-            scorer, targets, self.config, self.training, negative_ids, self.sampling_weights, chunk_size
+            scorer, targets, self.config, self.training, negative_ids, self.sampling_weights, chunk_size,
+            teacher_probabilities,
         )
         if return_logits is None:
             return_logits = logits is not None or not self.training

@@ -167,6 +167,22 @@ class ItemScorer:
                 means = means + seen / weight.shape[0] * self.offset.to(dtype)
             return means.to(self.dtype)
 
+    def expected(self, probabilities: torch.Tensor) -> torch.Tensor:
+        """``(n,)`` each row's expected score under ``(n, vocab_size - NUM_SPECIAL_TOKENS)``
+        probabilities of the real items (a teacher's soft targets), without scoring them one
+        by one: a score is linear in the item, so it is the score of the row's expected item
+        plus the offset times the probability the row puts on its own seen items."""
+        with torch.autocast(device_type=self.states.device.type, enabled=False):
+            dtype = self.compute_dtype
+            weight, bias = self.weight[NUM_SPECIAL_TOKENS:].to(dtype), self.bias[NUM_SPECIAL_TOKENS:].to(dtype)
+            probabilities = probabilities.to(dtype)
+            expected = (self.states.to(dtype) * (probabilities @ weight)).sum(1) + probabilities @ bias
+            if self.seen is not None:
+                columns, inside = window_columns(self.seen, NUM_SPECIAL_TOKENS, probabilities.shape[1])
+                on_seen = (probabilities.gather(1, columns) * inside).sum(1)
+                expected = expected + on_seen * self.offset.to(dtype)
+            return expected.to(self.dtype)
+
     def chunks(self, chunk_size: int) -> Iterator[tuple[int, torch.Tensor]]:
         """``(start, scores)`` over the real items, ``chunk_size`` ids at a time:
         ``scores[:, j]`` is the score of id ``start + j``."""

@@ -25,6 +25,12 @@ ML100K = Path(str(resources.files("bert4rec_hf.data").joinpath("datasets", "ml-1
 BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
 # Set by .ci/run: there a missing shared data file fails the test instead of skipping it.
 REQUIRE_SHARED_DATA = "BERT4REC_REQUIRE_SHARED_DATA"
+# a tiny phased run (the last half of 12 steps on next-item rows) of a 60-user ml-100k slice
+PHASED_RUN = {
+    "max_steps": 12, "eval_steps": 4, "train_batch_size": 16, "hidden_size": 16, "inner_size": 32,
+    "max_seq_length": 20, "train_stride": 5, "stopping_step": 100, "torch_threads": 1, "eval_loss": False,
+    "next_item_share": 0.5, "schedule": "fixed", "seed": 3,
+}  # fmt: skip
 
 
 def shared_data(relative: str) -> Path:

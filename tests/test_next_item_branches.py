@@ -14,13 +14,9 @@ from bert4rec_hf.training.config import ConfigError, load_config
 from bert4rec_hf.training.pipeline import CHECKPOINTS, build_trainer, prepare_data
 from bert4rec_hf.training.planning import plan_training
 
-from .helpers import write_ml100k_slice
+from .helpers import PHASED_RUN, write_ml100k_slice
 
-SETTINGS = {
-    "max_steps": 12, "eval_steps": 4, "train_batch_size": 16, "hidden_size": 16, "inner_size": 32,
-    "max_seq_length": 20, "train_stride": 5, "stopping_step": 100, "torch_threads": 1, "eval_loss": False,
-    "next_item_share": 0.5, "schedule": "fixed", "seed": 3,
-}  # fmt: skip
+SETTINGS = PHASED_RUN
 
 
 @pytest.fixture(scope="module")

@@ -142,6 +142,19 @@ def test_a_run_of_next_item_branches_killed_in_a_branch_resumes_to_the_uninterru
     assert_resumes_to(reference, branched, tmp_path, kill_at)
 
 
+@pytest.mark.parametrize("kill_at", ["step:12:1", "step:22:2"])
+def test_a_distilled_run_killed_in_its_teacher_or_itself_resumes_to_the_uninterrupted_one(run_args, tmp_path, kill_at):
+    """``distill_teachers: 1``: killed while its teacher trains (the first Trainer), the resumed
+    run resumes the teacher, then trains itself; killed while it trains itself (the second), it
+    keeps the finished teacher and resumes its own checkpoint."""
+    distilled = [*run_args, "next_item_share=0.5", "distill_teachers=1", "distillation_weight=0.5"]
+    reference = tmp_path / "uninterrupted"
+    finished = train(distilled, reference)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert (reference / "teachers" / "teacher-1" / "model.safetensors").is_file()
+    assert_resumes_to(reference, distilled, tmp_path, kill_at)
+
+
 def assert_resumes_to(reference: Path, run_args: list[str], tmp_path: Path, kill_at: str) -> None:
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)

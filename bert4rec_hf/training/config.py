@@ -54,6 +54,7 @@ _NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "item_features": (list,),
     "item_features_path": (str,),
     "recipe": (str,),
+    "distill_from": (list,),
 }
 # Keys that take more than the type of their default.
 _WIDER_TYPES: dict[str, tuple[type, ...]] = {"exclude_history": (bool, str)}
@@ -190,6 +191,10 @@ def _check(key: str, value: Any, types: Mapping[str, tuple[type, ...]], source: 
         raise ConfigError(f"{source}: 'next_item_share' must be a share of the steps in [0, 1], got {value!r}")
     if key == "next_item_branches" and value < 1:
         raise ConfigError(f"{source}: 'next_item_branches' must be a positive number of branches, got {value!r}")
+    if key == "distill_from" and (not value or not all(isinstance(folder, str) and folder for folder in value)):
+        raise ConfigError(f"{source}: 'distill_from' must be a non-empty list of model folders or null, got {value!r}")
+    if key == "distill_teachers" and value < 0:
+        raise ConfigError(f"{source}: 'distill_teachers' must be a number of teacher runs (0: none), got {value!r}")
     if key == "cold_item_share" and not 0.0 <= value < 1.0:
         raise ConfigError(f"{source}: 'cold_item_share' must be in [0, 1), got {value!r}")
     if key == "topk" and (not value or not all(isinstance(k, int) and not isinstance(k, bool) and k > 0 for k in value)):

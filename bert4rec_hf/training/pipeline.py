@@ -54,6 +54,7 @@ from ..tokenization_bert4rec import ItemTokenizer
 from .auto_schedule import AutoSchedule
 from .branches import SwitchCheckpoint, check_branches, remove_branches, train_branches
 from .config import ConfigError, RunConfig, load_config, package_defaults, parse_yaml, read_yaml
+from .distillation import TEACHERS, TeacherEnsemble, check_distillation, check_teachers_folder, train_teachers
 from .planning import measure_seconds, plan_training
 from .reporting import plot_training_history, validation_curve, write_atomically, write_json, write_yaml, yaml_text
 from .threads import apply_thread_policy
@@ -320,9 +321,14 @@ def build_training_arguments(config: Mapping[str, Any], output_dir: str | os.Pat
 
 
 def build_trainer(
-    config: Mapping[str, Any], data: PreparedData, output_dir: str | os.PathLike, model=None
+    config: Mapping[str, Any],
+    data: PreparedData,
+    output_dir: str | os.PathLike,
+    model=None,
+    teachers: TeacherEnsemble | None = None,
 ) -> Bert4RecTrainer:
-    """The Trainer of a run: Cloze masking for training, next-item batches for evaluation."""
+    """The Trainer of a run: Cloze masking for training, next-item batches for evaluation;
+    ``teachers``: the run's (``distill_from`` / ``distill_teachers``), which only training reads."""
     processed = data.processed
     set_seed(config["seed"])
     if model is None:
@@ -353,22 +359,27 @@ def build_trainer(
         eval_loss=config["eval_loss"],
         next_item_dataset=processed.splits.get("next_item"),
         next_item_share=config["next_item_share"],
+        teachers=teachers,
         processing_class=processed.tokenizer,  # every checkpoint holds item_vocab.json: it ranks and recommends
         callbacks=callbacks,
     )
 
 
 def build_scheduled_trainer(
-    config: RunConfig, data: PreparedData, output_dir: str | os.PathLike, schedule: AutoSchedule
+    config: RunConfig,
+    data: PreparedData,
+    output_dir: str | os.PathLike,
+    schedule: AutoSchedule,
+    teachers: TeacherEnsemble | None = None,
 ) -> tuple[Bert4RecTrainer, tuple[float, float]]:
     """The run's Trainer once ``schedule`` (``schedule: auto``) has fitted the steps to the
     rows and to this machine's measured seconds per step and per evaluation (returned too:
     the plan reuses them)."""
-    trainer = build_trainer(config, data, output_dir)
+    trainer = build_trainer(config, data, output_dir, teachers=teachers)
     seconds = measure_seconds(trainer)
     if schedule.keys:
         schedule.fit_steps(config, len(trainer.train_dataset), *seconds)
-        trainer = build_trainer(config, data, output_dir)
+        trainer = build_trainer(config, data, output_dir, teachers=teachers)
     return trainer, seconds
 
 
@@ -619,13 +630,30 @@ def run_bert4rec(
     masking_arguments(config)  # refused before the data is read, not when the Trainer is built
     check_data_path(config)
     check_branches(config)
+    check_distillation(config)
+    check_teachers_folder(output_dir, overwrite, resume)
+    if not resume:
+        check_output_dir(output_dir, overwrite)
+    teacher_folders = config["distill_from"]
+    if config["distill_teachers"]:
+        if resume and not (output_dir / TEACHERS).is_dir():
+            check_resumable(output_dir, config)  # nothing begun: refused as any resume of nothing
+
+        def run_teacher(overrides: Mapping[str, Any], folder: Path, resume_teacher: bool) -> None:
+            run_bert4rec(
+                dataset, config_file_list, {**(config_dict or {}), **overrides}, folder,
+                overwrite=not resume_teacher, resume=resume_teacher, data_path=data_path,
+            )  # fmt: skip
+
+        teacher_folders = train_teachers(config, output_dir, resume, run_teacher)
+        # killed while the teachers trained: the run itself has no checkpoint yet, so it starts
+        resume = resume and last_checkpoint(output_dir / CHECKPOINTS) is not None
     if resume:
         resume_schedule(output_dir, schedule, config)
     checkpoint = check_resumable(output_dir, config) if resume else None
-    if not resume:
-        check_output_dir(output_dir, overwrite)
     data = prepare_data(config)
-    trainer, seconds = build_scheduled_trainer(config, data, output_dir, schedule)
+    teachers = TeacherEnsemble.from_folders(teacher_folders, data.processed.tokenizer) if teacher_folders else None
+    trainer, seconds = build_scheduled_trainer(config, data, output_dir, schedule, teachers)
     if config["next_item_branches"] > 1:
         trainer.add_callback(SwitchCheckpoint(trainer.switch_step()))
     main_process = trainer.is_world_process_zero()
@@ -646,7 +674,9 @@ def run_bert4rec(
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=checkpoint)
     if config["next_item_branches"] > 1:
-        train_branches(trainer, config, lambda branch_config, folder: build_trainer(branch_config, data, folder))
+        train_branches(
+            trainer, config, lambda branch_config, folder: build_trainer(branch_config, data, folder, teachers=teachers)
+        )
     seconds = time.perf_counter() - start
     results = evaluate_splits(trainer, data.processed)
     popularity = None

@@ -119,6 +119,9 @@ def plan_training(
     phase = f", the last {share:.0%} on next-item rows," if share > 0 else ""
     if share > 0 and branches > 1:
         phase = f", the last {share:.0%} on next-item rows in each of {branches} branches, averaged,"
+    teachers = config.get("distill_teachers") or len(config.get("distill_from") or ())
+    if teachers and config.get("distillation_weight"):
+        phase += f" distilled from {teachers} teacher{'s' if teachers > 1 else ''} (their scoring not in the estimate),"
     warning = phase_budget_warning(steps, share, budget, step_seconds, evaluations * evaluation_seconds)
     summary = (
         f"at most {steps:,} steps ({steps / per_epoch:.3g} epochs of {per_epoch:,} steps){phase} and {evaluations:,} "

@@ -7,7 +7,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import datasets
 import numpy as np
@@ -24,6 +24,9 @@ from ..configuration_bert4rec import IGNORE_INDEX
 from ..evaluation.evaluator import RankingEvaluator
 from ..scoring_bert4rec import LogSumExp
 from ..speedups_bert4rec import hidden_states_at, use_cpu_speedups
+
+if TYPE_CHECKING:
+    from .distillation import TeacherEnsemble
 
 logger = logging.get_logger(__name__)
 
@@ -79,6 +82,9 @@ class Bert4RecTrainer(Trainer):
             when ``next_item_share`` > 0).
         next_item_share: the share of the run's optimizer steps, at its end, that
             train on ``next_item_dataset``; 0 (default): the Cloze task throughout.
+        teachers: trained models whose soft targets the training loss mixes into its
+            labels with ``model.config.distillation_weight``, from the switch to next-item
+            rows on (from the first step without a next-item phase).
         *args, **kwargs: as for ``transformers.Trainer``.
     """
 
@@ -90,6 +96,7 @@ class Bert4RecTrainer(Trainer):
         eval_loss: bool = True,
         next_item_dataset: datasets.Dataset | None = None,
         next_item_share: float = 0.0,
+        teachers: TeacherEnsemble | None = None,
         **kwargs: Any,
     ):
         if isinstance(next_item_share, bool) or not isinstance(next_item_share, (int, float)) or not 0 <= next_item_share <= 1:
@@ -98,6 +105,7 @@ class Bert4RecTrainer(Trainer):
             raise ValueError("next_item_share > 0 trains its last steps on next_item_dataset; give it")
         self.next_item_dataset = next_item_dataset if next_item_share > 0 else None
         self.next_item_share = float(next_item_share)
+        self.teachers = teachers
         self.evaluator = evaluator if evaluator is not None else RankingEvaluator()
         self.eval_data_collator = eval_data_collator
         self.eval_loss = eval_loss
@@ -135,6 +143,17 @@ class Bert4RecTrainer(Trainer):
         if state is not None and _training_ended(state):
             return self._restore_ended_training(resume_from_checkpoint, state)
         return super().train(resume_from_checkpoint=resume_from_checkpoint or None, trial=trial, **kwargs)
+
+    def compute_loss(self, model: nn.Module, inputs: dict[str, Any], *args: Any, **kwargs: Any):
+        """``Trainer.compute_loss``, with the teachers' soft targets of the batch's labelled
+        positions once the run distils (``teachers``)."""
+        phased = self.next_item_share > 0
+        if self.teachers is not None and model.training and (not phased or self.state.global_step >= self.switch_step()):
+            predicted = inputs["labels"].ne(IGNORE_INDEX)
+            teachers = self.teachers.to(inputs["input_ids"].device)
+            probabilities = teachers.probabilities(inputs["input_ids"], inputs.get("attention_mask"), predicted)
+            inputs = {**inputs, "teacher_probabilities": probabilities}
+        return super().compute_loss(model, inputs, *args, **kwargs)
 
     def call_model_init(self, trial: Any = None) -> nn.Module:
         """A ``model_init`` model (hyper-parameter search) gets the CPU speed paths too."""

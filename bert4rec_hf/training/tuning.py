@@ -444,6 +444,12 @@ def tune_bert4rec(
             "tuning trains each trial once, without next_item_branches; search with next_item_branches: 1, "
             "then train the best parameters with branches"
         )
+    distillation = ("distill_from", "distill_teachers", "distillation_weight")
+    if base["distill_teachers"] or base["distill_from"] or any(key in space.names for key in distillation):
+        raise ConfigError(
+            "tuning trains each trial without teachers; search without distill_from / distill_teachers, "
+            "then train the best parameters distilled"
+        )
     output_dir = Path(output_dir or Path("outputs") / f"{base['dataset']}-tuning")
     check_output_dir(output_dir, overwrite, SEARCH_FILES)
     trainer = Bert4RecTuningTrainer(space, dataset, config_file_list, config_dict, output_dir=output_dir)

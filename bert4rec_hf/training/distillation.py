@@ -1,0 +1,143 @@
+"""Teachers for knowledge distillation: the soft targets a student learns beside its labels.
+
+Independently trained BERT4Rec runs make errors of their own: on Amazon Beauty the mean of
+three seeds' scores ranks the test items 16% better (NDCG@10) than each model alone
+(benchmarks/README.md, "Seeds disagree"). A :class:`TeacherEnsemble` of such runs gives each
+training target the softmax of their mean score, which the student's CE loss mixes into its
+one-hot target with ``config.distillation_weight`` (``losses_bert4rec.cloze_loss``): one model
+learns what the runs know together (Hinton et al., 2015).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn import functional as F
+from transformers.utils import logging
+
+from ..modeling_bert4rec import Bert4RecForMaskedItemPrediction
+from ..tokenization_bert4rec import ItemTokenizer
+from .config import ConfigError
+from .trainer import last_checkpoint
+
+TEACHERS = "teachers"  # <output_dir>/teachers/teacher-<k>: the runs distill_teachers trains first
+TEACHER = "teacher-"
+FINISHED_RUN = "metrics.json"  # written last by a run that saved its model
+
+logger = logging.get_logger(__name__)
+
+
+def check_distillation(config: Mapping[str, Any]) -> None:
+    """Refuses, before any data is read, teachers without a weight to mix them in, a weight
+    without teachers, and both kinds of teacher at once."""
+    weight, folders, runs = config["distillation_weight"], config["distill_from"], config["distill_teachers"]
+    if folders and runs:
+        raise ConfigError(
+            f"give teachers one way: distill_from ({len(folders)} folders) or distill_teachers ({runs} runs), not both"
+        )
+    if weight and not (folders or runs):
+        raise ConfigError(
+            f"distillation_weight: {weight} mixes teachers' soft targets into the loss; name the teachers "
+            "(distill_from: [model folders]) or have the run train them (distill_teachers: N)"
+        )
+    if (folders or runs) and not weight:
+        raise ConfigError(
+            "teachers are given (distill_from / distill_teachers) but distillation_weight is 0, so the loss would "
+            "never read them; set distillation_weight in (0, 1], e.g. 0.5"
+        )
+
+
+def check_teachers_folder(output_dir: str | os.PathLike, overwrite: bool, resume: bool) -> None:
+    """A new run (neither ``overwrite`` nor ``resume``) refuses a folder holding another run's
+    teachers: they are an unfinished run's work, which ``--resume`` continues."""
+    folder = Path(output_dir) / TEACHERS
+    if folder.is_dir() and not (overwrite or resume):
+        raise FileExistsError(
+            f"{folder} holds the teachers of an earlier run; pass resume=True (--resume) to continue it, "
+            "or overwrite=True (--overwrite) to train them again"
+        )
+
+
+def train_teachers(
+    config: Mapping[str, Any],
+    output_dir: str | os.PathLike,
+    resume: bool,
+    run: Callable[[Mapping[str, Any], Path, bool], Any],
+) -> list[Path]:
+    """Trains the ``distill_teachers`` runs: the run's own configuration on seeds ``seed + 1``,
+    ``seed + 2``, ..., without teachers, each in ``<output_dir>/teachers/teacher-<k>`` by
+    ``run(overrides, folder, resume)``. A resumed run keeps its finished teachers and resumes an
+    interrupted one. Returns their folders."""
+    folders = []
+    count = config["distill_teachers"]
+    for k in range(1, count + 1):
+        folder = Path(output_dir) / TEACHERS / f"{TEACHER}{k}"
+        folders.append(folder)
+        unfinished = last_checkpoint(folder / "checkpoints") is not None
+        if resume and (folder / FINISHED_RUN).is_file() and not unfinished:
+            logger.info(f"teacher {k} of {count}: trained already ({folder})")
+            continue
+        logger.info(f"teacher {k} of {count}: seed {config['seed'] + k}, {folder}")
+        overrides = {"seed": config["seed"] + k, "distill_teachers": 0, "distillation_weight": 0.0}
+        run(overrides, folder, resume and unfinished)
+    return folders
+
+
+class TeacherEnsemble:
+    """Frozen models whose mean score, each read as its own loss reads it (divided by its
+    ``softmax_temperature``), gives the soft targets of the positions a student is trained on.
+
+    Args:
+        models: trained models over one item vocabulary; put in evaluation mode and frozen.
+    """
+
+    def __init__(self, models: Sequence[Bert4RecForMaskedItemPrediction]):
+        if not models:
+            raise ValueError("a teacher ensemble needs at least one model")
+        sizes = {model.config.vocab_size for model in models}
+        if len(sizes) > 1:
+            raise ValueError(f"teachers must share one item vocabulary, got vocab_size {sorted(sizes)}")
+        self.models = [model.eval().requires_grad_(False) for model in models]
+
+    @classmethod
+    def from_folders(cls, folders: Sequence[str | os.PathLike], tokenizer: ItemTokenizer) -> TeacherEnsemble:
+        """The models saved in ``folders``, each checked to hold ``tokenizer``'s item vocabulary
+        (a teacher of another data set, or of another split's items, would teach wrong ids)."""
+        models = []
+        for folder in folders:
+            if not (Path(folder) / "config.json").is_file():
+                raise FileNotFoundError(f"teacher {folder} is not a saved model folder (no config.json)")
+            vocabulary = ItemTokenizer.from_pretrained(folder)
+            if vocabulary != tokenizer:
+                raise ValueError(
+                    f"teacher {folder} was trained on another item vocabulary ({vocabulary.num_items} items against "
+                    f"the run's {tokenizer.num_items}, or the same items under other ids): train it on the run's data"
+                )
+            models.append(Bert4RecForMaskedItemPrediction.from_pretrained(folder))
+        return cls(models)
+
+    def to(self, device: torch.device | str) -> TeacherEnsemble:
+        self.models = [model.to(device) for model in self.models]
+        return self
+
+    @torch.no_grad()
+    def probabilities(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, predicted: torch.Tensor
+    ) -> torch.Tensor:
+        """``(M, num_items)``: the softmax over the real items of the teachers' mean score at
+        each ``predicted`` position of the batch (row-major, as the model's loss reads them)."""
+        rows = input_ids[predicted.nonzero()[:, 0]]
+        total = None
+        for model in self.models:
+            hidden = model.bert4rec(input_ids, attention_mask=attention_mask).last_hidden_state[predicted]
+            scorer = model.item_scorer(hidden, rows, exact=False).divided(model.config.softmax_temperature)
+            scores = scorer.range().float()
+            total = scores if total is None else total.add_(scores)
+        return F.softmax(total / len(self.models), dim=1)
+
+
+__all__ = ["TEACHERS", "TeacherEnsemble", "check_distillation", "check_teachers_folder", "train_teachers"]

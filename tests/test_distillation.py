@@ -1,0 +1,199 @@
+"""Knowledge distillation (issue 24): teachers' soft targets mixed into the CE loss, from the
+loss formula and the teachers' probabilities to a run that trains its own teachers."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+from torch.nn import functional as F
+
+from bert4rec_hf import Bert4RecConfig, ItemTokenizer, run_bert4rec, tune_bert4rec
+from bert4rec_hf.training.config import ConfigError, load_config, read_yaml
+from bert4rec_hf.training.distillation import TeacherEnsemble
+
+from .helpers import PHASED_RUN, masked_batch, tiny_model, write_ml100k_slice
+
+VOCAB = 203  # 201 real items
+
+
+def _dense_scores(model, batch, temperature=1.0):
+    """Every real item's score at the labelled positions, written out from the full score matrix."""
+    inputs, attention_mask, labels = batch
+    hidden = model.bert4rec(inputs, attention_mask=attention_mask).last_hidden_state
+    predicted = labels.ne(-100)
+    return model.item_scorer(hidden[predicted], inputs[predicted.nonzero()[:, 0]]).range().float() / temperature
+
+
+def _soft_targets(batch, seed):
+    rows = int(batch[2].ne(-100).sum())
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(rows, VOCAB - 2, generator=generator).mul(3).softmax(1)
+
+
+def test_expected_score_is_the_probability_weighted_sum_of_every_score():
+    model = tiny_model(seed=2, vocab_size=VOCAB)
+    with torch.no_grad():
+        model.head.seen_item_bias.fill_(2.0)  # the offset's share counts on the seen items only
+    batch = masked_batch(model.config, batch=5, seed=1)
+    inputs, attention_mask, labels = batch
+    hidden = model.bert4rec(inputs, attention_mask=attention_mask).last_hidden_state
+    predicted = labels.ne(-100)
+    scorer = model.item_scorer(hidden[predicted], inputs[predicted.nonzero()[:, 0]], exact=False)
+    probabilities = _soft_targets(batch, seed=0)
+    dense = (scorer.range().float() * probabilities).sum(1)
+    torch.testing.assert_close(scorer.expected(probabilities).float(), dense, rtol=1e-5, atol=1e-5)
+    uniform = torch.full_like(probabilities, 1 / probabilities.shape[1])
+    torch.testing.assert_close(scorer.expected(uniform), scorer.mean(), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("chunk_size", [0, 16])
+@pytest.mark.parametrize("temperature", [1.0, 0.25])
+def test_distillation_is_the_cross_entropy_against_the_mixed_target(chunk_size, temperature):
+    weight = 0.6
+    model = tiny_model(
+        seed=4, vocab_size=VOCAB, distillation_weight=weight, item_chunk_size=chunk_size,
+        softmax_temperature=temperature,
+    ).train()
+    with torch.no_grad():
+        model.head.seen_item_bias.fill_(1.5)
+    batch = masked_batch(model.config, batch=7, seed=3)
+    inputs, attention_mask, labels = batch
+    probabilities = _soft_targets(batch, seed=5)
+    loss = model(inputs, attention_mask=attention_mask, labels=labels, teacher_probabilities=probabilities).loss
+    loss.backward()
+    grads = {name: p.grad.clone() for name, p in model.named_parameters() if p.grad is not None}
+
+    model.zero_grad()
+    targets = F.one_hot(labels[labels.ne(-100)] - 2, VOCAB - 2).float()
+    mixed = (1 - weight) * targets + weight * probabilities
+    log_p = _dense_scores(model, batch, temperature).log_softmax(1)
+    reference = -(mixed * log_p).sum(1).mean()
+    reference.backward()
+    torch.testing.assert_close(loss, reference.detach(), rtol=1e-5, atol=1e-6)
+    for name, p in model.named_parameters():
+        if p.grad is not None:
+            torch.testing.assert_close(grads[name], p.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+    model.eval()  # evaluation losses stay the plain cross-entropy
+    with torch.no_grad():
+        plain = model(inputs, attention_mask=attention_mask, labels=labels).loss
+        logits = model(inputs, attention_mask=attention_mask).logits
+    torch.testing.assert_close(plain, F.cross_entropy(logits.float() / temperature, labels[labels.ne(-100)]))
+
+
+def test_soft_targets_need_a_weight_and_the_ce_loss():
+    batch = masked_batch(tiny_model(vocab_size=VOCAB).config, batch=4, seed=1)
+    inputs, attention_mask, labels = batch
+    model = tiny_model(vocab_size=VOCAB).train()
+    with pytest.raises(ValueError, match="distillation_weight above 0"):
+        model(inputs, attention_mask=attention_mask, labels=labels, teacher_probabilities=_soft_targets(batch, 0))
+    with pytest.raises(ValueError, match="distillation_weight must be in"):
+        Bert4RecConfig(distillation_weight=1.5)
+    with pytest.raises(ValueError, match="applies to loss_type 'CE' only"):
+        Bert4RecConfig(distillation_weight=0.5, loss_type="BPR")
+
+
+def test_teacher_probabilities_are_the_softmax_of_the_mean_score():
+    teachers = [tiny_model(seed=seed, vocab_size=VOCAB, softmax_temperature=t) for seed, t in ((1, 1.0), (2, 0.5))]
+    with torch.no_grad():
+        teachers[0].head.seen_item_bias.fill_(1.0)
+    batch = masked_batch(teachers[0].config, batch=6, seed=7)
+    inputs, attention_mask, labels = batch
+    predicted = labels.ne(-100)
+    probabilities = TeacherEnsemble(teachers).probabilities(inputs, attention_mask, predicted)
+    mean = (_dense_scores(teachers[0], batch, 1.0) + _dense_scores(teachers[1], batch, 0.5)) / 2
+    torch.testing.assert_close(probabilities, mean.softmax(1), rtol=1e-5, atol=1e-7)
+    assert all(not p.requires_grad for teacher in teachers for p in teacher.parameters())
+
+
+def test_teachers_of_another_vocabulary_are_refused(tmp_path):
+    tokenizer = ItemTokenizer.fit([f"item{i}" for i in range(VOCAB - 2)])
+    teacher = tiny_model(vocab_size=VOCAB)
+    teacher.save_pretrained(tmp_path / "teacher")
+    tokenizer.save_pretrained(tmp_path / "teacher")
+    assert len(TeacherEnsemble.from_folders([tmp_path / "teacher"], tokenizer).models) == 1
+    other = ItemTokenizer.fit([f"other{i}" for i in range(VOCAB - 2)])
+    with pytest.raises(ValueError, match="another item vocabulary"):
+        TeacherEnsemble.from_folders([tmp_path / "teacher"], other)
+    with pytest.raises(FileNotFoundError, match="not a saved model folder"):
+        TeacherEnsemble.from_folders([tmp_path], tokenizer)
+    with pytest.raises(ValueError, match="share one item vocabulary"):
+        TeacherEnsemble([teacher, tiny_model(vocab_size=VOCAB + 1)])
+
+
+def _same_weights(first: Path, second: Path) -> bool:
+    one, other = load_file(first / "model.safetensors"), load_file(second / "model.safetensors")
+    return one.keys() == other.keys() and all(torch.equal(one[name], other[name]) for name in one)
+
+
+SETTINGS = {**PHASED_RUN, "eval_steps": 12}  # one evaluation: the model saved is the last step's
+
+
+@pytest.fixture(scope="module")
+def log(tmp_path_factory):
+    return write_ml100k_slice(tmp_path_factory.mktemp("log") / "slice.csv", 60)
+
+
+def test_a_run_trains_its_teachers_then_learns_from_them(log, tmp_path, monkeypatch):
+    """``distill_teachers: 1``: the run on seed 4 first, as a plain run in teachers/teacher-1;
+    then the run itself, whose loss reads that teacher from the switch (step 6) on. Naming the
+    same folder with ``distill_from`` trains the same model; without the teacher it differs."""
+    settings = {**SETTINGS, "data_path": str(log)}
+    probabilities_at = []
+    original = TeacherEnsemble.probabilities
+
+    def recording(self, *args):
+        probabilities_at.append(len(probabilities_at))
+        return original(self, *args)
+
+    monkeypatch.setattr(TeacherEnsemble, "probabilities", recording)
+    run_bert4rec(config_dict={**settings, "distill_teachers": 1, "distillation_weight": 0.5}, output_dir=tmp_path / "run")
+    teacher = tmp_path / "run" / "teachers" / "teacher-1"
+    teacher_config = read_yaml(teacher / "run_config.yaml")
+    assert (teacher_config["seed"], teacher_config["distill_teachers"], teacher_config["distillation_weight"]) == (4, 0, 0.0)
+    assert len(probabilities_at) == 6  # the next-item steps 7-12 only; the teacher's own run read none
+    plan = json.loads((tmp_path / "run" / "data_report.json").read_text())["plan"]["summary"]
+    assert "on next-item rows, distilled from 1 teacher (their scoring not in the estimate)," in plan
+    alone = run_bert4rec(config_dict={**settings, "seed": 4}, output_dir=tmp_path / "alone")
+    assert _same_weights(teacher, Path(alone["output_dir"]))
+
+    named = run_bert4rec(
+        config_dict={**settings, "distill_from": [str(teacher)], "distillation_weight": 0.5}, output_dir=tmp_path / "named"
+    )
+    plain = run_bert4rec(config_dict=settings, output_dir=tmp_path / "plain")
+    assert _same_weights(tmp_path / "run", Path(named["output_dir"]))
+    assert not _same_weights(tmp_path / "run", Path(plain["output_dir"]))
+    ranks = [json.loads((folder / "metrics.json").read_text())["test"]["test_mrr"] for folder in (tmp_path / "run", tmp_path / "plain")]
+    assert ranks[0] != ranks[1]
+
+    for name in ("model.safetensors", "metrics.json", "config.json", "item_vocab.json", "README.md", "run_config.yaml", "training_curves.png"):
+        (tmp_path / "run" / name).unlink(missing_ok=True)  # as if killed before its end: only the teachers are left
+    with pytest.raises(FileExistsError, match="teachers of an earlier run; pass resume=True"):
+        run_bert4rec(config_dict={**settings, "distill_teachers": 1, "distillation_weight": 0.5}, output_dir=tmp_path / "run")
+
+
+def test_teachers_and_their_weight_come_together(log, tmp_path):
+    settings = {**SETTINGS, "data_path": str(log)}
+    with pytest.raises(ConfigError, match="name the teachers"):
+        run_bert4rec(config_dict={**settings, "distillation_weight": 0.5}, output_dir=tmp_path / "a")
+    with pytest.raises(ConfigError, match="distillation_weight is 0, so the loss would never read them"):
+        run_bert4rec(config_dict={**settings, "distill_teachers": 2}, output_dir=tmp_path / "b")
+    with pytest.raises(ConfigError, match="not both"):
+        run_bert4rec(
+            config_dict={**settings, "distill_teachers": 2, "distill_from": ["x"], "distillation_weight": 0.5},
+            output_dir=tmp_path / "c",
+        )
+    with pytest.raises(ConfigError, match="'distill_from' must be a non-empty list of model folders"):
+        load_config(config_dict={"distill_from": []})
+    with pytest.raises(ConfigError, match="'distill_teachers' must be a number of teacher runs"):
+        load_config(config_dict={"distill_teachers": -1})
+    with pytest.raises(FileNotFoundError, match="is not a saved model folder"):
+        run_bert4rec(
+            config_dict={**settings, "distill_from": [str(tmp_path)], "distillation_weight": 0.5}, output_dir=tmp_path / "d"
+        )
+    hyper = tmp_path / "hyper.test"
+    hyper.write_text("learning_rate choice [0.01,0.001]\n")
+    with pytest.raises(ConfigError, match="tuning trains each trial without teachers"):
+        tune_bert4rec(hyper, config_dict={**settings, "distill_teachers": 2, "distillation_weight": 0.5}, output_dir=tmp_path / "e")
