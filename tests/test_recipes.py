@@ -23,7 +23,9 @@ CLOZEFIRST = config_dir() / "recipe" / "clozefirst" / "beauty.yaml"
 
 
 def test_the_paper_recipe_ships_for_beauty_with_the_authors_settings():
-    assert recipes() == {"clozefirst": ["beauty"], "fullrank": ["beauty"], "nextitem": ["beauty"], "paper": ["beauty"]}
+    assert recipes() == {
+        "clozefirst": ["beauty"], "distilled": ["beauty"], "fullrank": ["beauty"], "nextitem": ["beauty"], "paper": ["beauty"]
+    }  # fmt: skip
     settings = yaml.safe_load(PAPER.read_text())
     assert settings["mask_ratio"] == 0.6 and settings["hidden_dropout_prob"] == 0.5
     assert settings["learning_rate"] == 1e-4 and settings["max_steps"] == 400_000
@@ -53,11 +55,11 @@ def test_without_a_recipe_the_data_set_file_rules_and_null_cancels_one_set_below
 
 
 def test_an_unknown_recipe_or_data_set_is_an_error_naming_what_ships():
-    with pytest.raises(ConfigError, match=r"recipe 'fast' is not shipped \(recipes: clozefirst, fullrank, nextitem, paper\)"):
+    with pytest.raises(ConfigError, match=r"recipe 'fast' is not shipped \(recipes: clozefirst, distilled, fullrank, nextitem, paper\)"):
         load_config("beauty", config_dict={"recipe": "fast"})
     with pytest.raises(ConfigError, match=r"no settings for data set 'ml-100k' \(it has them for: beauty\)"):
         load_config("ml-100k", config_dict={"recipe": "paper"})
-    with pytest.raises(ConfigError, match=r"recipe 3 is not shipped \(recipes: clozefirst, fullrank, nextitem, paper\)"):
+    with pytest.raises(ConfigError, match=r"recipe 3 is not shipped \(recipes: clozefirst, distilled, fullrank, nextitem, paper\)"):
         load_config("beauty", config_dict={"recipe": 3})
 
 
@@ -105,6 +107,29 @@ def test_clozefirst_is_nextitem_on_the_papers_cloze_windows_for_its_first_quarte
     for key in ("n_layers", "hidden_dropout_prob", "group_by_length", "max_steps", "softmax_temperature", "learning_rate"):
         assert config[key] == nextitem[key] and config.source_of(key) == nextitem.source_of(key)
     assert [path for path, _ in recipe_layers("clozefirst", "beauty")] == [PAPER, FULLRANK, NEXTITEM, CLOZEFIRST]
+
+
+def test_distilled_is_clozefirst_taught_by_three_more_runs_of_itself():
+    config = load_config("beauty", config_dict={"recipe": "distilled"})
+    clozefirst = load_config("beauty", config_dict={"recipe": "clozefirst"})
+    distilled = config_dir() / "recipe" / "distilled" / "beauty.yaml"
+    assert (config["distill_teachers"], config["distillation_weight"]) == (3, 0.9)
+    assert config.source_of("distill_teachers") == str(distilled)
+    assert {key: value for key, value in config.items() if clozefirst[key] != value} == {
+        "recipe": "distilled", "distill_teachers": 3, "distillation_weight": 0.9
+    }  # fmt: skip
+    assert [path for path, _ in recipe_layers("distilled", "beauty")] == [PAPER, FULLRANK, NEXTITEM, CLOZEFIRST, distilled]
+
+
+def test_bert4rec_train_recipe_distilled_trains_its_teachers_then_itself(tmp_path, monkeypatch):
+    folder, run, report = train_recipe(tmp_path, monkeypatch, "distilled")
+    assert run["recipe"] == "distilled" and run["distill_teachers"] == 3 and run["seed"] == 2020
+    teachers = [yaml.safe_load((folder / "teachers" / f"teacher-{k}" / "run_config.yaml").read_text()) for k in (1, 2, 3)]
+    assert [(teacher["seed"], teacher["distillation_weight"], teacher["recipe"]) for teacher in teachers] == [
+        (2021, 0.0, "distilled"), (2022, 0.0, "distilled"), (2023, 0.0, "distilled")
+    ]  # fmt: skip
+    assert "distilled from 3 teachers" in report["plan"]["summary"]
+    assert yaml.safe_load((folder / "config.json").read_text())["distillation_weight"] == 0.9
 
 
 def ship_recipes(tmp_path, monkeypatch, files: dict[str, str]) -> None:
@@ -222,4 +247,4 @@ def test_train_help_lists_the_shipped_recipes_from_the_configuration_folder(caps
     with pytest.raises(SystemExit):
         main(["train", "--help"])
     help_text = " ".join(capsys.readouterr().out.split())
-    assert "(shipped: clozefirst for beauty; fullrank for beauty; nextitem for beauty; paper for beauty)" in help_text
+    assert "(shipped: clozefirst for beauty; distilled for beauty; fullrank for beauty; nextitem for beauty; paper for beauty)" in help_text
