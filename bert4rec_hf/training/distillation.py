@@ -72,12 +72,14 @@ def train_teachers(
     ``seed + 2``, ..., without teachers, each in ``<output_dir>/teachers/teacher-<k>`` by
     ``run(overrides, folder, resume)``. A resumed run keeps its finished teachers and resumes an
     interrupted one. Returns their folders."""
+    from .pipeline import CHECKPOINTS  # the run's module imports this one
+
     folders = []
     count = config["distill_teachers"]
     for k in range(1, count + 1):
         folder = Path(output_dir) / TEACHERS / f"{TEACHER}{k}"
         folders.append(folder)
-        unfinished = last_checkpoint(folder / "checkpoints") is not None
+        unfinished = last_checkpoint(folder / CHECKPOINTS) is not None
         if resume and (folder / FINISHED_RUN).is_file() and not unfinished:
             logger.info(f"teacher {k} of {count}: trained already ({folder})")
             continue
