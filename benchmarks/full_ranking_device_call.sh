@@ -55,23 +55,7 @@ DATA=${DATA:-.carry/beauty.txt}; BUDGET=${BUDGET:-400}; LIMIT=${LIMIT:-560}; W=$
 SET=${SET-max_steps=8000 eval_steps=8000}; VARS_SET=${VARS_SET-train_on_validation_item=true}
 VARS=${VARS:-drop0.2+temp0.2+grouped+layers4+next0.75+h128 drop0.3+temp0.2+grouped+layers4+next0.75+h128 drop0.1+temp0.2+grouped+layers4+next0.625}
 TRAINVAL=${TRAINVAL:-drop0.1+temp0.2+grouped+layers4+next0.75}
-if [ -d .whl ] && command -v nvidia-smi >/dev/null; then  # the device machine's Python 3.12
-  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit
-  export PYTHONPATH=/tmp/site:$PWD
-  # not installed there: the package's configuration/ (package_dir in setup.cfg) through a link
-  [ -e bert4rec_hf/configuration ] || ln -s ../configuration bert4rec_hf/configuration
-fi
-export PYTHONUNBUFFERED=1
-date -u; nproc; free -g | head -2
-python3 -c "import torch, transformers, datasets, bert4rec_hf
-print(torch.__version__, transformers.__version__, datasets.__version__, torch.cuda.is_available() and torch.cuda.get_device_name(0))"
-if command -v nvidia-smi >/dev/null; then
-  nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv -l 15 > "$OUT/smi.csv" 2>&1 &
-  nvidia-cuda-mps-control -d && echo "MPS started"  # lets the runs' small kernels overlap
-  if ! timeout 60 python3 -c "import torch; torch.ones(1).cuda().sum().item(); print('CUDA under MPS ok')"; then
-    echo quit | nvidia-cuda-mps-control; echo "MPS off: CUDA failed under it"
-  fi
-fi
+source benchmarks/device_prelude.sh
 setopt=(); [ -n "$SET$VARS_SET" ] && setopt=(--set $SET $VARS_SET)
 # a run cut short by LIMIT keeps the runs already written to its JSON
 timeout -s INT "$LIMIT" python3 benchmarks/full_ranking_ablations.py run --data-path "$DATA" --seeds 1 \

@@ -1,0 +1,69 @@
+"""benchmarks/distilled_seeds.py measures a distilled configuration at several seeds by
+training the seeds' shared teachers once: its students must be exactly what the run's own
+command trains, or its figures would be of another model."""
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from bert4rec_hf import run_bert4rec
+from bert4rec_hf.training.config import load_config, parse_overrides
+
+from .helpers import PHASED_RUN, benchmark_script, write_ml100k_slice
+
+SETTINGS = {**PHASED_RUN, "eval_steps": 12, "distill_teachers": 1, "distillation_weight": 0.5}
+
+
+def test_each_teacher_seed_trains_once_and_each_student_gets_the_next_seeds(tmp_path):
+    script = benchmark_script("distilled_seeds")
+    teachers, students = script.plan([0, 1, 2], 3, tmp_path)
+    assert [(job[0], job[1], job[2].name) for job in teachers] == [("teacher", s, f"teacher_seed{s}") for s in range(1, 6)]
+    assert [(job[1], job[2].name, [folder.name for folder in job[4]]) for job in students] == [
+        (0, "student_seed0", ["teacher_seed1", "teacher_seed2", "teacher_seed3"]),
+        (1, "student_seed1", ["teacher_seed2", "teacher_seed3", "teacher_seed4"]),
+        (2, "student_seed2", ["teacher_seed3", "teacher_seed4", "teacher_seed5"]),
+    ]
+
+
+def test_a_teacher_of_recipe_distilled_is_a_run_of_recipe_clozefirst():
+    script = benchmark_script("distilled_seeds")
+    teacher = load_config("beauty", None, parse_overrides(["recipe=distilled", *script.TEACHER_OVERRIDES]))
+    clozefirst = load_config("beauty", config_dict={"recipe": "clozefirst"})
+    assert {key: value for key, value in teacher.items() if clozefirst[key] != value} == {"recipe": "distilled"}
+
+
+def test_the_student_is_the_model_its_own_command_trains_and_a_second_call_reuses_both(tmp_path):
+    script = benchmark_script("distilled_seeds")
+    log = write_ml100k_slice(tmp_path / "slice.csv", 60)
+    overrides = [f"{key}={json.dumps(value)}" for key, value in SETTINGS.items() if key != "seed"]
+    argv = ["--log", str(log), "--seeds", str(SETTINGS["seed"]), "--set", *overrides, "--rankings", "full", "--work-dir", str(tmp_path / "w")]
+    assert script.main([*argv, "--output", str(tmp_path / "first.json")]) == 0
+    run = run_bert4rec(config_dict={**SETTINGS, "data_path": str(log)}, output_dir=tmp_path / "own")  # trains its teacher
+    for mine, own in (("student_seed3", "own"), ("teacher_seed4", "own/teachers/teacher-1")):
+        weights, expected = (load_file(tmp_path / path / "model.safetensors") for path in (f"w/{mine}", own))
+        assert weights.keys() == expected.keys() and all(weights[k].equal(expected[k]) for k in weights), mine
+    first = json.loads((tmp_path / "first.json").read_text())["runs"]
+    assert [(r["variant"], r["seed"], r["steps"], "reused" in r) for r in first] == [("teacher", 4, 12, False), ("student", 3, 12, False)]
+    assert first[1]["rankings"]["full"]["ndcg@10"] == run["test"]["test_ndcg@10"]  # ranked as the run ranks itself
+
+    # the students' stage of a second call (a device call's): both finished runs and their rankings read, none redone
+    assert script.main([*argv, "--stage", "students", "--output", str(tmp_path / "second.json")]) == 0
+    second = json.loads((tmp_path / "second.json").read_text())["runs"]
+    assert [("reused" in r, r["rankings"]) for r in second] == [(True, r["rankings"]) for r in first]
+
+
+def test_the_seeds_come_from_seeds_not_from_set():
+    script = benchmark_script("distilled_seeds")
+    with pytest.raises(SystemExit, match="--set seed=7: give the students' seeds with --seeds"):
+        script.main(["--set", "recipe=distilled", "seed=7"])
+
+
+def test_the_students_stage_refuses_teachers_not_yet_trained(tmp_path):
+    script = benchmark_script("distilled_seeds")
+    argv = ["--seeds", "0", "--set", "recipe=distilled", "--stage", "students", "--work-dir", str(tmp_path / "w")]
+    assert script.main([*argv, "--output", str(tmp_path / "out.json")]) == 1
+    runs = json.loads((tmp_path / "out.json").read_text())["runs"]
+    assert [(run["variant"], run["seed"]) for run in runs] == [("teacher", 1), ("teacher", 2), ("teacher", 3)]
+    assert all("holds no finished run: train the teachers first (--stage teachers)" in run["error"] for run in runs)
+    assert not (tmp_path / "w" / "student_seed0").exists()
