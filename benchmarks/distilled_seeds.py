@@ -117,11 +117,12 @@ def train_and_rank(args: argparse.Namespace, job: tuple, labels: list[str], may_
             sys.executable, "-c", CLI, "train", *args.data, "--output-dir", str(folder),
             "--resume" if resume else "--overwrite", "--set", *args.common, *overrides, f"seed={seed}",
         ]  # fmt: skip
-        with open(folder.with_suffix(".log"), "a") as log:
+        log_file = folder.parent / f"{folder.name}.log"  # not with_suffix: a --name may hold a dot (alpha0.5)
+        with open(log_file, "a") as log:
             returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
         if returncode != 0 or not finished(folder):
-            tail = folder.with_suffix(".log").read_text(errors="replace")[-600:]
-            return {**record, "error": f"exit status {returncode}; {folder.with_suffix('.log')} ends: {tail}"}
+            tail = log_file.read_text(errors="replace")[-600:]
+            return {**record, "error": f"exit status {returncode}; {log_file} ends: {tail}"}
         record["wall_seconds"] = time.perf_counter() - start
     record["steps"] = json.loads((folder / FINISHED_RUN).read_text())["global_steps"]
     if not may_train:

@@ -37,10 +37,12 @@ def test_the_student_is_the_model_its_own_command_trains_and_a_second_call_reuse
     script = benchmark_script("distilled_seeds")
     log = write_ml100k_slice(tmp_path / "slice.csv", 60)
     overrides = [f"{key}={json.dumps(value)}" for key, value in SETTINGS.items() if key != "seed"]
-    argv = ["--log", str(log), "--seeds", str(SETTINGS["seed"]), "--set", *overrides, "--rankings", "full", "--work-dir", str(tmp_path / "w")]
+    argv = ["--log", str(log), "--seeds", str(SETTINGS["seed"]), "--set", *overrides, "--rankings", "full"]
+    argv += ["--name", "alpha0.5", "--work-dir", str(tmp_path / "w")]
     assert script.main([*argv, "--output", str(tmp_path / "first.json")]) == 0
     run = run_bert4rec(config_dict={**SETTINGS, "data_path": str(log)}, output_dir=tmp_path / "own")  # trains its teacher
-    for mine, own in (("student_seed3", "own"), ("teacher_seed4", "own/teachers/teacher-1")):
+    assert (tmp_path / "w" / "alpha0.5_seed3.log").is_file()  # the student's log: a dot in --name is kept
+    for mine, own in (("alpha0.5_seed3", "own"), ("teacher_seed4", "own/teachers/teacher-1")):
         weights, expected = (load_file(tmp_path / path / "model.safetensors") for path in (f"w/{mine}", own))
         assert weights.keys() == expected.keys() and all(weights[k].equal(expected[k]) for k in weights), mine
     first = json.loads((tmp_path / "first.json").read_text())["runs"]
