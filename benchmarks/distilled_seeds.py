@@ -10,18 +10,21 @@ the test items four ways (``bert4rec evaluate``): the whole catalog with the his
 (the headline) and removed, and 100 negatives by popularity and uniformly.
 
     # Beauty, recipe distilled at seeds 0-2: five clozefirst teachers, then three students
-    python benchmarks/distilled_seeds.py --dataset beauty --seeds 0 1 2 --parallel 5 \\
+    python benchmarks/distilled_seeds.py --dataset beauty --seeds 0 1 2 --parallel 2 \\
         --set recipe=distilled data_path=../shared/data/beauty/beauty.txt eval_steps=8000 \\
         --work-dir bench_out/distilled --output bench_out/distilled/beauty.json
+    # a variant of the students on the same teachers (under <work-dir>/alpha1_seed<S>)
+    python benchmarks/distilled_seeds.py ... --name alpha1 --set ... distillation_weight=1.0
     # ml-100k's default, with three teachers
     python benchmarks/distilled_seeds.py --dataset ml-100k --seeds 1 2 3 \\
-        --set distill_teachers=3 distillation_weight=0.9 --work-dir ... --output ...
+        --set distill_teachers=3 distillation_weight=0.5 --work-dir ... --output ...
     # the table of one or more outputs
     python benchmarks/distilled_seeds.py --table bench_out/distilled/beauty.json
 
-Finished runs (``metrics.json`` and no checkpoints) are reused, so a call cut short (a
-device call's time limit) is continued by the same command; the output JSON is rewritten
-as each run finishes.
+Finished runs (``metrics.json`` and no checkpoints) and their rankings are reused, so a
+call cut short (a device call's time limit) is continued by the same command, and
+``--stage teachers`` / ``--stage students`` split the two stages between two calls
+(``distilled_device_call.sh``); the output JSON is rewritten as each run finishes.
 """
 
 from __future__ import annotations
