@@ -111,6 +111,8 @@ def train_and_rank(args: argparse.Namespace, job: tuple, labels: list[str], may_
     elif not may_train:
         return {**record, "error": f"{folder} holds no finished run: train the teachers first (--stage teachers)"}
     else:
+        for label in TEST_RANKINGS:  # an earlier model's rankings, if this folder held one: not this model's
+            ranking_file(folder, label).unlink(missing_ok=True)
         if teachers:
             link_teachers(folder, teachers)
         folder.parent.mkdir(parents=True, exist_ok=True)
