@@ -40,11 +40,11 @@ from functools import partial
 from pathlib import Path
 
 import torch
-from full_ranking_ablations import METRICS, RANKINGS, rank_test
+from full_ranking_ablations import METRICS, RANKINGS, rank_test, read_ranking
 from seed_sweep import CLI, run_jobs
 
 from bert4rec_hf.training.config import load_config, parse_overrides
-from bert4rec_hf.training.distillation import FINISHED_RUN, TEACHER, TEACHERS
+from bert4rec_hf.training.distillation import FINISHED_RUN, TEACHER, TEACHER_SETTINGS, TEACHERS, finished_run
 from bert4rec_hf.training.pipeline import CHECKPOINTS
 from bert4rec_hf.training.trainer import last_checkpoint
 
@@ -82,10 +82,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def finished(folder: Path) -> bool:
-    return (folder / FINISHED_RUN).is_file() and not (folder / CHECKPOINTS).is_dir()
-
-
 def ranking_file(folder: Path, label: str) -> Path:
     return folder.parent / f"{folder.name}_{label}.json"
 
@@ -94,8 +90,7 @@ def ranked(folder: Path, label: str, env: dict[str, str]) -> dict[str, float]:
     """The test metrics of ``folder``'s model under one ranking; one a call before wrote is read."""
     output = ranking_file(folder, label)
     if output.is_file():
-        test = json.loads(output.read_text())["test"]
-        return {metric: test[f"test_{metric}"] for metric in METRICS}
+        return read_ranking(output)
     return rank_test(str(folder), TEST_RANKINGS[label], output, env)
 
 
@@ -106,7 +101,7 @@ def train_and_rank(args: argparse.Namespace, job: tuple, labels: list[str], may_
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads), MKL_NUM_THREADS=str(args.threads))
     record = {"variant": role, "seed": seed, "model_dir": str(folder)}
     start = time.perf_counter()
-    if finished(folder):
+    if finished_run(folder):
         record["reused"] = True
     elif not may_train:
         return {**record, "error": f"{folder} holds no finished run: train the teachers first (--stage teachers)"}
@@ -125,7 +120,7 @@ def train_and_rank(args: argparse.Namespace, job: tuple, labels: list[str], may_
         log_file = folder.parent / f"{folder.name}.log"  # not with_suffix: a --name may hold a dot (alpha0.5)
         with open(log_file, "a") as log:
             returncode = subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode
-        if returncode != 0 or not finished(folder):
+        if returncode != 0 or not finished_run(folder):
             tail = log_file.read_text(errors="replace")[-600:]
             return {**record, "error": f"exit status {returncode}; {log_file} ends: {tail}"}
         record["wall_seconds"] = time.perf_counter() - start
@@ -137,7 +132,7 @@ def train_and_rank(args: argparse.Namespace, job: tuple, labels: list[str], may_
 
 
 # a teacher is the students' configuration without teachers, as the run itself trains it (train_teachers)
-TEACHER_OVERRIDES = ["distill_teachers=0", "distillation_weight=0.0"]
+TEACHER_OVERRIDES = [f"{key}={value}" for key, value in TEACHER_SETTINGS.items()]
 
 
 def plan(seeds: list[int], count: int, work_dir: Path, name: str = "student") -> tuple[list[tuple], list[tuple]]:

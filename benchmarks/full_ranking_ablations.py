@@ -231,6 +231,11 @@ def rank_test(model_dir: str, options: list[str], output: Path, env: dict[str, s
     with open(output.with_suffix(".log"), "w") as log:
         if subprocess.run(command, stdout=log, stderr=subprocess.STDOUT, env=env).returncode != 0:
             return {"error": f"{' '.join(options)}: see {output.with_suffix('.log')}"}
+    return read_ranking(output)
+
+
+def read_ranking(output: Path) -> dict[str, float]:
+    """The test metrics ``bert4rec evaluate --output`` wrote to ``output``."""
     test = json.loads(output.read_text())["test"]
     return {metric: test[f"test_{metric}"] for metric in METRICS}
 

@@ -27,6 +27,8 @@ from .trainer import last_checkpoint
 TEACHERS = "teachers"  # <output_dir>/teachers/teacher-<k>: the runs distill_teachers trains first
 TEACHER = "teacher-"
 FINISHED_RUN = "metrics.json"  # written last by a run that saved its model
+# what makes a teacher of the run's configuration, beside its seed: no teachers of its own
+TEACHER_SETTINGS = {"distill_teachers": 0, "distillation_weight": 0.0}
 
 logger = logging.get_logger(__name__)
 
@@ -62,6 +64,13 @@ def check_teachers_folder(output_dir: str | os.PathLike, overwrite: bool, resume
         )
 
 
+def finished_run(folder: str | os.PathLike) -> bool:
+    """Whether ``folder`` holds a run that saved its model and left no checkpoint to resume."""
+    from .pipeline import CHECKPOINTS  # the run's module imports this one
+
+    return (Path(folder) / FINISHED_RUN).is_file() and last_checkpoint(Path(folder) / CHECKPOINTS) is None
+
+
 def train_teachers(
     config: Mapping[str, Any],
     output_dir: str | os.PathLike,
@@ -79,13 +88,12 @@ def train_teachers(
     for k in range(1, count + 1):
         folder = Path(output_dir) / TEACHERS / f"{TEACHER}{k}"
         folders.append(folder)
-        unfinished = last_checkpoint(folder / CHECKPOINTS) is not None
-        if resume and (folder / FINISHED_RUN).is_file() and not unfinished:
+        if resume and finished_run(folder):
             logger.info(f"teacher {k} of {count}: trained already ({folder})")
             continue
         logger.info(f"teacher {k} of {count}: seed {config['seed'] + k}, {folder}")
-        overrides = {"seed": config["seed"] + k, "distill_teachers": 0, "distillation_weight": 0.0}
-        run(overrides, folder, resume and unfinished)
+        unfinished = last_checkpoint(folder / CHECKPOINTS) is not None
+        run({"seed": config["seed"] + k, **TEACHER_SETTINGS}, folder, resume and unfinished)
     return folders
 
 
@@ -142,4 +150,4 @@ class TeacherEnsemble:
         return F.softmax(total / len(self.models), dim=1)
 
 
-__all__ = ["TEACHERS", "TeacherEnsemble", "check_distillation", "check_teachers_folder", "train_teachers"]
+__all__ = ["TEACHERS", "TEACHER_SETTINGS", "TeacherEnsemble", "finished_run", "check_distillation", "check_teachers_folder", "train_teachers"]
