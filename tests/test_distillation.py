@@ -168,10 +168,24 @@ def test_a_run_trains_its_teachers_then_learns_from_them(log, tmp_path, monkeypa
     ranks = [json.loads((folder / "metrics.json").read_text())["test"]["test_mrr"] for folder in (tmp_path / "run", tmp_path / "plain")]
     assert ranks[0] != ranks[1]
 
+    distilled = {**settings, "distill_teachers": 1, "distillation_weight": 0.5}
+    with pytest.raises(FileExistsError, match=r"already holds config\.json, model\.safetensors"):
+        run_bert4rec(config_dict=distilled, output_dir=tmp_path / "run", resume=True)  # finished: not trained again
     for name in ("model.safetensors", "metrics.json", "config.json", "item_vocab.json", "README.md", "run_config.yaml", "training_curves.png"):
         (tmp_path / "run" / name).unlink(missing_ok=True)  # as if killed before its end: only the teachers are left
     with pytest.raises(FileExistsError, match="teachers of an earlier run; pass resume=True"):
-        run_bert4rec(config_dict={**settings, "distill_teachers": 1, "distillation_weight": 0.5}, output_dir=tmp_path / "run")
+        run_bert4rec(config_dict=distilled, output_dir=tmp_path / "run")
+    # a setting changed before --resume: the finished teacher was trained without it, so it is not kept
+    with pytest.raises(ConfigError, match=r"finished teacher .*teacher-1: .*\(learning_rate: 0\.001 -> 0\.002\)"):
+        run_bert4rec(config_dict={**distilled, "learning_rate": 0.002}, output_dir=tmp_path / "run", resume=True)
+    assert _same_weights(teacher, Path(alone["output_dir"]))  # refused before anything was written
+    teacher_seeds = []
+    monkeypatch.setattr(
+        "bert4rec_hf.training.pipeline.prepare_data", lambda config: teacher_seeds.append(config["seed"]) or 1 / 0
+    )
+    with pytest.raises(ZeroDivisionError):  # the same settings: the teacher is kept, and the run itself starts
+        run_bert4rec(config_dict=distilled, output_dir=tmp_path / "run", resume=True)
+    assert teacher_seeds == [3]
 
 
 def test_teachers_and_their_weight_come_together(log, tmp_path):

@@ -76,11 +76,13 @@ def train_teachers(
     output_dir: str | os.PathLike,
     resume: bool,
     run: Callable[[Mapping[str, Any], Path, bool], Any],
+    keep: Callable[[Mapping[str, Any], Path], Any],
 ) -> list[Path]:
     """Trains the ``distill_teachers`` runs: the run's own configuration on seeds ``seed + 1``,
     ``seed + 2``, ..., without teachers, each in ``<output_dir>/teachers/teacher-<k>`` by
-    ``run(overrides, folder, resume)``. A resumed run keeps its finished teachers and resumes an
-    interrupted one. Returns their folders."""
+    ``run(overrides, folder, resume)``. A resumed run keeps its finished teachers, once
+    ``keep(overrides, folder)`` has checked them, and resumes an interrupted one. Returns their
+    folders."""
     from .pipeline import CHECKPOINTS  # the run's module imports this one
 
     folders = []
@@ -88,12 +90,14 @@ def train_teachers(
     for k in range(1, count + 1):
         folder = Path(output_dir) / TEACHERS / f"{TEACHER}{k}"
         folders.append(folder)
+        overrides = {"seed": config["seed"] + k, **TEACHER_SETTINGS}
         if resume and finished_run(folder):
+            keep(overrides, folder)
             logger.info(f"teacher {k} of {count}: trained already ({folder})")
             continue
         logger.info(f"teacher {k} of {count}: seed {config['seed'] + k}, {folder}")
         unfinished = last_checkpoint(folder / CHECKPOINTS) is not None
-        run({"seed": config["seed"] + k, **TEACHER_SETTINGS}, folder, resume and unfinished)
+        run(overrides, folder, resume and unfinished)
     return folders
 
 

@@ -560,7 +560,22 @@ def check_resumable(output_dir: str | os.PathLike, config: Mapping[str, Any]) ->
     saved_file = folder / RESUME_CONFIG
     if not saved_file.is_file():
         raise FileNotFoundError(f"cannot resume {checkpoint}: {saved_file}, the configuration it was trained with, is missing")
-    saved, given = read_yaml(saved_file), parse_yaml(yaml_text(config))
+    changes = configuration_changes(read_yaml(saved_file), config)
+    if changes:
+        raise ConfigError(
+            f"cannot resume {checkpoint} with another configuration ({changes}); "
+            "give the run's own settings, or start again with --overwrite"
+        )
+    return checkpoint
+
+
+def configuration_changes(saved: Mapping[str, Any], config: Mapping[str, Any]) -> str:
+    """``"key: saved -> given, ..."`` for each setting of ``config`` that differs from the
+    ``saved`` configuration a run was trained with ("" if none), beside those a resumed run
+    may change. A setting newer than the saved configuration (absent from it) left at its
+    package default is no difference: a new setting's default is the behaviour from before it
+    existed."""
+    given = parse_yaml(yaml_text(config))
     defaults = package_defaults()
     newer = {key for key in set(given) - set(saved) if key in defaults and given[key] == defaults[key]}
     differing = sorted(
@@ -568,13 +583,22 @@ def check_resumable(output_dir: str | os.PathLike, config: Mapping[str, Any]) ->
         for key in set(saved) | set(given)
         if key not in RESUME_MAY_DIFFER and key not in newer and saved.get(key) != given.get(key)
     )
-    if differing:
-        changes = ", ".join(f"{key}: {saved.get(key)!r} -> {given.get(key)!r}" for key in differing)
+    return ", ".join(f"{key}: {saved.get(key)!r} -> {given.get(key)!r}" for key in differing)
+
+
+def check_kept_teacher(folder: str | os.PathLike, config: RunConfig) -> None:
+    """Refuses a finished teacher that a resumed run would keep (``distill_teachers``) when it
+    was trained with other settings than the teacher the run trains now (``config``, whose
+    derived schedule is taken from the teacher's own): a setting changed between the first
+    call and ``--resume`` would otherwise reach the student only through stale teachers."""
+    saved = read_yaml(Path(folder) / RESUME_CONFIG)
+    AutoSchedule(config).adopt(config, saved)
+    changes = configuration_changes(saved, config)
+    if changes:
         raise ConfigError(
-            f"cannot resume {checkpoint} with another configuration ({changes}); "
-            "give the run's own settings, or start again with --overwrite"
+            f"cannot resume with the finished teacher {folder}: it was trained with another configuration "
+            f"({changes}); give the run's own settings, or train the run and its teachers again with --overwrite"
         )
-    return checkpoint
 
 
 def resume_schedule(output_dir: str | os.PathLike, schedule: AutoSchedule, config: RunConfig) -> None:
@@ -645,9 +669,16 @@ def run_bert4rec(
                 overwrite=not resume_teacher, resume=resume_teacher, data_path=data_path,
             )  # fmt: skip
 
-        teacher_folders = train_teachers(config, output_dir, resume, run_teacher)
-        # killed while the teachers trained: the run itself has no checkpoint yet, so it starts
-        resume = resume and last_checkpoint(output_dir / CHECKPOINTS) is not None
+        def keep_teacher(overrides: Mapping[str, Any], folder: Path) -> None:
+            teacher_config = load_config(dataset, config_file_list, with_data_path({**(config_dict or {}), **overrides}, data_path))
+            check_kept_teacher(folder, teacher_config)
+
+        teacher_folders = train_teachers(config, output_dir, resume, run_teacher, keep_teacher)
+        if resume and last_checkpoint(output_dir / CHECKPOINTS) is None:
+            # killed while the teachers trained: the run itself has no checkpoint yet, so it starts,
+            # unless its folder holds its finished model, which --resume does not train again
+            check_output_dir(output_dir)
+            resume = False
     if resume:
         resume_schedule(output_dir, schedule, config)
     checkpoint = check_resumable(output_dir, config) if resume else None
