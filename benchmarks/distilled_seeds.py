@@ -21,7 +21,8 @@ the test items four ways (``bert4rec evaluate``): the whole catalog with the his
     # the table of one or more outputs
     python benchmarks/distilled_seeds.py --table bench_out/distilled/beauty.json
 
-Finished runs (``metrics.json`` and no checkpoints) and their rankings are reused, so a
+Finished runs (``metrics.json`` and no checkpoints) and their rankings are reused (a run
+trained with other settings than its job's is refused, naming them), so a
 call cut short (a device call's time limit) is continued by the same command, and
 ``--stage teachers`` / ``--stage students`` split the two stages between two calls
 (``distilled_device_call.sh``); the output JSON is rewritten as each run finishes.
@@ -43,9 +44,9 @@ import torch
 from full_ranking_ablations import METRICS, RANKINGS, rank_test, read_ranking
 from seed_sweep import CLI, run_jobs
 
-from bert4rec_hf.training.config import load_config, parse_overrides
+from bert4rec_hf.training.config import RunConfig, load_config, parse_overrides
 from bert4rec_hf.training.distillation import FINISHED_RUN, TEACHER, TEACHER_SETTINGS, TEACHERS, finished_run
-from bert4rec_hf.training.pipeline import CHECKPOINTS
+from bert4rec_hf.training.pipeline import CHECKPOINTS, finished_run_changes
 from bert4rec_hf.training.trainer import last_checkpoint
 
 # every ranking asked of `bert4rec evaluate` explicitly: a data set's YAML may change the run's own test
@@ -94,6 +95,12 @@ def ranked(folder: Path, label: str, env: dict[str, str]) -> dict[str, float]:
     return rank_test(str(folder), TEST_RANKINGS[label], output, env)
 
 
+def job_config(args: argparse.Namespace, overrides: list[str], seed: int) -> RunConfig:
+    """The configuration the job's ``bert4rec train`` command resolves."""
+    layer = parse_overrides([*args.common, *overrides, f"seed={seed}"])
+    return load_config(None, None, {**layer, "data_path": args.log}) if args.log else load_config(args.dataset, None, layer)
+
+
 def train_and_rank(args: argparse.Namespace, job: tuple, labels: list[str], may_train: bool = True) -> dict:
     """One ``bert4rec train`` (skipped when the job's folder holds a finished run), then its
     ``labels`` rankings; ``may_train`` false: a finished run and the rankings it has, or an error."""
@@ -102,6 +109,9 @@ def train_and_rank(args: argparse.Namespace, job: tuple, labels: list[str], may_
     record = {"variant": role, "seed": seed, "model_dir": str(folder)}
     start = time.perf_counter()
     if finished_run(folder):
+        changes = finished_run_changes(folder, job_config(args, overrides, seed))
+        if changes:
+            return {**record, "error": f"{folder} holds a run trained with other settings ({changes}): use another --work-dir"}
         record["reused"] = True
     elif not may_train:
         return {**record, "error": f"{folder} holds no finished run: train the teachers first (--stage teachers)"}

@@ -54,6 +54,13 @@ def test_the_student_is_the_model_its_own_command_trains_and_a_second_call_reuse
     second = json.loads((tmp_path / "second.json").read_text())["runs"]
     assert [("reused" in r, r["rankings"]) for r in second] == [(True, r["rankings"]) for r in first]
 
+    # another setting on the same work dir: the finished teacher is not reused as if it had it
+    changed = [*argv, "--stage", "students", "--output", str(tmp_path / "third.json")]
+    assert script.main([*changed[:changed.index("--rankings")], "learning_rate=0.002", *changed[changed.index("--rankings"):]]) == 1
+    third = json.loads((tmp_path / "third.json").read_text())["runs"]
+    assert [r["variant"] for r in third] == ["teacher"]  # the student is not run on it
+    assert "holds a run trained with other settings (learning_rate: 0.001 -> 0.002)" in third[0]["error"]
+
 
 def test_the_seeds_come_from_seeds_not_from_set():
     script = benchmark_script("distilled_seeds")

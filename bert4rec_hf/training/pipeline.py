@@ -586,14 +586,21 @@ def configuration_changes(saved: Mapping[str, Any], config: Mapping[str, Any]) -
     return ", ".join(f"{key}: {saved.get(key)!r} -> {given.get(key)!r}" for key in differing)
 
 
-def check_kept_teacher(folder: str | os.PathLike, config: RunConfig) -> None:
-    """Refuses a finished teacher that a resumed run would keep (``distill_teachers``) when it
-    was trained with other settings than the teacher the run trains now (``config``, whose
-    derived schedule is taken from the teacher's own): a setting changed between the first
-    call and ``--resume`` would otherwise reach the student only through stale teachers."""
+def finished_run_changes(folder: str | os.PathLike, config: RunConfig) -> str:
+    """The settings (``configuration_changes``) in which the finished run saved in ``folder``
+    differs from the run ``config`` would train, whose derived schedule (``schedule: auto``) is
+    taken from the saved run's: what keeping that run in place of training this one would hide."""
     saved = read_yaml(Path(folder) / RESUME_CONFIG)
     AutoSchedule(config).adopt(config, saved)
-    changes = configuration_changes(saved, config)
+    return configuration_changes(saved, config)
+
+
+def check_kept_teacher(folder: str | os.PathLike, config: RunConfig) -> None:
+    """Refuses a finished teacher that a resumed run would keep (``distill_teachers``) when it
+    was trained with other settings than the teacher the run trains now (``config``): a setting
+    changed between the first call and ``--resume`` would otherwise reach the student only
+    through stale teachers."""
+    changes = finished_run_changes(folder, config)
     if changes:
         raise ConfigError(
             f"cannot resume with the finished teacher {folder}: it was trained with another configuration "
