@@ -155,7 +155,20 @@ def test_a_distilled_run_killed_in_its_teacher_or_itself_resumes_to_the_uninterr
     assert_resumes_to(reference, distilled, tmp_path, kill_at)
 
 
-def assert_resumes_to(reference: Path, run_args: list[str], tmp_path: Path, kill_at: str) -> None:
+def test_checkpoints_between_evaluations_resume_a_run_from_the_newest(run_args, tmp_path):
+    """``save_steps: 4`` in a run evaluated every 15 steps: killed at step 14, it resumes from
+    checkpoint-12, not from the start, to the weights of the run that saved only at its
+    evaluations (the extra checkpoints change nothing in the arithmetic)."""
+    rare = [*run_args, "eval_steps=15"]
+    uninterrupted = tmp_path / "uninterrupted"
+    assert train(rare, uninterrupted).returncode == 0
+    resumed = assert_resumes_to(uninterrupted, [*rare, "save_steps=4"], tmp_path, "step:14")
+    assert "Resuming from" in resumed.stdout and "checkpoint-12" in resumed.stdout
+    with pytest.raises(ConfigError, match="'save_steps' must be a positive number of steps"):
+        load_config(config_dict={"save_steps": 0})
+
+
+def assert_resumes_to(reference: Path, run_args: list[str], tmp_path: Path, kill_at: str) -> subprocess.CompletedProcess:
     driver = tmp_path / "driver.py"
     driver.write_text(DRIVER)
     output_dir = tmp_path / "killed"
@@ -172,6 +185,7 @@ def assert_resumes_to(reference: Path, run_args: list[str], tmp_path: Path, kill
     assert ranking_metrics(output_dir) == ranking_metrics(reference)
     assert not (output_dir / CHECKPOINTS).exists()
     assert not [path.name for path in output_dir.iterdir() if path.name.startswith(".")]
+    return resumed
 
 
 def test_resume_refuses_an_empty_folder_and_another_configuration(run_args, tmp_path):

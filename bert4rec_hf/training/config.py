@@ -46,6 +46,7 @@ _NULLABLE_TYPES: dict[str, tuple[type, ...]] = {
     "dedup": (str,),
     "train_stride": (int,),
     "eval_steps": (int,),
+    "save_steps": (int,),
     "time_budget": (float, int),
     "output_dir": (str,),
     "torch_threads": (int,),
@@ -183,6 +184,8 @@ def _check(key: str, value: Any, types: Mapping[str, tuple[type, ...]], source: 
             raise ConfigError(f"{source}: {err}") from None
     if key in ("split_test_share", "split_validation_share") and not 0 < value < 1:
         raise ConfigError(f"{source}: '{key}' must be a share of the log between 0 and 1 (exclusive), got {value!r}")
+    if key == "save_steps" and value < 1:
+        raise ConfigError(f"{source}: 'save_steps' must be a positive number of steps or null (checkpoints at evaluations only), got {value!r}")
     if key == "torch_threads" and value < 1:
         raise ConfigError(f"{source}: 'torch_threads' must be a positive number of threads or null (adapt), got {value!r}")
     if key == "item_features" and (not value or not all(isinstance(name, str) and name for name in value)):

@@ -59,7 +59,7 @@ from .planning import measure_seconds, plan_training
 from .reporting import plot_training_history, validation_curve, write_atomically, write_json, write_yaml, yaml_text
 from .threads import apply_thread_policy
 from .time_budget import TimeBudgetCallback
-from .trainer import STAGING, Bert4RecTrainer, last_checkpoint
+from .trainer import STAGING, Bert4RecTrainer, CheckpointEvery, last_checkpoint
 
 logger = logging.getLogger(__name__)
 
@@ -95,7 +95,7 @@ CHECKPOINTS = "checkpoints"
 # Beside the checkpoints: the configuration they were trained with, so a resume can refuse another one.
 RESUME_CONFIG = "run_config.yaml"
 # Keys a resumed run may change: they touch neither the data, the model nor the arithmetic.
-RESUME_MAY_DIFFER = ("output_dir", "report_to", "torch_threads")
+RESUME_MAY_DIFFER = ("output_dir", "report_to", "torch_threads", "save_steps")
 STAGED_MODEL = ".partial-model"  # the model folder's files while they are written
 # What save_run writes that another run's folder also holds: a run refuses to replace them unless told to.
 RUN_FILES = (
@@ -342,6 +342,8 @@ def build_trainer(
     callbacks = [EarlyStoppingCallback(early_stopping_patience=config["stopping_step"])]
     if config["time_budget"] is not None:
         callbacks.append(TimeBudgetCallback(config["time_budget"]))
+    if config["save_steps"] is not None:
+        callbacks.append(CheckpointEvery(config["save_steps"]))
     thread_policy = apply_thread_policy(config["torch_threads"])
     if thread_policy is not None:
         callbacks.append(thread_policy)

@@ -15,7 +15,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import torch
 from torch import nn
-from transformers import Trainer, TrainerState
+from transformers import Trainer, TrainerCallback, TrainerState
 from transformers.trainer import TRAINER_STATE_NAME
 from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR, TrainOutput, has_length, rotate_checkpoints
 from transformers.utils import logging
@@ -360,6 +360,23 @@ class Bert4RecTrainer(Trainer):
         return loss.detach()
 
 
+class CheckpointEvery(TrainerCallback):
+    """A checkpoint every ``steps`` optimizer steps beside those of the evaluations, without
+    evaluating: a killed run then loses at most ``steps`` steps, where evaluations are rare
+    (a long run evaluated once at its end) or costly. It is the Trainer's own checkpoint, so
+    ``--resume`` continues from it to the weights of the run never interrupted."""
+
+    def __init__(self, steps: int):
+        if isinstance(steps, bool) or not isinstance(steps, int) or steps < 1:
+            raise ValueError(f"a checkpoint every N steps needs a positive N, got {steps!r}")
+        self.steps = steps
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if state.global_step % self.steps == 0:
+            control.should_save = True
+        return control
+
+
 def last_checkpoint(folder: str | os.PathLike) -> str | None:
     """The newest complete ``checkpoint-<step>`` folder in ``folder`` (None when
     there is none): staging folders never carry that name, and a folder without
@@ -497,4 +514,4 @@ class SimilarLengthSampler(EpochSampler):
         return iter(np.concatenate([batches.ravel(), order[full:]]).tolist())
 
 
-__all__ = ["Bert4RecTrainer", "EpochSampler", "NextItemPhaseSampler", "SeededShuffle", "SimilarLengthSampler", "last_checkpoint"]
+__all__ = ["Bert4RecTrainer", "CheckpointEvery", "EpochSampler", "NextItemPhaseSampler", "SeededShuffle", "SimilarLengthSampler", "last_checkpoint"]

@@ -79,7 +79,7 @@ SAMPLERS = ("auto", "grid", "tpe", "random")
 
 # Keys known to leave prepare_data() unchanged; any other tuned key gets its own prepared data.
 NOT_DATA_KEYS = (set(MODEL_KEYS) - {"max_seq_length"}) | set(TRAINING_ARGUMENTS) | set(MASKING_KEYS) | {
-    "stopping_step", "eval_steps", "save_total_limit", "torch_threads",
+    "stopping_step", "eval_steps", "save_steps", "save_total_limit", "torch_threads",
 }  # fmt: skip
 
 
