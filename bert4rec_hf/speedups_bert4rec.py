@@ -12,8 +12,8 @@ same without them (``modeling_bert4rec``) and none changes a checkpoint.
   unless the config names its own ``item_chunk_size``. Past the CPU's cache the plain
   softmax spends more time copying, filling and normalising that matrix than on its
   matrix products.
-* :func:`hidden_states_at` (the Trainer's evaluation step): the encoder states
-  at chosen positions, the last layer computed at those positions only.
+* :func:`hidden_states_at` (the Trainer's evaluation step, and distillation's teachers):
+  the encoder states at chosen positions, the last layer computed at those positions only.
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from torch.nn import functional as F
 from transformers.utils import logging
 
 from ..modeling_bert4rec import Bert4RecForMaskedItemPrediction
+from ..speedups_bert4rec import hidden_states_at
 from ..tokenization_bert4rec import ItemTokenizer
 from .config import ConfigError
 from .trainer import last_checkpoint
@@ -143,11 +144,12 @@ class TeacherEnsemble:
         self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, predicted: torch.Tensor
     ) -> torch.Tensor:
         """``(M, num_items)``: the softmax over the real items of the teachers' mean score at
-        each ``predicted`` position of the batch (row-major, as the model's loss reads them)."""
+        each ``predicted`` position of the batch (row-major, as the model's loss reads them). The
+        teachers' last layers run at those positions only (``hidden_states_at``)."""
         rows = input_ids[predicted.nonzero()[:, 0]]
         total = None
         for model in self.models:
-            hidden = model.bert4rec(input_ids, attention_mask=attention_mask).last_hidden_state[predicted]
+            hidden = hidden_states_at(model.bert4rec, input_ids, predicted, attention_mask=attention_mask)
             scorer = model.item_scorer(hidden, rows, exact=False).divided(model.config.softmax_temperature)
             scores = scorer.range().float()
             total = scores if total is None else total.add_(scores)
