@@ -12,6 +12,7 @@ from torch.nn import functional as F
 from bert4rec_hf import Bert4RecConfig, ItemTokenizer, run_bert4rec, tune_bert4rec
 from bert4rec_hf.training.config import ConfigError, load_config, read_yaml
 from bert4rec_hf.training.distillation import TeacherEnsemble
+from bert4rec_hf.training.planning import MEASURED_STEPS
 
 from .helpers import PHASED_RUN, masked_batch, tiny_model, write_ml100k_slice
 
@@ -153,9 +154,11 @@ def test_a_run_trains_its_teachers_then_learns_from_them(log, tmp_path, monkeypa
     teacher = tmp_path / "run" / "teachers" / "teacher-1"
     teacher_config = read_yaml(teacher / "run_config.yaml")
     assert (teacher_config["seed"], teacher_config["distill_teachers"], teacher_config["distillation_weight"]) == (4, 0, 0.0)
-    assert len(probabilities_at) == 6  # the next-item steps 7-12 only; the teacher's own run read none
+    # the next-item steps 7-12 only, after the plan's timed next-item steps (the untimed one too): the time
+    # it says includes the teachers' scoring; the teacher's own run read none
+    assert len(probabilities_at) == MEASURED_STEPS + 1 + 6
     plan = json.loads((tmp_path / "run" / "data_report.json").read_text())["plan"]["summary"]
-    assert "on next-item rows, distilled from 1 teacher (their scoring not in the estimate)," in plan
+    assert "on next-item rows, distilled from 1 teacher," in plan
     alone = run_bert4rec(config_dict={**settings, "seed": 4}, output_dir=tmp_path / "alone")
     assert _same_weights(teacher, Path(alone["output_dir"]))
 

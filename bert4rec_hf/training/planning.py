@@ -48,16 +48,19 @@ def _on(device: torch.device, batch: Mapping[str, torch.Tensor]) -> dict[str, to
 
 def measure_step_seconds(trainer: Any, steps: int = MEASURED_STEPS) -> float:
     """Seconds per training step of ``trainer``'s model, batch size and collator; with a
-    next-item phase (``trainer.next_item_share``), the two phases' steps weighted by their shares."""
+    next-item phase (``trainer.next_item_share``), the two phases' steps weighted by their shares.
+    Steps that distil (``trainer.teachers``: the next-item phase's, or every step of a run without
+    one) are timed with the teachers scoring their targets."""
     share = getattr(trainer, "next_item_share", 0.0)
-    seconds = _step_seconds(trainer, trainer.train_dataset, steps) if share < 1 else 0.0
+    distils = getattr(trainer, "teachers", None) is not None
+    seconds = _step_seconds(trainer, trainer.train_dataset, steps, distilled=distils and share == 0) if share < 1 else 0.0
     if share > 0:
-        next_item = _step_seconds(trainer, trainer.next_item_dataset, steps, last_item_only=True)
+        next_item = _step_seconds(trainer, trainer.next_item_dataset, steps, last_item_only=True, distilled=distils)
         seconds = (1 - share) * seconds + share * next_item
     return seconds
 
 
-def _step_seconds(trainer: Any, dataset: Any, steps: int, last_item_only: bool = False) -> float:
+def _step_seconds(trainer: Any, dataset: Any, steps: int, last_item_only: bool = False, distilled: bool = False) -> float:
     model = copy.deepcopy(trainer.model).train()
     collator = copy.deepcopy(trainer.data_collator)
     optimizer = torch.optim.AdamW(model.parameters(), lr=trainer.args.learning_rate)
@@ -69,6 +72,8 @@ def _step_seconds(trainer: Any, dataset: Any, steps: int, last_item_only: bool =
             if step == 1:
                 start = time.perf_counter()
             batch = _on(device, collator([row | flag for row in _rows(dataset, size, offset=step)]))
+            if distilled:
+                batch = trainer.with_soft_targets(batch)
             model(**batch).loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
@@ -121,7 +126,7 @@ def plan_training(
         phase = f", the last {share:.0%} on next-item rows in each of {branches} branches, averaged,"
     teachers = config.get("distill_teachers") or len(config.get("distill_from") or ())
     if teachers and config.get("distillation_weight"):
-        phase += f" distilled from {teachers} teacher{'s' if teachers > 1 else ''} (their scoring not in the estimate),"
+        phase += f" distilled from {teachers} teacher{'s' if teachers > 1 else ''},"
     warning = phase_budget_warning(steps, share, budget, step_seconds, evaluations * evaluation_seconds)
     summary = (
         f"at most {steps:,} steps ({steps / per_epoch:.3g} epochs of {per_epoch:,} steps){phase} and {evaluations:,} "

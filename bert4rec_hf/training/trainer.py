@@ -149,11 +149,15 @@ class Bert4RecTrainer(Trainer):
         positions once the run distils (``teachers``)."""
         phased = self.next_item_share > 0
         if self.teachers is not None and model.training and (not phased or self.state.global_step >= self.switch_step()):
-            predicted = inputs["labels"].ne(IGNORE_INDEX)
-            teachers = self.teachers.to(inputs["input_ids"].device)
-            probabilities = teachers.probabilities(inputs["input_ids"], inputs.get("attention_mask"), predicted)
-            inputs = {**inputs, "teacher_probabilities": probabilities}
+            inputs = self.with_soft_targets(inputs)
         return super().compute_loss(model, inputs, *args, **kwargs)
+
+    def with_soft_targets(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """``inputs`` with the teachers' soft targets of its labelled positions (``teacher_probabilities``)."""
+        predicted = inputs["labels"].ne(IGNORE_INDEX)
+        teachers = self.teachers.to(inputs["input_ids"].device)
+        probabilities = teachers.probabilities(inputs["input_ids"], inputs.get("attention_mask"), predicted)
+        return {**inputs, "teacher_probabilities": probabilities}
 
     def call_model_init(self, trial: Any = None) -> nn.Module:
         """A ``model_init`` model (hyper-parameter search) gets the CPU speed paths too."""
