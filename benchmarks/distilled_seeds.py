@@ -46,7 +46,7 @@ from seed_sweep import CLI, run_jobs
 
 from bert4rec_hf.training.config import RunConfig, load_config, parse_overrides
 from bert4rec_hf.training.distillation import FINISHED_RUN, TEACHER, TEACHER_SETTINGS, TEACHERS, finished_run
-from bert4rec_hf.training.pipeline import CHECKPOINTS, finished_run_changes
+from bert4rec_hf.training.pipeline import CHECKPOINTS, finished_run_changes, with_data_path
 from bert4rec_hf.training.trainer import last_checkpoint
 
 # every ranking asked of `bert4rec evaluate` explicitly: a data set's YAML may change the run's own test
@@ -98,7 +98,7 @@ def ranked(folder: Path, label: str, env: dict[str, str]) -> dict[str, float]:
 def job_config(args: argparse.Namespace, overrides: list[str], seed: int) -> RunConfig:
     """The configuration the job's ``bert4rec train`` command resolves."""
     layer = parse_overrides([*args.common, *overrides, f"seed={seed}"])
-    return load_config(None, None, {**layer, "data_path": args.log}) if args.log else load_config(args.dataset, None, layer)
+    return load_config(None if args.log else args.dataset, None, with_data_path(layer, args.log))
 
 
 def train_and_rank(args: argparse.Namespace, job: tuple, labels: list[str], may_train: bool = True) -> dict:
