@@ -4,16 +4,19 @@
     python benchmarks/distillation_step.py --teachers 1 --steps 3 --num-items 5000   # a quick look
 
 On synthetic next-item rows (lengths drawn up to ``--seq-length``, sorted as
-``group_by_length`` batches them, each masked at its last item) over a catalog of
+``group_by_length`` batches them, masked at their last item by the training collator) over a catalog of
 ``--num-items`` items (default: Beauty's 54,542), with untrained models of the recipe's
 shape (4 layers, hidden 64):
 
 * one teacher's encoder states at the distilled positions: the full forward, then
   ``speedups_bert4rec.hidden_states_at`` (the last layer at those positions only,
   what ``TeacherEnsemble`` uses), and the largest difference between the two;
-* ``TeacherEnsemble.probabilities`` of ``--teachers`` teachers (their soft targets);
+* ``TeacherEnsemble.probabilities`` of ``--teachers`` teachers (their soft targets), from
+  their encoders, then from the states they remember of these rows
+  (``remember_next_item_rows``, as a run's next-item phase does), and the seconds per row
+  that remembering took;
 * a student's training step (forward, loss, backward, AdamW) without teachers and with
-  their soft targets, the teachers' call included.
+  their soft targets (from their encoders, then remembered), the teachers' call included.
 
 Mean seconds over ``--steps`` timed repeats after one untimed one.
 """
@@ -27,7 +30,7 @@ from collections.abc import Callable
 
 import torch
 
-from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedItemPrediction
+from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedItemPrediction, DataCollatorForMaskedItemPrediction
 from bert4rec_hf.speedups_bert4rec import hidden_states_at, use_cpu_speedups
 from bert4rec_hf.training.distillation import TeacherEnsemble
 
@@ -46,18 +49,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
-def next_item_batch(config: Bert4RecConfig, batch_size: int, generator: torch.Generator) -> dict[str, torch.Tensor]:
-    """Rows of similar length, each masked at its last item alone."""
-    length = config.max_seq_length
-    lengths = torch.randint(2, length + 1, (batch_size,), generator=generator).sort().values
-    real = torch.arange(length)[None] < lengths[:, None]
-    items = torch.randint(config.mask_token_id + 1, config.vocab_size, (batch_size, length), generator=generator)
-    input_ids = items * real
-    rows, last = torch.arange(batch_size), lengths - 1
-    labels = torch.full_like(input_ids, -100)
-    labels[rows, last] = input_ids[rows, last]
-    input_ids[rows, last] = config.mask_token_id
-    return {"input_ids": input_ids, "attention_mask": real.long(), "labels": labels}
+def next_item_histories(config: Bert4RecConfig, batch_size: int, generator: torch.Generator) -> list[list[int]]:
+    """Histories of 2 to ``max_seq_length`` items, sorted by length as ``group_by_length`` batches them."""
+    lengths = torch.randint(2, config.max_seq_length + 1, (batch_size,), generator=generator).sort().values.tolist()
+    return [torch.randint(config.mask_token_id + 1, config.vocab_size, (n,), generator=generator).tolist() for n in lengths]
 
 
 def seconds(work: Callable[[], object], steps: int) -> float:
@@ -77,17 +72,20 @@ def main(argv: list[str] | None = None) -> int:
         n_heads=2, max_seq_length=args.seq_length, hidden_dropout_prob=0.1, attn_dropout_prob=0.1,
         softmax_temperature=0.2, distillation_weight=0.9,
     )  # fmt: skip
-    batch = next_item_batch(config, args.batch_size, torch.Generator().manual_seed(0))
+    histories = next_item_histories(config, args.batch_size, torch.Generator().manual_seed(0))
+    collator = DataCollatorForMaskedItemPrediction(max_seq_length=args.seq_length, seed=0)
+    batch = collator([{"input_ids": history, "last_item_only": True} for history in histories])
     predicted = batch["labels"].ne(-100)
-    teachers = TeacherEnsemble([Bert4RecForMaskedItemPrediction(config) for _ in range(args.teachers)])
+    models = [Bert4RecForMaskedItemPrediction(config) for _ in range(args.teachers)]
+    teachers, remembering = TeacherEnsemble(models), TeacherEnsemble(models)
     teacher = teachers.models[0].bert4rec
     student = use_cpu_speedups(Bert4RecForMaskedItemPrediction(config).train())
     optimizer = torch.optim.AdamW(student.parameters(), lr=1e-3)
 
-    def train_step(soft_targets: bool) -> None:
+    def train_step(ensemble: TeacherEnsemble | None) -> None:
         inputs = dict(batch)
-        if soft_targets:
-            inputs["teacher_probabilities"] = teachers.probabilities(batch["input_ids"], batch["attention_mask"], predicted)
+        if ensemble is not None:
+            inputs["teacher_probabilities"] = ensemble.probabilities(batch["input_ids"], batch["attention_mask"], predicted)
         student(**inputs).loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -109,8 +107,22 @@ def main(argv: list[str] | None = None) -> int:
                 lambda: teachers.probabilities(batch["input_ids"], batch["attention_mask"], predicted), args.steps
             ),
         }
-    figures["student_step_s"] = seconds(lambda: train_step(False), args.steps)
-    figures["distilled_step_s"] = seconds(lambda: train_step(True), args.steps)
+        start = time.perf_counter()
+        remembering.remember_next_item_rows(histories, args.seq_length)
+        figures["remember_per_row_s"] = (time.perf_counter() - start) / len(histories)
+        found, _ = remembering.remembered.find(batch["input_ids"], batch["attention_mask"], predicted)
+        if not found.all():
+            raise RuntimeError(f"{int((~found).sum())} of the batch's rows were not remembered")
+        figures["soft_targets_remembered_s"] = seconds(
+            lambda: remembering.probabilities(batch["input_ids"], batch["attention_mask"], predicted), args.steps
+        )
+        figures["max_probability_difference"] = float(
+            (remembering.probabilities(batch["input_ids"], batch["attention_mask"], predicted)
+             - teachers.probabilities(batch["input_ids"], batch["attention_mask"], predicted)).abs().max()
+        )  # fmt: skip
+    figures["student_step_s"] = seconds(lambda: train_step(None), args.steps)
+    figures["distilled_step_s"] = seconds(lambda: train_step(teachers), args.steps)
+    figures["distilled_step_remembered_s"] = seconds(lambda: train_step(remembering), args.steps)
     setting = {key: value for key, value in vars(args).items() if key != "output"}
     print(json.dumps(setting))
     for name, value in figures.items():

@@ -1,5 +1,6 @@
 """benchmarks/distillation_step.py times the teachers' part of a distilled step; its states at
-the distilled positions must be the full forward's, or it would time a different computation."""
+the distilled positions, and its soft targets from remembered states, must be what the full
+forward gives, or it would time a different computation."""
 
 import json
 
@@ -13,6 +14,10 @@ def test_the_teachers_last_layer_at_the_distilled_positions_gives_the_full_forwa
     assert script.main([*argv, "--teachers", "2", "--steps", "1", "--output", str(output)]) == 0
     figures = json.loads(output.read_text())
     assert figures["max_state_difference"] < 1e-5
-    timed = ["teacher_full_forward_s", "teacher_hidden_states_at_s", "soft_targets_s", "student_step_s", "distilled_step_s"]
+    assert figures["max_probability_difference"] < 1e-6  # the remembered states give the encoders' soft targets
+    timed = [
+        "teacher_full_forward_s", "teacher_hidden_states_at_s", "soft_targets_s", "remember_per_row_s",
+        "soft_targets_remembered_s", "student_step_s", "distilled_step_s", "distilled_step_remembered_s",
+    ]  # fmt: skip
     assert all(figures[name] > 0 for name in timed)
     assert figures["setting"]["teachers"] == 2
