@@ -9,10 +9,9 @@ import torch
 from safetensors.torch import load_file
 from torch.nn import functional as F
 
-from bert4rec_hf import Bert4RecConfig, DataCollatorForMaskedItemPrediction, ItemTokenizer, run_bert4rec, tune_bert4rec
-from bert4rec_hf.training import distillation
+from bert4rec_hf import Bert4RecConfig, ItemTokenizer, run_bert4rec, tune_bert4rec
 from bert4rec_hf.training.config import ConfigError, load_config, read_yaml
-from bert4rec_hf.training.distillation import RememberedRows, TeacherEnsemble
+from bert4rec_hf.training.distillation import TeacherEnsemble
 from bert4rec_hf.training.planning import MEASURED_STEPS
 
 from .helpers import PHASED_RUN, masked_batch, tiny_model, write_ml100k_slice
@@ -110,66 +109,6 @@ def test_teacher_probabilities_are_the_softmax_of_the_mean_score():
     assert all(not p.requires_grad for teacher in teachers for p in teacher.parameters())
 
 
-def _histories(count, seed, longest=14):
-    """Item histories of 1 to ``longest`` items, a few of them repeated (as short windows are in a log)."""
-    generator = torch.Generator().manual_seed(seed)
-    lengths = torch.randint(1, longest + 1, (count,), generator=generator).tolist()
-    histories = [torch.randint(2, VOCAB, (n,), generator=generator).tolist() for n in lengths]
-    return histories + histories[:3]
-
-
-def test_remembered_next_item_rows_give_the_teachers_own_probabilities(monkeypatch):
-    """The teachers' states at next-item rows, computed once, give the soft targets their encoders
-    give, in batches of any width (histories longer than the window are cut as the collator cuts
-    them); rows not remembered (Cloze rows, a masked item shown as itself) are computed as before,
-    and only those reach the encoders."""
-    teachers = [tiny_model(seed=seed, vocab_size=VOCAB, max_seq_length=8) for seed in (1, 2)]
-    with torch.no_grad():
-        teachers[1].head.seen_item_bias.fill_(1.0)
-    histories = _histories(40, seed=3)
-    remembering = TeacherEnsemble(teachers)
-    remembering.remember_next_item_rows(histories, max_seq_length=8, batch_size=7)
-    # one row per distinct window the model sees (the last 8 items, the last one masked)
-    assert len(remembering.remembered.keys) == len({tuple(history[-8:-1]) for history in histories}) < len(histories)
-    computed = []
-    original = distillation.hidden_states_at
-    monkeypatch.setattr(
-        distillation, "hidden_states_at", lambda model, ids, *args, **kw: computed.append(len(ids)) or original(model, ids, *args, **kw)
-    )
-    collator = DataCollatorForMaskedItemPrediction(max_seq_length=8, mask_ratio=0.3, seed=5)
-    next_item = [{"input_ids": h, "last_item_only": True} for h in histories[10:22]]
-    short = [{"input_ids": h, "last_item_only": True} for h in histories if len(h) <= 5]  # a batch narrower than 8
-    cloze = [{"input_ids": h, "last_item_only": False} for h in histories[:6]]
-    assert max(map(len, histories[10:22])) > 8 and short
-    for features in (next_item, short, next_item + cloze):
-        batch = collator(features)
-        predicted = batch["labels"].ne(-100)
-        computed.clear()
-        remembered = remembering.probabilities(batch["input_ids"], batch["attention_mask"], predicted)
-        # a Cloze row masked at its last item alone is a next-item row; the others reach the encoders
-        cloze_masks = [int(row.sum() > 1 or not row[-1]) for row in predicted[len(next_item):]]
-        assert computed == ([sum(cloze_masks)] * 2 if any(cloze_masks) else [])
-        direct = TeacherEnsemble(teachers).probabilities(batch["input_ids"], batch["attention_mask"], predicted)
-        torch.testing.assert_close(remembered, direct, rtol=1e-5, atol=1e-7)
-    assert 0 < sum(cloze_masks) < len(cloze)  # the last batch: rows of both kinds found among its Cloze rows
-    shown = DataCollatorForMaskedItemPrediction(max_seq_length=8, mask_ratio=0.3, mask_replace_prob=0.0, seed=5)
-    batch = shown(next_item)  # the last item left in place: not the row remembered, whose last item is [MASK]
-    computed.clear()
-    remembering.probabilities(batch["input_ids"], batch["attention_mask"], batch["labels"].ne(-100))
-    assert computed == [len(next_item)] * 2
-
-
-def test_remembered_states_do_not_depend_on_the_rows_order():
-    """A resumed run remembers the same states to the bit, whatever order its rows come in."""
-    teachers = [tiny_model(seed=1, vocab_size=VOCAB, max_seq_length=8)]
-    histories = _histories(30, seed=4)
-    first, second = TeacherEnsemble(teachers), TeacherEnsemble(teachers)
-    first.remember_next_item_rows(histories, max_seq_length=8, batch_size=5)
-    second.remember_next_item_rows(histories[::-1], max_seq_length=8, batch_size=5)
-    assert torch.equal(first.remembered.keys, second.remembered.keys)
-    assert torch.equal(first.remembered.states[0], second.remembered.states[0])
-
-
 def test_teachers_of_another_vocabulary_are_refused(tmp_path):
     tokenizer = ItemTokenizer.fit([f"item{i}" for i in range(VOCAB - 2)])
     teacher = tiny_model(vocab_size=VOCAB)
@@ -211,14 +150,6 @@ def test_a_run_trains_its_teachers_then_learns_from_them(log, tmp_path, monkeypa
         return original(self, *args)
 
     monkeypatch.setattr(TeacherEnsemble, "probabilities", recording)
-    all_found, original_find = [], RememberedRows.find
-
-    def finding(self, *args):
-        found, index = original_find(self, *args)
-        all_found.append(bool(found.all()))
-        return found, index
-
-    monkeypatch.setattr(RememberedRows, "find", finding)
     run_bert4rec(config_dict={**settings, "distill_teachers": 1, "distillation_weight": 0.5}, output_dir=tmp_path / "run")
     teacher = tmp_path / "run" / "teachers" / "teacher-1"
     teacher_config = read_yaml(teacher / "run_config.yaml")
@@ -226,7 +157,6 @@ def test_a_run_trains_its_teachers_then_learns_from_them(log, tmp_path, monkeypa
     # the next-item steps 7-12 only, after the plan's timed next-item steps (the untimed one too): the time
     # it says includes the teachers' scoring; the teacher's own run read none
     assert len(probabilities_at) == MEASURED_STEPS + 1 + 6
-    assert all_found == [True] * len(probabilities_at)  # each from the teacher's remembered states, none computed again
     plan = json.loads((tmp_path / "run" / "data_report.json").read_text())["plan"]["summary"]
     assert "on next-item rows, distilled from 1 teacher," in plan
     alone = run_bert4rec(config_dict={**settings, "seed": 4}, output_dir=tmp_path / "alone")

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +19,6 @@ import torch
 from torch.nn import functional as F
 from transformers.utils import logging
 
-from ..configuration_bert4rec import MASK_TOKEN_ID, PAD_TOKEN_ID
-from ..data.collators import left_pad
 from ..modeling_bert4rec import Bert4RecForMaskedItemPrediction
 from ..speedups_bert4rec import hidden_states_at
 from ..tokenization_bert4rec import ItemTokenizer
@@ -33,9 +30,6 @@ TEACHER = "teacher-"
 FINISHED_RUN = "metrics.json"  # written last by a run that saved its model
 # what makes a teacher of the run's configuration, beside its seed: no teachers of its own
 TEACHER_SETTINGS = {"distill_teachers": 0, "distillation_weight": 0.0}
-# a remembered row's key: its ids weighted by these multipliers, drawn once from this seed, each below
-# 2**24 so that no sum overflows (ids below 2**31 over up to 256 positions)
-ROW_KEY_SEED, ROW_KEY_BOUND = 24, 2**24
 
 logger = logging.get_logger(__name__)
 
@@ -108,52 +102,6 @@ def train_teachers(
     return folders
 
 
-def row_keys(rows: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-    """``(n,)`` keys of left-padded ``rows``, the same at any padded width: the ids weighted by
-    ``weights`` counted from the right ([PAD] is 0, so padding adds nothing)."""
-    return (rows * weights[weights.shape[0] - rows.shape[1]:]).sum(dim=1)
-
-
-@dataclass
-class RememberedRows:
-    """Teachers' encoder states at the last position of rows masked there alone, computed once.
-
-    Next-item rows (a window ending at each training item, masked at its last item) are the
-    same in every epoch, and the teachers are frozen and run without dropout, so their states
-    at those rows are too: the encoders need to run once per row, not once per row and epoch.
-    ``keys`` (sorted, distinct) find a batch's rows, ``rows`` (left-padded to the full width)
-    confirm each match, and ``states[k]`` holds teacher ``k``'s state of each row."""
-
-    weights: torch.Tensor
-    keys: torch.Tensor
-    rows: torch.Tensor
-    states: list[torch.Tensor]
-
-    def to(self, device: torch.device | str) -> RememberedRows:
-        return RememberedRows(*(tensor.to(device) for tensor in (self.weights, self.keys, self.rows)), [
-            states.to(device) for states in self.states
-        ])  # fmt: skip
-
-    def find(
-        self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None, predicted: torch.Tensor
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """``(found, index)``: which rows of the batch are remembered (the same ids, padding and
-        attention, predicted at their last position alone) and where (``index``, valid where found)."""
-        width, stored_width = input_ids.shape[1], self.rows.shape[1]
-        if width > stored_width:
-            nowhere = torch.zeros(len(input_ids), dtype=torch.long, device=input_ids.device)
-            return nowhere.bool(), nowhere
-        keys = row_keys(input_ids, self.weights)
-        index = torch.searchsorted(self.keys, keys).clamp_(max=len(self.keys) - 1)
-        stored = self.rows[index]
-        found = self.keys[index].eq(keys) & stored[:, stored_width - width:].eq(input_ids).all(dim=1)
-        found &= stored[:, : stored_width - width].eq(PAD_TOKEN_ID).all(dim=1)
-        found &= predicted[:, -1] & predicted.sum(dim=1).eq(1)
-        if attention_mask is not None:
-            found &= attention_mask.bool().eq(input_ids.ne(PAD_TOKEN_ID)).all(dim=1)
-        return found, index
-
-
 class TeacherEnsemble:
     """Frozen models whose mean score, each read as its own loss reads it (divided by its
     ``softmax_temperature``), gives the soft targets of the positions a student is trained on.
@@ -169,7 +117,6 @@ class TeacherEnsemble:
         if len(sizes) > 1:
             raise ValueError(f"teachers must share one item vocabulary, got vocab_size {sorted(sizes)}")
         self.models = [model.eval().requires_grad_(False) for model in models]
-        self.remembered: RememberedRows | None = None
 
     @classmethod
     def from_folders(cls, folders: Sequence[str | os.PathLike], tokenizer: ItemTokenizer) -> TeacherEnsemble:
@@ -190,64 +137,7 @@ class TeacherEnsemble:
 
     def to(self, device: torch.device | str) -> TeacherEnsemble:
         self.models = [model.to(device) for model in self.models]
-        if self.remembered is not None:
-            self.remembered = self.remembered.to(device)
         return self
-
-    @torch.no_grad()
-    def remember_next_item_rows(self, histories: Sequence[Any], max_seq_length: int, batch_size: int = 256) -> None:
-        """Computes, once, each teacher's state at the last position of every next-item row of
-        ``histories`` (as ``DataCollatorForMaskedItemPrediction`` masks a ``last_item_only`` row of
-        ``max_seq_length``); :meth:`probabilities` then reads a remembered row's states instead of
-        running the encoders. The states are computed in a fixed order (distinct rows by length, in
-        batches of ``batch_size``), so a resumed run remembers the same values to the bit."""
-        self.remembered = None
-        if not len(histories):
-            return
-        device = self.models[0].device
-        items = left_pad(histories, max_seq_length)
-        items[:, -1] = MASK_TOKEN_ID
-        items = F.pad(items, (max_seq_length - items.shape[1], 0), value=PAD_TOKEN_ID).to(device)
-        generator = torch.Generator().manual_seed(ROW_KEY_SEED)
-        weights = torch.randint(1, ROW_KEY_BOUND, (max_seq_length,), generator=generator).to(device)
-        keys, inverse = torch.unique(row_keys(items, weights), return_inverse=True)
-        count = len(items)
-        first = torch.full((len(keys),), count, device=device).scatter_reduce_(
-            0, inverse, torch.arange(count, device=device), "amin"
-        )  # one row per key; a colliding other row is not found (its ids differ) and is computed as it comes
-        rows = items[first]
-        lengths = rows.ne(PAD_TOKEN_ID).sum(dim=1)
-        states = [torch.empty(len(rows), model.config.hidden_size, dtype=model.dtype, device=device) for model in self.models]
-        for chunk in lengths.argsort(stable=True).split(batch_size):
-            window = rows[chunk, max_seq_length - int(lengths[chunk].max()):]
-            last = torch.zeros_like(window, dtype=torch.bool)
-            last[:, -1] = True
-            for model, remembered in zip(self.models, states, strict=True):
-                remembered[chunk] = hidden_states_at(model.bert4rec, window, last, attention_mask=window.ne(PAD_TOKEN_ID))
-        self.remembered = RememberedRows(weights, keys, rows, states)
-
-    def _states(
-        self,
-        k: int,
-        input_ids: torch.Tensor,
-        attention_mask: torch.Tensor | None,
-        predicted: torch.Tensor,
-        found: torch.Tensor | None,
-        index: torch.Tensor | None,
-    ) -> torch.Tensor:
-        """Teacher ``k``'s encoder states at the ``predicted`` positions (row-major): remembered
-        ones where ``found``, the others computed with the last layer at those positions only
-        (``hidden_states_at``)."""
-        base_model = self.models[k].bert4rec
-        if found is None or not found.any():
-            return hidden_states_at(base_model, input_ids, predicted, attention_mask=attention_mask)
-        owners = predicted.nonzero()[:, 0]
-        states = self.remembered.states[k][index[owners]]
-        missing = ~found
-        if missing.any():
-            mask = None if attention_mask is None else attention_mask[missing]
-            states[~found[owners]] = hidden_states_at(base_model, input_ids[missing], predicted[missing], attention_mask=mask)
-        return states
 
     @torch.no_grad()
     def probabilities(
@@ -255,17 +145,15 @@ class TeacherEnsemble:
     ) -> torch.Tensor:
         """``(M, num_items)``: the softmax over the real items of the teachers' mean score at
         each ``predicted`` position of the batch (row-major, as the model's loss reads them). The
-        teachers' states come from :meth:`remember_next_item_rows` where it holds the row, else
-        from their encoders, whose last layers run at those positions only."""
+        teachers' last layers run at those positions only (``hidden_states_at``)."""
         rows = input_ids[predicted.nonzero()[:, 0]]
-        found, index = (None, None) if self.remembered is None else self.remembered.find(input_ids, attention_mask, predicted)
         total = None
-        for k, model in enumerate(self.models):
-            hidden = self._states(k, input_ids, attention_mask, predicted, found, index)
+        for model in self.models:
+            hidden = hidden_states_at(model.bert4rec, input_ids, predicted, attention_mask=attention_mask)
             scorer = model.item_scorer(hidden, rows, exact=False).divided(model.config.softmax_temperature)
             scores = scorer.range().float()
             total = scores if total is None else total.add_(scores)
         return F.softmax(total / len(self.models), dim=1)
 
 
-__all__ = ["TEACHERS", "TEACHER_SETTINGS", "RememberedRows", "TeacherEnsemble", "finished_run", "check_distillation", "check_teachers_folder", "train_teachers"]
+__all__ = ["TEACHERS", "TEACHER_SETTINGS", "TeacherEnsemble", "finished_run", "check_distillation", "check_teachers_folder", "train_teachers"]

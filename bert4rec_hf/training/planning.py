@@ -35,14 +35,9 @@ def planned_steps(config: Mapping[str, Any], train_rows: int, world_size: int = 
     return math.ceil(config["epochs"] * per_epoch), per_epoch
 
 
-def _row_index(dataset: Any, count: int, offset: int = 0) -> np.ndarray:
-    """``count`` rows spread evenly over ``dataset`` (its first rows are one user's windows)."""
-    return (np.linspace(0, len(dataset) - 1, count).astype(np.int64) + offset) % len(dataset)
-
-
 def _rows(dataset: Any, count: int, offset: int = 0) -> list[dict[str, Any]]:
-    """The rows of :func:`_row_index`, as the collator takes them."""
-    index = _row_index(dataset, count, offset)
+    """``count`` rows spread evenly over ``dataset`` (its first rows are one user's windows)."""
+    index = (np.linspace(0, len(dataset) - 1, count).astype(np.int64) + offset) % len(dataset)
     batch = dataset[index.tolist()]
     return [{key: batch[key][i] for key in batch if key != "user_id"} for i in range(len(index))]
 
@@ -55,8 +50,7 @@ def measure_step_seconds(trainer: Any, steps: int = MEASURED_STEPS) -> float:
     """Seconds per training step of ``trainer``'s model, batch size and collator; with a
     next-item phase (``trainer.next_item_share``), the two phases' steps weighted by their shares.
     Steps that distil (``trainer.teachers``: the next-item phase's, or every step of a run without
-    one) are timed with the teachers scoring their targets; in the next-item phase from the states
-    they remember, whose computing, once per row, is spread over the phase's steps."""
+    one) are timed with the teachers scoring their targets."""
     share = getattr(trainer, "next_item_share", 0.0)
     distils = getattr(trainer, "teachers", None) is not None
     seconds = _step_seconds(trainer, trainer.train_dataset, steps, distilled=distils and share == 0) if share < 1 else 0.0
@@ -73,31 +67,17 @@ def _step_seconds(trainer: Any, dataset: Any, steps: int, last_item_only: bool =
     size = min(trainer.args.per_device_train_batch_size, len(dataset))
     device = trainer.args.device
     flag = {"last_item_only": True} if last_item_only else {}
-    teachers, remembering = trainer.teachers if distilled else None, 0.0
-    if distilled and last_item_only:
-        teachers, remembering = _remembering_teachers(trainer, dataset, size, steps)
     with torch.random.fork_rng(devices=[]):
         for step in range(steps + 1):
             if step == 1:
                 start = time.perf_counter()
             batch = _on(device, collator([row | flag for row in _rows(dataset, size, offset=step)]))
             if distilled:
-                batch = trainer.with_soft_targets(batch, teachers)
+                batch = trainer.with_soft_targets(batch)
             model(**batch).loss.backward()
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
-    return (time.perf_counter() - start) / steps + remembering
-
-
-def _remembering_teachers(trainer: Any, dataset: Any, size: int, steps: int) -> tuple[Any, float]:
-    """A copy of the run's teachers that remembers the next-item rows the timed steps read, and
-    the seconds per next-item step that remembering all of ``dataset``'s rows takes at that pace."""
-    index = np.unique(np.concatenate([_row_index(dataset, size, step) for step in range(steps + 1)]))
-    teachers = copy.copy(trainer.teachers)
-    start = time.perf_counter()
-    trainer.remember_next_item_rows(teachers, dataset.select(index))
-    seconds = (time.perf_counter() - start) * len(dataset) / len(index)
-    return teachers, seconds / max(1, trainer.run_steps() - trainer.switch_step())
+    return (time.perf_counter() - start) / steps
 
 
 def measure_evaluation_seconds(trainer: Any) -> float:

@@ -149,25 +149,13 @@ class Bert4RecTrainer(Trainer):
         positions once the run distils (``teachers``)."""
         phased = self.next_item_share > 0
         if self.teachers is not None and model.training and (not phased or self.state.global_step >= self.switch_step()):
-            if phased and self.teachers.remembered is None:
-                self.remember_next_item_rows(self.teachers)
             inputs = self.with_soft_targets(inputs)
         return super().compute_loss(model, inputs, *args, **kwargs)
 
-    def remember_next_item_rows(self, teachers: TeacherEnsemble, dataset: datasets.Dataset | None = None) -> None:
-        """Has ``teachers`` compute their states at the next-item rows of ``dataset`` (default:
-        ``next_item_dataset``) once, on the run's device, as the masking collator will mask them
-        (``TeacherEnsemble.remember_next_item_rows``)."""
-        dataset = self.next_item_dataset if dataset is None else dataset
-        teachers.to(self.args.device).remember_next_item_rows(
-            dataset["input_ids"], self.data_collator.max_seq_length, self.args.per_device_eval_batch_size
-        )
-
-    def with_soft_targets(self, inputs: dict[str, Any], teachers: TeacherEnsemble | None = None) -> dict[str, Any]:
-        """``inputs`` with the soft targets of ``teachers`` (default: the run's) at its labelled
-        positions (``teacher_probabilities``)."""
+    def with_soft_targets(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """``inputs`` with the teachers' soft targets of its labelled positions (``teacher_probabilities``)."""
         predicted = inputs["labels"].ne(IGNORE_INDEX)
-        teachers = (self.teachers if teachers is None else teachers).to(inputs["input_ids"].device)
+        teachers = self.teachers.to(inputs["input_ids"].device)
         probabilities = teachers.probabilities(inputs["input_ids"], inputs.get("attention_mask"), predicted)
         return {**inputs, "teacher_probabilities": probabilities}
 
@@ -285,14 +273,13 @@ class Bert4RecTrainer(Trainer):
         """Optimizer steps in one pass over the Cloze rows (``train_dataset``)."""
         return max(1, math.ceil(len(self.train_dataset) / (self._rows_per_step() * self.args.world_size)))
 
-    def run_steps(self) -> int:
-        """The run's optimizer steps: ``max_steps``, or ``num_train_epochs`` passes' worth over the Cloze rows."""
-        steps = self.args.max_steps
-        return steps if steps > 0 else math.ceil(self.args.num_train_epochs * self._steps_per_epoch())
-
     def switch_step(self) -> int:
-        """The step after which a phased run (``next_item_share``) trains on next-item rows."""
-        return cloze_step_count(self.run_steps(), self.next_item_share)
+        """The step after which a phased run (``next_item_share``) trains on next-item rows: its
+        steps are ``max_steps``, or ``num_train_epochs`` passes' worth over the Cloze rows."""
+        steps = self.args.max_steps
+        if steps <= 0:
+            steps = math.ceil(self.args.num_train_epochs * self._steps_per_epoch())
+        return cloze_step_count(steps, self.next_item_share)
 
     def _get_eval_sampler(self, eval_dataset: Any) -> torch.utils.data.Sampler | None:
         """Rows in the dataset's order, whatever the training sampler: ``predict()``'s
