@@ -129,10 +129,16 @@ class ItemScorer:
             dtype = self.compute_dtype
             weight, bias = self.weight[start:stop].to(dtype), self.bias[start:stop].to(dtype)
             scores = torch.addmm(bias, self.states.to(dtype), weight.t())
-            if self.seen is not None:
-                columns, inside = window_columns(self.seen, start, scores.shape[1])
-                scores.scatter_add_(1, columns, inside.to(dtype) * self.offset.to(dtype))
-            return scores.to(self.dtype)
+            return self.add_seen_offset(scores, start).to(self.dtype)
+
+    def add_seen_offset(self, scores: torch.Tensor, start: int = NUM_SPECIAL_TOKENS) -> torch.Tensor:
+        """``scores`` of ids ``[start, start + width)``, each row's seen items' raised by the
+        seen-item offset in place (unchanged without it): what a score computed without the
+        offset (``query_vectors() @ item_vectors(...).T``) still lacks."""
+        if self.seen is not None:
+            columns, inside = window_columns(self.seen, start, scores.shape[1])
+            scores.scatter_add_(1, columns, inside.to(scores.dtype) * self.offset.to(scores.dtype))
+        return scores
 
     def chosen(self, item_ids: torch.Tensor) -> torch.Tensor:
         """``(n, k)`` scores of chosen ids: ``(n, k)`` ids per row, or ``(k,)`` ids

@@ -100,12 +100,13 @@ def test_teacher_probabilities_are_the_softmax_of_the_mean_score():
     teachers = [tiny_model(seed=seed, vocab_size=VOCAB, softmax_temperature=t) for seed, t in ((1, 1.0), (2, 0.5))]
     with torch.no_grad():
         teachers[0].head.seen_item_bias.fill_(1.0)
-    batch = masked_batch(teachers[0].config, batch=6, seed=7)
-    inputs, attention_mask, labels = batch
-    predicted = labels.ne(-100)
-    probabilities = TeacherEnsemble(teachers).probabilities(inputs, attention_mask, predicted)
-    mean = (_dense_scores(teachers[0], batch, 1.0) + _dense_scores(teachers[1], batch, 0.5)) / 2
-    torch.testing.assert_close(probabilities, mean.softmax(1), rtol=1e-5, atol=1e-7)
+    ensemble = TeacherEnsemble(teachers)
+    for seed in (7, 8):  # the second batch with the item vectors the first one made
+        batch = masked_batch(teachers[0].config, batch=6, seed=seed)
+        inputs, attention_mask, labels = batch
+        probabilities = ensemble.probabilities(inputs, attention_mask, labels.ne(-100))
+        mean = (_dense_scores(teachers[0], batch, 1.0) + _dense_scores(teachers[1], batch, 0.5)) / 2
+        torch.testing.assert_close(probabilities, mean.softmax(1), rtol=1e-5, atol=1e-7)
     assert all(not p.requires_grad for teacher in teachers for p in teacher.parameters())
 
 

@@ -19,7 +19,9 @@ import torch
 from torch.nn import functional as F
 from transformers.utils import logging
 
+from ..configuration_bert4rec import NUM_SPECIAL_TOKENS
 from ..modeling_bert4rec import Bert4RecForMaskedItemPrediction
+from ..scoring_bert4rec import item_vectors
 from ..speedups_bert4rec import hidden_states_at
 from ..tokenization_bert4rec import ItemTokenizer
 from .config import ConfigError
@@ -117,6 +119,7 @@ class TeacherEnsemble:
         if len(sizes) > 1:
             raise ValueError(f"teachers must share one item vocabulary, got vocab_size {sorted(sizes)}")
         self.models = [model.eval().requires_grad_(False) for model in models]
+        self._items: torch.Tensor | None = None  # every teacher's item vectors side by side (probabilities)
 
     @classmethod
     def from_folders(cls, folders: Sequence[str | os.PathLike], tokenizer: ItemTokenizer) -> TeacherEnsemble:
@@ -147,13 +150,27 @@ class TeacherEnsemble:
         each ``predicted`` position of the batch (row-major, as the model's loss reads them). The
         teachers' last layers run at those positions only (``hidden_states_at``)."""
         rows = input_ids[predicted.nonzero()[:, 0]]
-        total = None
-        for model in self.models:
-            hidden = hidden_states_at(model.bert4rec, input_ids, predicted, attention_mask=attention_mask)
-            scorer = model.item_scorer(hidden, rows, exact=False).divided(model.config.softmax_temperature)
-            scores = scorer.range().float()
-            total = scores if total is None else total.add_(scores)
-        return F.softmax(total / len(self.models), dim=1)
+        count = len(self.models)
+        scorers = [
+            model.item_scorer(
+                hidden_states_at(model.bert4rec, input_ids, predicted, attention_mask=attention_mask), rows, exact=False
+            ).divided(model.config.softmax_temperature * count)
+            for model in self.models
+        ]
+        # The mean score in one matrix product: each teacher's [state, 1] beside the others', against
+        # its [item embedding, bias]. Summing separate score matrices cost three passes over each
+        # (the bias's broadcast, the sum, the division) for every teacher.
+        queries = torch.cat([scorer.query_vectors().float() for scorer in scorers], dim=1)
+        if self._items is None or self._items.device != queries.device:  # the teachers are frozen: made once
+            self._items = torch.cat([
+                item_vectors(scorer.weight[NUM_SPECIAL_TOKENS:], scorer.bias[NUM_SPECIAL_TOKENS:]).float()
+                for scorer in scorers
+            ], dim=1)  # fmt: skip
+        with torch.autocast(device_type=queries.device.type, enabled=False):  # scores in float32, as ItemScorer's
+            mean = queries @ self._items.t()
+        for scorer in scorers:
+            scorer.add_seen_offset(mean)
+        return F.softmax(mean, dim=1)
 
 
 __all__ = ["TEACHERS", "TEACHER_SETTINGS", "TeacherEnsemble", "finished_run", "check_distillation", "check_teachers_folder", "train_teachers"]
