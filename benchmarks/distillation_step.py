@@ -55,7 +55,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=5, help="timed repeats of each measurement")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--output", help="also write the figures to this JSON file")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
+    return args
 
 
 def synthetic_histories(config: Bert4RecConfig, count: int, generator: torch.Generator) -> list[list[int]]:

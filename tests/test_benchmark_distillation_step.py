@@ -4,6 +4,7 @@ it would time a different computation."""
 
 import json
 
+import pytest
 from pyarrow import csv as pacsv
 
 from .helpers import benchmark_script, write_ml100k_slice
@@ -34,3 +35,9 @@ def test_it_times_a_data_sets_own_next_item_rows(tmp_path):
     assert (figures["setting"]["seq_length"], figures["setting"]["num_items"]) == (30, items)
     assert 1 <= figures["mean_row_length"] <= 30 and figures["max_state_difference"] < 1e-5
     assert figures["distilled_step_s"] > 0
+
+
+def test_it_refuses_no_timed_repeats(capsys):
+    with pytest.raises(SystemExit):
+        benchmark_script("distillation_step").parse_args(["--steps", "0"])
+    assert "--steps must be at least 1, got 0" in capsys.readouterr().err
