@@ -38,7 +38,7 @@ from bert4rec_hf import Bert4RecConfig, Bert4RecForMaskedItemPrediction, DataCol
 from bert4rec_hf.speedups_bert4rec import hidden_states_at, use_cpu_speedups
 from bert4rec_hf.training.config import load_config, parse_overrides
 from bert4rec_hf.training.distillation import TeacherEnsemble
-from bert4rec_hf.training.pipeline import prepare_data
+from bert4rec_hf.training.pipeline import prepare_data, with_data_path
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -70,9 +70,8 @@ def synthetic_histories(config: Bert4RecConfig, count: int, generator: torch.Gen
 def dataset_histories(args: argparse.Namespace) -> tuple[list[list[int]], int, int]:
     """The data set's next-item rows in length order, its vocabulary size and window length."""
     overrides = parse_overrides([*args.set, f"torch_threads={args.threads}", "report_to=none"])
-    if args.data_path:
-        overrides["data_path"] = args.data_path
-    config = load_config(args.dataset, None, overrides)
+    config = load_config(args.dataset, None, with_data_path(overrides, args.data_path))
+    # any next_item_share > 0 has the data prepared with its next-item rows (a run without a phase has none)
     data = prepare_data(config | {"next_item_share": max(config["next_item_share"], 0.5)})
     rows = data.processed.splits["next_item"].with_format("arrow")["input_ids"].to_pylist()
     order = np.argsort(np.fromiter(map(len, rows), dtype=np.int64, count=len(rows)), kind="stable")

@@ -41,3 +41,9 @@ def test_it_refuses_no_timed_repeats(capsys):
     with pytest.raises(SystemExit):
         benchmark_script("distillation_step").parse_args(["--steps", "0"])
     assert "--steps must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_a_missing_log_is_named(tmp_path):
+    script = benchmark_script("distillation_step")
+    with pytest.raises(FileNotFoundError, match=r"nowhere\.csv: no such log file"):
+        script.main(["--dataset", "ml-100k", "--data-path", str(tmp_path / "nowhere.csv")])
