@@ -94,8 +94,9 @@ TEMPORAL_SPLIT_KEYS = {
 CHECKPOINTS = "checkpoints"
 # Beside the checkpoints: the configuration they were trained with, so a resume can refuse another one.
 RESUME_CONFIG = "run_config.yaml"
-# Keys a resumed run may change: they touch neither the data, the model nor the arithmetic.
-RESUME_MAY_DIFFER = ("output_dir", "report_to", "torch_threads", "save_steps")
+# Keys a resumed run may change: they touch neither the data, the model nor the arithmetic (how often
+# and how many checkpoints are kept only decides where a killed run can resume from).
+RESUME_MAY_DIFFER = ("output_dir", "report_to", "torch_threads", "save_steps", "save_total_limit")
 STAGED_MODEL = ".partial-model"  # the model folder's files while they are written
 # What save_run writes that another run's folder also holds: a run refuses to replace them unless told to.
 RUN_FILES = (
