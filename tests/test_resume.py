@@ -155,6 +155,33 @@ def test_a_distilled_run_killed_in_its_teacher_or_itself_resumes_to_the_uninterr
     assert_resumes_to(reference, distilled, tmp_path, kill_at)
 
 
+@pytest.mark.parametrize("kill_at", ["step:22", "model_folder"])
+def test_a_run_averaging_its_last_weights_killed_resumes_to_the_uninterrupted_mean(run_args, tmp_path, kill_at):
+    """``average_weights_share: 0.5``, every 3 steps (steps 15, 18, ..., 30): killed at step 22, the
+    run resumes from checkpoint-20 with the sum of steps 15 and 18 it holds; killed while writing
+    its model folder, it restores the finished run's mean without training."""
+    averaged = [*run_args, "average_weights_share=0.5", "average_weights_every=3"]
+    reference = tmp_path / "uninterrupted"
+    finished = train(averaged, reference)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    assert_resumes_to(reference, averaged, tmp_path, kill_at)
+
+
+def test_branches_averaging_their_last_weights_killed_in_a_branch_resume_to_the_uninterrupted_soup(run_args, tmp_path):
+    """``next_item_branches: 2`` with ``average_weights_share``: each branch sums its own last
+    steps (from its own checkpoints); killed in branch 2, the run restores branch 1's mean and
+    resumes branch 2's sum. The soup differs from the one of unaveraged branches."""
+    branched = [*run_args, "next_item_share=0.5", "next_item_branches=2"]
+    averaged = [*branched, "average_weights_share=0.3", "average_weights_every=2"]
+    plain, reference = tmp_path / "plain", tmp_path / "uninterrupted"
+    assert train(branched, plain).returncode == 0
+    finished = train(averaged, reference)
+    assert finished.returncode == 0, finished.stderr[-2000:]
+    weight = "bert4rec.embeddings.item_embeddings.weight"
+    assert not torch.equal(load_file(plain / "model.safetensors")[weight], load_file(reference / "model.safetensors")[weight])
+    assert_resumes_to(reference, averaged, tmp_path, "step:27:2")
+
+
 def test_checkpoints_between_evaluations_resume_a_run_from_the_newest(run_args, tmp_path):
     """``save_steps: 4`` in a run evaluated every 15 steps: killed at step 14, it resumes from
     checkpoint-12, not from the start, to the weights of the run that saved only at its

@@ -329,3 +329,19 @@ def test_failed_trials_are_reported(small_log, tmp_path):
     assert trainer.choose_sampler("random", 3, None)[2] == 3
     with pytest.raises(ValueError, match="sampler must be one of"):
         trainer.choose_sampler("anneal", None, None)
+
+
+def test_trials_averaging_weights_over_other_shares_are_each_a_normal_run(small_log, tmp_path):
+    """``average_weights_share`` searched: each trial averages over its own share (or not at
+    all), never over the share of the trial before it, so each equals ``bert4rec train``."""
+    settings = {**SMALL, "epochs": 1, "max_steps": 6, "train_batch_size": 16, "eval_steps": 3, "data_path": str(small_log)}
+    space = parse_hyper_space("average_weights_share choice [0.0, 0.5, 1.0]\naverage_weights_every choice [1]")
+    trainer = Bert4RecTuningTrainer(space, "slice", config_dict=settings, output_dir=tmp_path / "search")
+    trainer.search()
+    assert sorted(trial.params["average_weights_share"] for trial in trainer.trials) == [0.0, 0.5, 1.0]
+    for trial in trainer.trials:
+        run = run_bert4rec("slice", config_dict={**settings, **trial.params}, output_dir=tmp_path / f"run{trial.number}")
+        assert run["valid"]["valid_ndcg@10"] == trial.valid["valid_ndcg@10"]
+        assert run["test"]["test_mrr"] == trial.test["test_mrr"]
+    shares = {trial.params["average_weights_share"]: trial.test["test_mrr"] for trial in trainer.trials}
+    assert len(set(shares.values())) == 3  # the three shares give three models

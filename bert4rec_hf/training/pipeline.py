@@ -60,6 +60,7 @@ from .reporting import plot_training_history, validation_curve, write_atomically
 from .threads import apply_thread_policy
 from .time_budget import TimeBudgetCallback
 from .trainer import STAGING, Bert4RecTrainer, CheckpointEvery, last_checkpoint
+from .weight_averaging import WeightAverage, check_weight_averaging
 
 logger = logging.getLogger(__name__)
 
@@ -345,6 +346,8 @@ def build_trainer(
         callbacks.append(TimeBudgetCallback(config["time_budget"]))
     if config["save_steps"] is not None:
         callbacks.append(CheckpointEvery(config["save_steps"]))
+    if config["average_weights_share"] > 0:
+        callbacks.append(WeightAverage(config["average_weights_share"], config["average_weights_every"]))
     thread_policy = apply_thread_policy(config["torch_threads"])
     if thread_policy is not None:
         callbacks.append(thread_policy)
@@ -664,6 +667,7 @@ def run_bert4rec(
     masking_arguments(config)  # refused before the data is read, not when the Trainer is built
     check_data_path(config)
     check_branches(config)
+    check_weight_averaging(config)
     check_distillation(config)
     check_teachers_folder(output_dir, overwrite, resume)
     if not resume:

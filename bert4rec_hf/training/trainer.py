@@ -24,6 +24,7 @@ from ..configuration_bert4rec import IGNORE_INDEX
 from ..evaluation.evaluator import RankingEvaluator
 from ..scoring_bert4rec import LogSumExp
 from ..speedups_bert4rec import hidden_states_at, use_cpu_speedups
+from .weight_averaging import WeightAverage
 
 if TYPE_CHECKING:
     from .distillation import TeacherEnsemble
@@ -126,7 +127,8 @@ class Bert4RecTrainer(Trainer):
         Trainer restores weights, optimizer, scheduler, RNG states and the
         callbacks' states; here the masking collator (``batches_made``, see
         ``DataCollatorForMaskedItemPrediction.seed``) continues at the batch the
-        checkpoint stopped at. A checkpoint saved when training had ended (its
+        checkpoint stopped at, and a :class:`WeightAverage` (``average_weights_share``) continues
+        the sum its checkpoint holds. A checkpoint saved when training had ended (its
         last step, early stopping, the time budget) is not trained further: its
         state and best model are restored, ready for evaluation and saving.
         """
@@ -140,6 +142,11 @@ class Bert4RecTrainer(Trainer):
         if hasattr(self.data_collator, "batches_made"):
             steps = state.global_step if state is not None else 0
             self.data_collator.batches_made = steps * self.args.gradient_accumulation_steps
+        average = self.weight_average()
+        if average is not None:
+            average.reset()
+            if resume_from_checkpoint:
+                average.load(resume_from_checkpoint)
         if state is not None and _training_ended(state):
             return self._restore_ended_training(resume_from_checkpoint, state)
         return super().train(resume_from_checkpoint=resume_from_checkpoint or None, trial=trial, **kwargs)
@@ -170,6 +177,9 @@ class Bert4RecTrainer(Trainer):
         self._load_from_checkpoint(checkpoint)
         if self.args.load_best_model_at_end and state.best_model_checkpoint and os.path.isdir(state.best_model_checkpoint):
             self._load_best_model()
+        average = self.weight_average()
+        if average is not None:
+            average.apply(self.model, state)
         return TrainOutput(state.global_step, float("nan"), {})
 
     def _get_output_dir(self, trial: Any) -> str:
@@ -199,6 +209,9 @@ class Bert4RecTrainer(Trainer):
         self.accelerator.wait_for_everyone()  # every process has written its RNG state
         if self.args.should_save:
             self.state.save_to_json(str(staged / TRAINER_STATE_NAME))  # with the final best-checkpoint path
+            average = self.weight_average()
+            if average is not None:
+                average.save(staged)
             if final.exists():  # the same step saved again (a time budget's last save)
                 discarded = Path(run_dir) / f".discarded-{name}"
                 os.replace(final, discarded)
@@ -207,6 +220,11 @@ class Bert4RecTrainer(Trainer):
             shutil.rmtree(staging_root, ignore_errors=True)
             rotate_checkpoints(run_dir, self.args.save_total_limit, self.state.best_model_checkpoint, use_mtime=True)
         self.accelerator.wait_for_everyone()
+
+    def weight_average(self) -> WeightAverage | None:
+        """The run's :class:`WeightAverage` callback (``average_weights_share``), if it has one:
+        its sum travels with every checkpoint, and a resumed run continues it."""
+        return next((cb for cb in self.callback_handler.callbacks if isinstance(cb, WeightAverage)), None)
 
     def _evaluator_metrics(self, eval_pred: Any, compute_result: bool | None = None) -> dict[str, float]:
         """The metrics of whichever evaluator is set now, so a ``trainer.evaluator``

@@ -69,6 +69,7 @@ from .pipeline import (
 )
 from .reporting import write_json
 from .trainer import Bert4RecTrainer
+from .weight_averaging import WeightAverage
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +80,8 @@ SAMPLERS = ("auto", "grid", "tpe", "random")
 
 # Keys known to leave prepare_data() unchanged; any other tuned key gets its own prepared data.
 NOT_DATA_KEYS = (set(MODEL_KEYS) - {"max_seq_length"}) | set(TRAINING_ARGUMENTS) | set(MASKING_KEYS) | {
-    "stopping_step", "eval_steps", "save_steps", "save_total_limit", "torch_threads",
+    "stopping_step", "eval_steps", "save_steps", "save_total_limit", "torch_threads", "average_weights_share",
+    "average_weights_every",
 }  # fmt: skip
 
 
@@ -308,10 +310,12 @@ class Bert4RecTuningTrainer(Bert4RecTrainer):
         for name in ("args", "train_dataset", "eval_dataset", "data_collator", "eval_data_collator", "evaluator"):
             setattr(self, name, getattr(template, name))
         self.compute_metrics = template.compute_metrics
-        self.pop_callback(EarlyStoppingCallback)
+        trial_own = (EarlyStoppingCallback, WeightAverage)  # set by the trial's configuration: the last trial's go
+        for kind in trial_own:
+            self.pop_callback(kind)
         own = {type(callback) for callback in self.callback_handler.callbacks}
         for callback in template.callback_handler.callbacks:
-            if isinstance(callback, EarlyStoppingCallback) or type(callback) not in own:
+            if isinstance(callback, trial_own) or type(callback) not in own:
                 self.add_callback(callback)
 
     def train(self, resume_from_checkpoint=None, trial=None, **kwargs):
