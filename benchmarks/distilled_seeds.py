@@ -142,7 +142,7 @@ def train_and_rank(args: argparse.Namespace, job: tuple, labels: list[str], may_
 
 
 # a teacher is the students' configuration without teachers, as the run itself trains it (train_teachers)
-TEACHER_OVERRIDES = [f"{key}={value}" for key, value in TEACHER_SETTINGS.items()]
+TEACHER_OVERRIDES = [f"{key}={json.dumps(value)}" for key, value in TEACHER_SETTINGS.items()]  # YAML: null, not None
 
 
 def plan(seeds: list[int], count: int, work_dir: Path, name: str = "student") -> tuple[list[tuple], list[tuple]]:

@@ -28,9 +28,10 @@ def test_each_teacher_seed_trains_once_and_each_student_gets_the_next_seeds(tmp_
 
 def test_a_teacher_of_recipe_distilled_is_a_run_of_recipe_clozefirst():
     script = benchmark_script("distilled_seeds")
-    teacher = load_config("beauty", None, parse_overrides(["recipe=distilled", *script.TEACHER_OVERRIDES]))
     clozefirst = load_config("beauty", config_dict={"recipe": "clozefirst"})
-    assert {key: value for key, value in teacher.items() if clozefirst[key] != value} == {"recipe": "distilled"}
+    for student in (["recipe=distilled"], ["recipe=distilled", "average_weights_share=0.375", "average_weights_every=500"]):
+        teacher = load_config("beauty", None, parse_overrides([*student, *script.TEACHER_OVERRIDES]))
+        assert {key: value for key, value in teacher.items() if clozefirst[key] != value} == {"recipe": "distilled"}
 
 
 def test_the_student_is_the_model_its_own_command_trains_and_a_second_call_reuses_both(tmp_path):

@@ -9,7 +9,7 @@ from safetensors.torch import load_file
 from transformers import TrainerCallback, TrainerState
 
 from bert4rec_hf import run_bert4rec
-from bert4rec_hf.training.config import ConfigError, load_config
+from bert4rec_hf.training.config import ConfigError, load_config, read_yaml
 from bert4rec_hf.training.pipeline import CHECKPOINTS, build_trainer, prepare_data
 from bert4rec_hf.training.weight_averaging import WeightAverage
 
@@ -37,7 +37,8 @@ def test_averaging_is_off_by_default_and_refuses_bad_values_and_a_time_budget(lo
     assert load_config()["average_weights_share"] == 0.0
     with pytest.raises(ConfigError, match=r"'average_weights_share' must be a share of the steps in \[0, 1\].*got 1.5"):
         load_config(config_dict={"average_weights_share": 1.5})
-    with pytest.raises(ConfigError, match="'average_weights_every' must be a positive number of steps, got 0"):
+    assert load_config()["average_weights_every"] is None
+    with pytest.raises(ConfigError, match=r"'average_weights_every' must be a positive number of steps or null \(seven weights\), got 0"):
         load_config(config_dict={"average_weights_every": 0})
     with pytest.raises(ConfigError, match="'average_weights_every' must be int"):
         load_config(config_dict={"average_weights_every": 2.5})
@@ -53,6 +54,10 @@ def test_snapshots_are_counted_back_from_the_last_step():
     assert list(WeightAverage(0.5, 4).snapshot_steps(30)) == [18, 22, 26, 30]
     assert list(WeightAverage(1.0, 7).snapshot_steps(30)) == [2, 9, 16, 23, 30]
     assert list(WeightAverage(0.01, 7).snapshot_steps(30)) == [30]  # under one step's share: the last step alone
+    # no step count given: the averaged stretch in six intervals, seven snapshots
+    assert list(WeightAverage(0.375).snapshot_steps(8000)) == [5000, 5500, 6000, 6500, 7000, 7500, 8000]
+    assert list(WeightAverage(0.5).snapshot_steps(12)) == [6, 7, 8, 9, 10, 11, 12]
+    assert list(WeightAverage(0.1).snapshot_steps(20)) == [18, 19, 20]  # fewer steps than intervals: every step
 
 
 def test_the_trained_model_is_the_mean_of_the_weights_at_the_snapshot_steps(log, tmp_path):
@@ -100,3 +105,14 @@ def test_a_run_stopped_before_its_last_step_keeps_its_own_weights():
     assert torch.equal(model.weight, before["weight"] + 1.0)
     average.apply(model, TrainerState(global_step=10, max_steps=10))
     assert torch.equal(model.weight, before["weight"])
+
+
+def test_a_distilled_run_averages_itself_not_its_teachers(log, tmp_path):
+    """``distill_teachers``: the teachers are the run's configuration without teachers and with
+    their last weights (their mean score already averages several runs); the run averages."""
+    distilled = {**AVERAGED, "distill_teachers": 1, "distillation_weight": 0.5, "data_path": str(log)}
+    run_bert4rec(config_dict=distilled, output_dir=tmp_path / "run")
+    teacher = read_yaml(tmp_path / "run" / "teachers" / "teacher-1" / "run_config.yaml")
+    student = read_yaml(tmp_path / "run" / "run_config.yaml")
+    assert (teacher["average_weights_share"], teacher["average_weights_every"]) == (0.0, None)
+    assert (student["average_weights_share"], student["average_weights_every"]) == (0.5, 2)

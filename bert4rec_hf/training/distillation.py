@@ -30,8 +30,9 @@ from .trainer import last_checkpoint
 TEACHERS = "teachers"  # <output_dir>/teachers/teacher-<k>: the runs distill_teachers trains first
 TEACHER = "teacher-"
 FINISHED_RUN = "metrics.json"  # written last by a run that saved its model
-# what makes a teacher of the run's configuration, beside its seed: no teachers of its own
-TEACHER_SETTINGS = {"distill_teachers": 0, "distillation_weight": 0.0}
+# what makes a teacher of the run's configuration, beside its seed: no teachers of its own, and its last
+# weights, not their mean (average_weights_share; the teachers' mean score already averages several runs)
+TEACHER_SETTINGS = {"distill_teachers": 0, "distillation_weight": 0.0, "average_weights_share": 0.0, "average_weights_every": None}
 
 logger = logging.get_logger(__name__)
 

@@ -9,8 +9,8 @@ the test items 1.6% (NDCG@10) and 2.8% (HR@10) better than its last step (benchm
 
 With ``average_weights_share: s`` and ``average_weights_every: k``, the weights after every
 k-th step counted back from the run's last one are summed, from the step where the last ``s``
-of the run begins; at the end of training the model takes their mean in place of the best
-checkpoint. The sum is written into every checkpoint, so a killed run resumes to the same mean.
+of the run begins (``k`` null: that stretch split into six, seven snapshots); at the end of
+training the model takes their mean in place of the best checkpoint. The sum is written into every checkpoint, so a killed run resumes to the same mean.
 """
 
 from __future__ import annotations
@@ -29,6 +29,7 @@ from transformers.utils import logging
 from .config import ConfigError
 
 AVERAGE_FILE = "weight_average.safetensors"  # in a checkpoint folder: the sum so far, its count in the metadata
+INTERVALS = 6  # the averaged stretch's intervals where no step count between snapshots is given
 
 logger = logging.get_logger(__name__)
 
@@ -50,13 +51,14 @@ class WeightAverage(TrainerCallback):
 
     Args:
         share: the last share of the run's steps whose weights are averaged, in (0, 1].
-        every: steps between two snapshots, counted back from the last step.
+        every: steps between two snapshots, counted back from the last step; None: the
+            averaged stretch split into ``INTERVALS``.
     """
 
-    def __init__(self, share: float, every: int):
+    def __init__(self, share: float, every: int | None = None):
         if not 0 < share <= 1:
             raise ValueError(f"the averaged share of the steps must be in (0, 1], got {share!r}")
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+        if every is not None and (isinstance(every, bool) or not isinstance(every, int) or every < 1):
             raise ValueError(f"a snapshot every N steps needs a positive N, got {every!r}")
         self.share, self.every = share, every
         self.reset()
@@ -71,7 +73,8 @@ class WeightAverage(TrainerCallback):
         the first step of the run's last ``share`` on."""
         first = max(max_steps - round(self.share * max_steps), 1)
         last = max_steps
-        return range(last - (last - first) // self.every * self.every, last + 1, self.every)
+        every = self.every or max(round((last - first) / INTERVALS), 1)
+        return range(last - (last - first) // every * every, last + 1, every)
 
     def on_step_end(self, args, state: TrainerState, control, model=None, **kwargs):
         if state.global_step in self.snapshot_steps(state.max_steps):
