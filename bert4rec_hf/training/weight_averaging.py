@@ -10,7 +10,8 @@ the test items 1.6% (NDCG@10) and 2.8% (HR@10) better than its last step (benchm
 With ``average_weights_share: s`` and ``average_weights_every: k``, the weights after every
 k-th step counted back from the run's last one are summed, from the step where the last ``s``
 of the run begins (``k`` null: that stretch split into six, seven snapshots); at the end of
-training the model takes their mean in place of the best checkpoint. The sum is written into every checkpoint, so a killed run resumes to the same mean.
+training the model takes their mean in place of the best checkpoint. The sum is written into
+every checkpoint, so a killed run resumes to the same mean.
 """
 
 from __future__ import annotations
