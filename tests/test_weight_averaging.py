@@ -38,7 +38,7 @@ def test_averaging_is_off_by_default_and_refuses_bad_values_and_a_time_budget(lo
     with pytest.raises(ConfigError, match=r"'average_weights_share' must be a share of the steps in \[0, 1\].*got 1.5"):
         load_config(config_dict={"average_weights_share": 1.5})
     assert load_config()["average_weights_every"] is None
-    with pytest.raises(ConfigError, match=r"'average_weights_every' must be a positive number of steps or null \(seven weights\), got 0"):
+    with pytest.raises(ConfigError, match=r"'average_weights_every' must be a positive number of steps or null \(about six intervals\), got 0"):
         load_config(config_dict={"average_weights_every": 0})
     with pytest.raises(ConfigError, match="'average_weights_every' must be int"):
         load_config(config_dict={"average_weights_every": 2.5})
@@ -54,7 +54,8 @@ def test_snapshots_are_counted_back_from_the_last_step():
     assert list(WeightAverage(0.5, 4).snapshot_steps(30)) == [18, 22, 26, 30]
     assert list(WeightAverage(1.0, 7).snapshot_steps(30)) == [2, 9, 16, 23, 30]
     assert list(WeightAverage(0.01, 7).snapshot_steps(30)) == [30]  # under one step's share: the last step alone
-    # no step count given: the averaged stretch in six intervals, seven snapshots
+    # no step count given: the averaged stretch in six intervals, rounded (ml-100k's default run: 2,301 steps, every 384)
+    assert list(WeightAverage(0.375).snapshot_steps(6136)) == [4216, 4600, 4984, 5368, 5752, 6136]
     assert list(WeightAverage(0.375).snapshot_steps(8000)) == [5000, 5500, 6000, 6500, 7000, 7500, 8000]
     assert list(WeightAverage(0.5).snapshot_steps(12)) == [6, 7, 8, 9, 10, 11, 12]
     assert list(WeightAverage(0.1).snapshot_steps(20)) == [18, 19, 20]  # fewer steps than intervals: every step

@@ -196,7 +196,7 @@ def _check(key: str, value: Any, types: Mapping[str, tuple[type, ...]], source: 
     if key == "average_weights_share" and not 0.0 <= value <= 1.0:
         raise ConfigError(f"{source}: 'average_weights_share' must be a share of the steps in [0, 1] (0: off), got {value!r}")
     if key == "average_weights_every" and value < 1:
-        raise ConfigError(f"{source}: 'average_weights_every' must be a positive number of steps or null (seven weights), got {value!r}")
+        raise ConfigError(f"{source}: 'average_weights_every' must be a positive number of steps or null (about six intervals), got {value!r}")
     if key == "next_item_branches" and value < 1:
         raise ConfigError(f"{source}: 'next_item_branches' must be a positive number of branches, got {value!r}")
     if key == "distill_from" and (not value or not all(isinstance(folder, str) and folder for folder in value)):

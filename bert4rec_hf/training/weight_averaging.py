@@ -9,7 +9,7 @@ the test items 1.6% (NDCG@10) and 2.8% (HR@10) better than its last step (benchm
 
 With ``average_weights_share: s`` and ``average_weights_every: k``, the weights after every
 k-th step counted back from the run's last one are summed, from the step where the last ``s``
-of the run begins (``k`` null: that stretch split into six, seven snapshots); at the end of
+of the run begins (``k`` null: that stretch split into about six intervals); at the end of
 training the model takes their mean in place of the best checkpoint. The sum is written into
 every checkpoint, so a killed run resumes to the same mean.
 """
@@ -30,7 +30,7 @@ from transformers.utils import logging
 from .config import ConfigError
 
 AVERAGE_FILE = "weight_average.safetensors"  # in a checkpoint folder: the sum so far, its count in the metadata
-INTERVALS = 6  # the averaged stretch's intervals where no step count between snapshots is given
+INTERVALS = 6  # where no step count between snapshots is given: the averaged stretch / 6, rounded
 
 logger = logging.get_logger(__name__)
 
