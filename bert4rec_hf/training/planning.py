@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .trainer import cloze_step_count
+from .trainer import SimilarLengthSampler, _history_lengths, cloze_step_count
 
 # Timed training steps, after one untimed warm-up step.
 MEASURED_STEPS = 3
@@ -37,9 +37,28 @@ def planned_steps(config: Mapping[str, Any], train_rows: int, world_size: int = 
 
 def _rows(dataset: Any, count: int, offset: int = 0) -> list[dict[str, Any]]:
     """``count`` rows spread evenly over ``dataset`` (its first rows are one user's windows)."""
-    index = (np.linspace(0, len(dataset) - 1, count).astype(np.int64) + offset) % len(dataset)
+    return _rows_at(dataset, (np.linspace(0, len(dataset) - 1, count).astype(np.int64) + offset) % len(dataset))
+
+
+def _rows_at(dataset: Any, index: np.ndarray) -> list[dict[str, Any]]:
+    """The rows of ``dataset`` at ``index``, as a collator takes them."""
     batch = dataset[index.tolist()]
     return [{key: batch[key][i] for key in batch if key != "user_id"} for i in range(len(index))]
+
+
+def _timed_batches(trainer: Any, dataset: Any, size: int, count: int) -> list[list[dict[str, Any]]]:
+    """``count`` batches of ``size`` rows to time: rows spread evenly over ``dataset``, or, where
+    training draws batches of similar length (``group_by_length``), batches of that sampler whose
+    padded length is nearest its batches' mean: a spread batch holds one long window and is
+    padded to it, which on a short-history log times the encoder several times too wide."""
+    lengths = _history_lengths(dataset) if trainer.args.train_sampling_strategy == "group_by_length" else None
+    if lengths is None or len(lengths) < size * count:
+        return [_rows(dataset, size, offset=step) for step in range(count)]
+    order = np.fromiter(iter(SimilarLengthSampler(lengths, size, seed=trainer.args.seed)), dtype=np.int64)
+    batches = order[: len(order) - len(order) % size].reshape(-1, size)
+    padded = lengths[batches].max(axis=1)
+    nearest = np.argsort(np.abs(padded - padded.mean()), kind="stable")[:count]
+    return [_rows_at(dataset, batches[chosen]) for chosen in nearest]
 
 
 def _on(device: torch.device, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
@@ -68,10 +87,10 @@ def _step_seconds(trainer: Any, dataset: Any, steps: int, last_item_only: bool =
     device = trainer.args.device
     flag = {"last_item_only": True} if last_item_only else {}
     with torch.random.fork_rng(devices=[]):
-        for step in range(steps + 1):
+        for step, rows in enumerate(_timed_batches(trainer, dataset, size, steps + 1)):
             if step == 1:
                 start = time.perf_counter()
-            batch = _on(device, collator([row | flag for row in _rows(dataset, size, offset=step)]))
+            batch = _on(device, collator([row | flag for row in rows]))
             if distilled:
                 batch = trainer.with_soft_targets(batch)
             model(**batch).loss.backward()
