@@ -3,6 +3,8 @@ steps (stochastic weight averaging). A killed run resumes to the same mean: ``te
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -68,7 +70,7 @@ def test_the_trained_model_is_the_mean_of_the_weights_at_the_snapshot_steps(log,
     trainer.add_callback(recorded)
     trainer.train()
 
-    assert trainer.weight_average().count == 4
+    assert trainer.weight_average().steps == [6, 8, 10, 12] and trainer.weight_average().applied
     final = trainer.model.state_dict()
     for name, tensor in final.items():
         if tensor.is_floating_point():
@@ -88,6 +90,10 @@ def test_a_run_saves_evaluates_and_reports_the_averaged_model(log, tmp_path):
     assert plain_weights.keys() == averaged_weights.keys()
     assert not torch.equal(plain_weights["bert4rec.embeddings.item_embeddings.weight"], averaged_weights["bert4rec.embeddings.item_embeddings.weight"])
     assert averaged["test"] != plain["test"]
+    metrics = json.loads((averaged_dir / "metrics.json").read_text())
+    assert metrics["averaged_steps"] == [6, 8, 10, 12]
+    assert json.loads((tmp_path / "plain" / "metrics.json").read_text())["averaged_steps"] is None
+    assert "| weights: the mean at steps | 6, 8, ..., 12 (4) |" in (averaged_dir / "README.md").read_text()
     assert not (averaged_dir / CHECKPOINTS).exists()
     assert not [path.name for path in averaged_dir.iterdir() if path.name.startswith(".")]
 
@@ -97,7 +103,7 @@ def test_a_run_stopped_before_its_last_step_keeps_its_own_weights():
     replaced by the mean of the few snapshots there were."""
     model = torch.nn.Linear(3, 2)
     average = WeightAverage(0.5, 1)
-    average.add(model)
+    average.add(model, 5)
     before = {name: tensor.clone() for name, tensor in model.state_dict().items()}
     with torch.no_grad():
         model.weight.add_(1.0)

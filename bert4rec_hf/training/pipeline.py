@@ -454,6 +454,10 @@ def save_run(
     data.processed.tokenizer.save_pretrained(output_dir)
     evaluation = trainer.evaluator.describe()
     trained = {"epochs trained": round(trainer.state.epoch or 0.0, 2), "optimizer steps": trainer.state.global_step}
+    average = trainer.weight_average()
+    averaged_steps = average.steps if average is not None and average.applied else None
+    if averaged_steps:
+        trained["weights: the mean at steps"] = average.describe()
     write_model_card(
         output_dir, config, results, data.summary, evaluation, trained, baselines, trainer.model.config.repeat_share
     )
@@ -466,6 +470,7 @@ def save_run(
             "epochs": trainer.state.epoch,
             "global_steps": trainer.state.global_step,
             "best_checkpoint_metric": trainer.state.best_metric,
+            "averaged_steps": averaged_steps,  # average_weights_share: the steps whose weights the model is the mean of
             "validation_curve": validation_curve(trainer.state.log_history, config["valid_metric"]),
             "train_seconds": seconds,
             "data_seconds": data.seconds,

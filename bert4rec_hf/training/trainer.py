@@ -146,7 +146,7 @@ class Bert4RecTrainer(Trainer):
         if average is not None:
             average.reset()
             if resume_from_checkpoint:
-                average.load(resume_from_checkpoint)
+                average.load(resume_from_checkpoint, state)
         if state is not None and _training_ended(state):
             return self._restore_ended_training(resume_from_checkpoint, state)
         return super().train(resume_from_checkpoint=resume_from_checkpoint or None, trial=trial, **kwargs)

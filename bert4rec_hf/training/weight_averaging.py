@@ -22,14 +22,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from transformers import TrainerCallback, TrainerState
 from transformers.utils import logging
 
 from .config import ConfigError
 
-AVERAGE_FILE = "weight_average.safetensors"  # in a checkpoint folder: the sum so far, its count in the metadata
+AVERAGE_FILE = "weight_average.safetensors"  # in a checkpoint folder: the sum of the snapshots up to its step
 INTERVALS = 6  # where no step count between snapshots is given: the averaged stretch / 6, rounded
 
 logger = logging.get_logger(__name__)
@@ -67,7 +66,8 @@ class WeightAverage(TrainerCallback):
     def reset(self) -> None:
         """No snapshot yet: a new training, before a resumed one loads its checkpoint's."""
         self.total: dict[str, torch.Tensor] | None = None
-        self.count = 0
+        self.steps: list[int] = []  # the steps summed so far
+        self.applied = False  # the model holds their mean (what the model folder then says)
 
     def snapshot_steps(self, max_steps: int) -> range:
         """The steps whose weights are averaged: every ``every``-th back from ``max_steps``, from
@@ -79,49 +79,54 @@ class WeightAverage(TrainerCallback):
 
     def on_step_end(self, args, state: TrainerState, control, model=None, **kwargs):
         if state.global_step in self.snapshot_steps(state.max_steps):
-            self.add(model)
+            self.add(model, state.global_step)
 
-    def add(self, model: torch.nn.Module) -> None:
-        """Adds the model's present weights to the sum."""
+    def add(self, model: torch.nn.Module, step: int) -> None:
+        """Adds the model's present weights (after ``step``) to the sum."""
         weights = averaged_tensors(model)
         if self.total is None:
             self.total = {name: tensor.detach().float().clone() for name, tensor in weights.items()}
         else:
             for name, tensor in weights.items():
                 self.total[name] += tensor.detach().float()
-        self.count += 1
+        self.steps.append(step)
 
     def on_train_end(self, args, state: TrainerState, control, model=None, **kwargs):
         self.apply(model, state)
 
     def apply(self, model: torch.nn.Module, state: TrainerState) -> None:
         """Loads the mean of the snapshots into ``model`` when the run reached its last step."""
-        if state.global_step < state.max_steps or not self.count:
+        if state.global_step < state.max_steps or not self.steps:
             logger.warning(
                 f"training ended at step {state.global_step} of {state.max_steps} (early stopping), before its last "
-                f"steps were averaged: the model is the run's best checkpoint, not the mean of {self.count} snapshots"
+                f"steps were averaged: the model is the run's best checkpoint, not the mean of {len(self.steps)} snapshots"
             )
             return
         weights = averaged_tensors(model)
         with torch.no_grad():
             for name, total in self.total.items():
-                weights[name].copy_(total / self.count)
-        logger.info(f"the model is the mean of the weights at {self.count} steps, the last at {state.global_step}")
+                weights[name].copy_(total / len(self.steps))
+        self.applied = True
+        logger.info(f"the model is the mean of the weights at steps {self.describe()}")
+
+    def describe(self) -> str:
+        """The averaged steps in words: ``"5000, 5500, ..., 8000 (7)"``."""
+        shown = ", ".join(map(str, self.steps)) if len(self.steps) <= 3 else f"{self.steps[0]}, {self.steps[1]}, ..., {self.steps[-1]}"
+        return f"{shown} ({len(self.steps)})"
 
     def save(self, folder: str | os.PathLike) -> None:
-        """Writes the sum and its count into a checkpoint ``folder`` (nothing before the first snapshot)."""
+        """Writes the sum into a checkpoint ``folder`` (nothing before the first snapshot)."""
         if self.total is not None:
-            save_file(self.total, str(Path(folder) / AVERAGE_FILE), metadata={"count": str(self.count)})
+            save_file(self.total, str(Path(folder) / AVERAGE_FILE))
 
-    def load(self, folder: str | os.PathLike) -> None:
-        """The sum a checkpoint ``folder`` holds (none before the first snapshot), which a run
-        resumed from it adds to."""
+    def load(self, folder: str | os.PathLike, state: TrainerState) -> None:
+        """The sum a checkpoint ``folder`` saved at ``state`` holds (none before the first
+        snapshot), which a run resumed from it adds to: the snapshot steps up to its step."""
         self.reset()
         path = Path(folder) / AVERAGE_FILE
         if path.is_file():
-            with safe_open(str(path), "pt") as averaged:
-                self.count = int(averaged.metadata()["count"])
             self.total = load_file(str(path))
+            self.steps = [step for step in self.snapshot_steps(state.max_steps) if step <= state.global_step]
 
 
 def averaged_tensors(model: torch.nn.Module) -> dict[str, torch.Tensor]:
