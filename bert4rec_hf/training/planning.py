@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from .trainer import SimilarLengthSampler, _history_lengths, cloze_step_count
+from .trainer import SimilarLengthSampler, cloze_step_count, history_lengths
 
 # Timed training steps, after one untimed warm-up step.
 MEASURED_STEPS = 3
@@ -51,7 +51,7 @@ def _timed_batches(trainer: Any, dataset: Any, size: int, count: int) -> list[li
     training draws batches of similar length (``group_by_length``), batches of that sampler whose
     padded length is nearest its batches' mean: a spread batch holds one long window and is
     padded to it, which on a short-history log times the encoder several times too wide."""
-    lengths = _history_lengths(dataset) if trainer.args.train_sampling_strategy == "group_by_length" else None
+    lengths = history_lengths(dataset) if trainer.args.train_sampling_strategy == "group_by_length" else None
     if lengths is None or len(lengths) < size * count:
         return [_rows(dataset, size, offset=step) for step in range(count)]
     order = np.fromiter(iter(SimilarLengthSampler(lengths, size, seed=trainer.args.seed)), dtype=np.int64)

@@ -258,7 +258,7 @@ class Bert4RecTrainer(Trainer):
         (transformers' own sampler indexes every row in Python) and keeps a resumed
         run's batches; every other strategy is the Trainer's."""
         dataset = self.train_dataset if train_dataset is None else train_dataset
-        lengths = _history_lengths(dataset) if self.args.train_sampling_strategy == "group_by_length" else None
+        lengths = history_lengths(dataset) if self.args.train_sampling_strategy == "group_by_length" else None
         if lengths is None or self.args.world_size > 1:
             return super()._get_train_sampler(train_dataset)
         return SimilarLengthSampler(lengths, self._rows_per_step(), self._data_seed())
@@ -279,7 +279,7 @@ class Bert4RecTrainer(Trainer):
 
         def phase(dataset: datasets.Dataset, seed: int) -> torch.utils.data.Sampler[int]:
             if grouped:
-                return SimilarLengthSampler(_history_lengths(dataset), rows_per_step, seed)
+                return SimilarLengthSampler(history_lengths(dataset), rows_per_step, seed)
             return SeededShuffle(len(dataset), seed)
 
         return NextItemPhaseSampler(
@@ -312,7 +312,7 @@ class Bert4RecTrainer(Trainer):
         Trainer itself has a single collator for every split. ``evaluate()``
         reads its rows longest history first (``predict()`` keeps the row order
         of its predictions)."""
-        lengths = _history_lengths(dataset) if description == "Evaluation" else None
+        lengths = history_lengths(dataset) if description == "Evaluation" else None
         if lengths is not None:
             kwargs["sampler_fn"] = lambda _: _longest_first(lengths)
         if description == "Training" or self.eval_data_collator is None:
@@ -422,7 +422,7 @@ def _training_ended(state: TrainerState) -> bool:
     return bool(stopped) or (state.max_steps > 0 and state.global_step >= state.max_steps)
 
 
-def _history_lengths(dataset: Any) -> np.ndarray | None:
+def history_lengths(dataset: Any) -> np.ndarray | None:
     """Lengths of the ``input_ids`` lists of a ``datasets.Dataset``; ``None`` for other datasets."""
     if not isinstance(dataset, datasets.Dataset) or "input_ids" not in dataset.column_names:
         return None
