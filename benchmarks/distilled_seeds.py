@@ -160,6 +160,13 @@ def plan(seeds: list[int], count: int, work_dir: Path, name: str = "student") ->
     return teachers, students
 
 
+def untrained_first(jobs: list[tuple]) -> list[tuple]:
+    """``jobs`` with those whose folder holds no finished run first, each group in its order:
+    ranking finished teachers (four rankings each) must not hold back the ones still to train,
+    which the students wait for."""
+    return sorted(jobs, key=lambda job: finished_run(job[2]))
+
+
 def link_teachers(student: Path, teachers: list[Path]) -> None:
     """``student/teachers/teacher-<k>``: the k-th teacher's folder, where the run trains it."""
     folder = student / TEACHERS
@@ -196,7 +203,7 @@ def run(args: argparse.Namespace) -> int:
 
     # the students' stage trains no teacher and ranks them no further: it reads what the teachers' stage left
     train = partial(train_and_rank, args, labels=args.rankings, may_train=args.stage != "students")
-    runs = run_jobs(train, teachers, args.parallel, on_done=write)
+    runs = sorted(run_jobs(train, untrained_first(teachers), args.parallel, on_done=write), key=lambda r: r["seed"])
     if args.stage == "teachers":
         ready = []
     else:

@@ -78,3 +78,13 @@ def test_the_students_stage_refuses_teachers_not_yet_trained(tmp_path):
     assert [(run["variant"], run["seed"]) for run in runs] == [("teacher", 1), ("teacher", 2), ("teacher", 3)]
     assert all("holds no finished run: train the teachers first (--stage teachers)" in run["error"] for run in runs)
     assert not (tmp_path / "w" / "student_seed0").exists()
+
+
+def test_teachers_still_to_train_go_before_finished_ones_are_ranked(tmp_path):
+    script = benchmark_script("distilled_seeds")
+    teachers, _ = script.plan([0, 1], 3, tmp_path)  # teacher seeds 1-4
+    for seed in (1, 3):  # finished: a saved run's metrics.json and no checkpoint left
+        (tmp_path / f"teacher_seed{seed}").mkdir()
+        (tmp_path / f"teacher_seed{seed}" / "metrics.json").write_text("{}")
+    (tmp_path / "teacher_seed2" / "checkpoints" / "checkpoint-500").mkdir(parents=True)  # killed mid-run
+    assert [job[1] for job in script.untrained_first(teachers)] == [2, 4, 1, 3]
