@@ -1,7 +1,7 @@
 """A distilled configuration at several seeds, as its own command trains it (issue 24).
 
 A run with ``distill_teachers: N`` at seed S first trains its configuration without teachers
-at seeds S+1 ... S+N, then itself. Seeds share teachers (seed 0's are seeds 1-3, seed 1's
+(and with its ``teacher_overrides``) at seeds S+1 ... S+N, then itself. Seeds share teachers (seed 0's are seeds 1-3, seed 1's
 2-4), so this trains every teacher seed once, all side by side (stage 1), links each
 student's teachers into its folder where the run would have trained them
 (``<run>/teachers/teacher-<k>``), and runs the student's own command with ``--resume``,
@@ -45,7 +45,7 @@ from full_ranking_ablations import METRICS, RANKINGS, rank_test, read_ranking
 from seed_sweep import CLI, run_jobs
 
 from bert4rec_hf.training.config import RunConfig, load_config, parse_overrides
-from bert4rec_hf.training.distillation import FINISHED_RUN, TEACHER, TEACHER_SETTINGS, TEACHERS, finished_run
+from bert4rec_hf.training.distillation import FINISHED_RUN, TEACHER, TEACHERS, finished_run, teacher_settings
 from bert4rec_hf.training.pipeline import CHECKPOINTS, finished_run_changes, with_data_path
 from bert4rec_hf.training.trainer import last_checkpoint
 
@@ -141,18 +141,21 @@ def train_and_rank(args: argparse.Namespace, job: tuple, labels: list[str], may_
     return record
 
 
-# a teacher is the students' configuration without teachers, as the run itself trains it (train_teachers)
-TEACHER_OVERRIDES = [f"{key}={json.dumps(value)}" for key, value in TEACHER_SETTINGS.items()]  # YAML: null, not None
+def teacher_overrides(config: RunConfig) -> list[str]:
+    """A teacher's ``--set`` beside the students' own: their configuration as the run itself trains
+    its teachers (``teacher_settings``)."""
+    return [f"{key}={json.dumps(value)}" for key, value in teacher_settings(config).items()]  # YAML: null, not None
 
 
-def plan(seeds: list[int], count: int, work_dir: Path, name: str = "student") -> tuple[list[tuple], list[tuple]]:
+def plan(seeds: list[int], config: RunConfig, work_dir: Path, name: str = "student") -> tuple[list[tuple], list[tuple]]:
     """The jobs of both stages: each teacher seed once, then each student with the folders
-    of its teachers (seeds ``seed + 1`` ... ``seed + count``), as ``(role, seed, folder,
+    of its teachers (seeds ``seed + 1`` ... ``seed + distill_teachers``), as ``(role, seed, folder,
     overrides, teachers)``. Students are ``<name>_seed<S>``: variants of the students (a
     ``distillation_weight``, say) share one ``work_dir``'s teachers under other names."""
+    count = config["distill_teachers"]
     teacher_seeds = sorted({seed + k for seed in seeds for k in range(1, count + 1)})
     folders = {seed: work_dir / f"teacher_seed{seed}" for seed in teacher_seeds}
-    teachers = [("teacher", seed, folders[seed], TEACHER_OVERRIDES, []) for seed in teacher_seeds]
+    teachers = [("teacher", seed, folders[seed], teacher_overrides(config), []) for seed in teacher_seeds]
     students = [
         ("student", seed, work_dir / f"{name}_seed{seed}", [], [folders[seed + k] for k in range(1, count + 1)])
         for seed in seeds
@@ -188,7 +191,7 @@ def run(args: argparse.Namespace) -> int:
     bf16 = torch.cuda.is_available() and torch.cuda.is_bf16_supported() and not args.no_bf16
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     args.common = [*args.set, "report_to=none", f"torch_threads={args.threads}", f"bf16={str(bf16).lower()}"]
-    teachers, students = plan(args.seeds, config["distill_teachers"], args.work_dir, args.name)
+    teachers, students = plan(args.seeds, config, args.work_dir, args.name)
     print(f"{len(teachers)} teachers, then {len(students)} students, on {device} (bf16: {bf16})", flush=True)
     started, runs = time.perf_counter(), []
     args.output.parent.mkdir(parents=True, exist_ok=True)

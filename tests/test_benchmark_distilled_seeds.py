@@ -17,7 +17,7 @@ SETTINGS = {**PHASED_RUN, "eval_steps": 12, "distill_teachers": 1, "distillation
 
 def test_each_teacher_seed_trains_once_and_each_student_gets_the_next_seeds(tmp_path):
     script = benchmark_script("distilled_seeds")
-    teachers, students = script.plan([0, 1, 2], 3, tmp_path)
+    teachers, students = script.plan([0, 1, 2], load_config("beauty", config_dict={"recipe": "distilled"}), tmp_path)
     assert [(job[0], job[1], job[2].name) for job in teachers] == [("teacher", s, f"teacher_seed{s}") for s in range(1, 6)]
     assert [(job[1], job[2].name, [folder.name for folder in job[4]]) for job in students] == [
         (0, "student_seed0", ["teacher_seed1", "teacher_seed2", "teacher_seed3"]),
@@ -29,8 +29,10 @@ def test_each_teacher_seed_trains_once_and_each_student_gets_the_next_seeds(tmp_
 def test_a_teacher_of_recipe_distilled_is_a_run_of_recipe_clozefirst():
     script = benchmark_script("distilled_seeds")
     clozefirst = load_config("beauty", config_dict={"recipe": "clozefirst"})
-    for student in (["recipe=distilled"], ["recipe=distilled", "average_weights_share=0.375", "average_weights_every=500"]):
-        teacher = load_config("beauty", None, parse_overrides([*student, *script.TEACHER_OVERRIDES]))
+    longer = ["recipe=distilled", "max_steps=12000", "next_item_share=0.8", "teacher_overrides={max_steps: 8000, next_item_share: 0.75}"]
+    for student in (["recipe=distilled"], ["recipe=distilled", "average_weights_share=0.375", "average_weights_every=500"], longer):
+        config = load_config("beauty", None, parse_overrides(student))
+        teacher = load_config("beauty", None, parse_overrides([*student, *script.teacher_overrides(config)]))
         assert {key: value for key, value in teacher.items() if clozefirst[key] != value} == {"recipe": "distilled"}
 
 
@@ -82,7 +84,7 @@ def test_the_students_stage_refuses_teachers_not_yet_trained(tmp_path):
 
 def test_teachers_still_to_train_go_before_finished_ones_are_ranked(tmp_path):
     script = benchmark_script("distilled_seeds")
-    teachers, _ = script.plan([0, 1], 3, tmp_path)  # teacher seeds 1-4
+    teachers, _ = script.plan([0, 1], load_config("beauty", config_dict={"recipe": "distilled"}), tmp_path)  # seeds 1-4
     for seed in (1, 3):  # finished: a saved run's metrics.json and no checkpoint left
         (tmp_path / f"teacher_seed{seed}").mkdir()
         (tmp_path / f"teacher_seed{seed}" / "metrics.json").write_text("{}")

@@ -196,6 +196,61 @@ def test_a_run_trains_its_teachers_then_learns_from_them(log, tmp_path, monkeypa
     assert first.value.args == (3,)
 
 
+def test_teacher_overrides_train_the_teachers_with_their_own_settings(log, tmp_path, monkeypatch):
+    """A student trained longer than its teachers: ``teacher_overrides`` gives the teachers their
+    own length; the run's other settings stay theirs, and a resume keeps them only unchanged."""
+    settings = {**SETTINGS, "data_path": str(log), "distill_teachers": 1, "distillation_weight": 0.5}
+    overrides = {"max_steps": 8, "next_item_share": 0.25}
+    run_bert4rec(config_dict={**settings, "teacher_overrides": overrides}, output_dir=tmp_path / "run")
+    teacher = tmp_path / "run" / "teachers" / "teacher-1"
+    saved = read_yaml(teacher / "run_config.yaml")
+    assert (saved["seed"], saved["max_steps"], saved["next_item_share"], saved["teacher_overrides"]) == (4, 8, 0.25, {})
+    assert json.loads((teacher / "metrics.json").read_text())["global_steps"] == 8
+    assert json.loads((tmp_path / "run" / "metrics.json").read_text())["global_steps"] == 12
+    alone = run_bert4rec(config_dict={**SETTINGS, "data_path": str(log), "seed": 4, **overrides}, output_dir=tmp_path / "alone")
+    assert _same_weights(teacher, Path(alone["output_dir"]))
+
+    (tmp_path / "run" / "metrics.json").unlink()  # as if killed after its teacher: --resume checks the teacher
+    with pytest.raises(ConfigError, match=r"finished teacher .*teacher-1: .*\(max_steps: 8 -> 10\)"):
+        run_bert4rec(
+            config_dict={**settings, "teacher_overrides": {**overrides, "max_steps": 10}}, output_dir=tmp_path / "run", resume=True
+        )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"seed": 7}, r"'seed' is the run's: its teachers train on seeds seed \+ 1"),
+        ({"distillation_weight": 0.5}, "'distillation_weight' is set by the run for its teachers"),
+        ({"average_weights_share": 0.5}, "'average_weights_share' is set by the run for its teachers"),
+        ({"distill_from": ["x"]}, "'distill_from' is set by the run for its teachers"),
+        ({"data_path": "other.csv"}, "'data_path' cannot differ for the teachers: they learn the run's data and items"),
+        ({"min_item_interactions": 1}, "'min_item_interactions' cannot differ for the teachers"),
+    ],
+)
+def test_teacher_overrides_refuse_what_the_run_decides_and_the_data(log, tmp_path, overrides, message):
+    settings = {**SETTINGS, "data_path": str(log), "distill_teachers": 1, "distillation_weight": 0.5}
+    with pytest.raises(ConfigError, match=message):
+        run_bert4rec(config_dict={**settings, "teacher_overrides": overrides}, output_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_teacher_overrides_are_checked_as_settings_and_need_teachers_to_train(log, tmp_path):
+    with pytest.raises(ConfigError, match=r"'teacher_overrides': unknown configuration key 'max_step' \(did you mean 'max_steps'\?\)"):
+        load_config(config_dict={"teacher_overrides": {"max_step": 8000}})
+    with pytest.raises(ConfigError, match=r"'teacher_overrides': 'max_steps' must be int, got 'long'"):
+        load_config(config_dict={"teacher_overrides": {"max_steps": "long"}})
+    with pytest.raises(ConfigError, match=r"'teacher_overrides' must be dict, got \[8000\]"):
+        load_config(config_dict={"teacher_overrides": [8000]})
+    teacher = tmp_path / "teacher"
+    with pytest.raises(ConfigError, match=r"teacher_overrides: \{'max_steps': 8\} sets how the run trains its own teachers"):
+        run_bert4rec(
+            config_dict={**SETTINGS, "data_path": str(log), "distill_from": [str(teacher)], "distillation_weight": 0.5,
+                         "teacher_overrides": {"max_steps": 8}},
+            output_dir=tmp_path / "run",
+        )  # fmt: skip
+
+
 def test_teachers_and_their_weight_come_together(log, tmp_path):
     settings = {**SETTINGS, "data_path": str(log)}
     with pytest.raises(ConfigError, match="name the teachers"):

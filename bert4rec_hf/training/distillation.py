@@ -32,7 +32,17 @@ TEACHER = "teacher-"
 FINISHED_RUN = "metrics.json"  # written last by a run that saved its model
 # what makes a teacher of the run's configuration, beside its seed: no teachers of its own, and its last
 # weights, not their mean (average_weights_share; the teachers' mean score already averages several runs)
-TEACHER_SETTINGS = {"distill_teachers": 0, "distillation_weight": 0.0, "average_weights_share": 0.0, "average_weights_every": None}
+TEACHER_SETTINGS = {
+    "distill_teachers": 0, "distillation_weight": 0.0, "average_weights_share": 0.0, "average_weights_every": None,
+    "teacher_overrides": {},
+}  # fmt: skip
+# Beside the keys that leave the prepared data alone (NOT_DATA_KEYS), what teacher_overrides may change: the
+# teachers' training rows and schedule. The data and its item vocabulary are the run's, whose ids the student
+# reads the teachers' scores by.
+TEACHER_ROW_KEYS = (
+    "max_seq_length", "train_stride", "train_prefixes", "next_item_share", "next_item_branches", "group_by_length",
+    "time_budget", "schedule",
+)  # fmt: skip
 
 logger = logging.get_logger(__name__)
 
@@ -55,6 +65,40 @@ def check_distillation(config: Mapping[str, Any]) -> None:
             "teachers are given (distill_from / distill_teachers) but distillation_weight is 0, so the loss would "
             "never read them; set distillation_weight in (0, 1], e.g. 0.5"
         )
+    overrides = config["teacher_overrides"]
+    if overrides and not runs:
+        raise ConfigError(
+            f"teacher_overrides: {overrides} sets how the run trains its own teachers, but it trains none; "
+            "give distill_teachers: N (teachers named by distill_from are trained already)"
+        )
+    check_teacher_overrides(overrides)
+
+
+def check_teacher_overrides(overrides: Mapping[str, Any]) -> None:
+    """Refuses a teacher setting the run decides itself (the seeds, the teachers' own distillation and
+    weight averaging) or one that would change the data the teachers learn."""
+    from .pipeline import NOT_DATA_KEYS  # the run's module imports this one
+
+    for key in overrides:
+        if key == "seed":
+            raise ConfigError("teacher_overrides: 'seed' is the run's: its teachers train on seeds seed + 1, seed + 2, ...")
+        if key in TEACHER_SETTINGS or key == "distill_from":
+            raise ConfigError(
+                f"teacher_overrides: '{key}' is set by the run for its teachers (no teachers of their own, their "
+                f"last weights): {TEACHER_SETTINGS}"
+            )
+        if key not in NOT_DATA_KEYS and key not in TEACHER_ROW_KEYS:
+            raise ConfigError(
+                f"teacher_overrides: '{key}' cannot differ for the teachers: they learn the run's data and items, whose "
+                "ids the run reads their scores by; they may change model, Cloze and schedule settings "
+                "(e.g. max_steps, next_item_share, hidden_size, learning_rate)"
+            )
+
+
+def teacher_settings(config: Mapping[str, Any]) -> dict[str, Any]:
+    """What each of the run's teachers trains with in place of the run's own settings, its seed aside:
+    ``teacher_overrides``, then what makes a teacher (``TEACHER_SETTINGS``)."""
+    return {**config["teacher_overrides"], **TEACHER_SETTINGS}
 
 
 def check_teachers_folder(output_dir: str | os.PathLike, overwrite: bool, resume: bool) -> None:
@@ -82,8 +126,8 @@ def train_teachers(
     run: Callable[[Mapping[str, Any], Path, bool], Any],
     keep: Callable[[Mapping[str, Any], Path], Any],
 ) -> list[Path]:
-    """Trains the ``distill_teachers`` runs: the run's own configuration on seeds ``seed + 1``,
-    ``seed + 2``, ..., without teachers, each in ``<output_dir>/teachers/teacher-<k>`` by
+    """Trains the ``distill_teachers`` runs: the run's own configuration (``teacher_settings``) on
+    seeds ``seed + 1``, ``seed + 2``, ..., each in ``<output_dir>/teachers/teacher-<k>`` by
     ``run(overrides, folder, resume)``. A resumed run keeps its finished teachers, once
     ``keep(overrides, folder)`` has checked them, and resumes an interrupted one. Returns their
     folders."""
@@ -94,7 +138,7 @@ def train_teachers(
     for k in range(1, count + 1):
         folder = Path(output_dir) / TEACHERS / f"{TEACHER}{k}"
         folders.append(folder)
-        overrides = {"seed": config["seed"] + k, **TEACHER_SETTINGS}
+        overrides = {"seed": config["seed"] + k, **teacher_settings(config)}
         if resume and finished_run(folder):
             keep(overrides, folder)
             logger.info(f"teacher {k} of {count}: trained already ({folder})")
@@ -174,4 +218,7 @@ class TeacherEnsemble:
         return F.softmax(mean, dim=1)
 
 
-__all__ = ["TEACHERS", "TEACHER_SETTINGS", "TeacherEnsemble", "finished_run", "check_distillation", "check_teachers_folder", "train_teachers"]
+__all__ = [
+    "TEACHERS", "TEACHER_SETTINGS", "TeacherEnsemble", "finished_run", "check_distillation", "check_teacher_overrides",
+    "check_teachers_folder", "teacher_settings", "train_teachers",
+]  # fmt: skip

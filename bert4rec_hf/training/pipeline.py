@@ -84,6 +84,11 @@ TRAINING_ARGUMENTS = {
     "dataloader_num_workers": "dataloader_num_workers",
     "report_to": "report_to",
 }
+# Keys known to leave prepare_data() unchanged: a tuned one shares the trials' prepared data, a teacher may differ in one.
+NOT_DATA_KEYS = (set(MODEL_KEYS) - {"max_seq_length"}) | set(TRAINING_ARGUMENTS) | set(MASKING_KEYS) | {
+    "stopping_step", "eval_steps", "save_steps", "save_total_limit", "torch_threads", "average_weights_share",
+    "average_weights_every",
+}  # fmt: skip
 # Run-configuration keys of the temporal split, and the argument of temporal_split each sets.
 TEMPORAL_SPLIT_KEYS = {
     "split_cutoff": "cutoff",

@@ -53,8 +53,7 @@ from .config import ConfigError, RunConfig, load_config
 from .hyper_space import HyperSpace, read_hyper_space
 from .pipeline import (
     CHECKPOINTS,
-    MASKING_KEYS,
-    MODEL_KEYS,
+    NOT_DATA_KEYS,
     TRAINING_ARGUMENTS,
     PreparedData,
     build_model_for,
@@ -78,11 +77,6 @@ SEARCH_FILES = (BEST, "trials.csv", "trials.json")
 DEFAULT_TRIALS = 20
 SAMPLERS = ("auto", "grid", "tpe", "random")
 
-# Keys known to leave prepare_data() unchanged; any other tuned key gets its own prepared data.
-NOT_DATA_KEYS = (set(MODEL_KEYS) - {"max_seq_length"}) | set(TRAINING_ARGUMENTS) | set(MASKING_KEYS) | {
-    "stopping_step", "eval_steps", "save_steps", "save_total_limit", "torch_threads", "average_weights_share",
-    "average_weights_every",
-}  # fmt: skip
 
 
 @dataclass
