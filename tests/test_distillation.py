@@ -224,8 +224,9 @@ def test_teacher_overrides_train_the_teachers_with_their_own_settings(log, tmp_p
         ({"distillation_weight": 0.5}, "'distillation_weight' is set by the run for its teachers"),
         ({"average_weights_share": 0.5}, "'average_weights_share' is set by the run for its teachers"),
         ({"distill_from": ["x"]}, "'distill_from' is set by the run for its teachers"),
-        ({"data_path": "other.csv"}, "'data_path' cannot differ for the teachers: they learn the run's data and items"),
-        ({"min_item_interactions": 1}, "'min_item_interactions' cannot differ for the teachers"),
+        ({"data_path": "other.csv"}, r"teachers would train with dataset: 'other' where the run has 'slice'; data_path: "
+                                     r"'other.csv' where the run has '.*slice.csv'\. They must learn the run's data and items"),
+        ({"min_item_interactions": 1, "max_steps": 8}, "teachers would train with min_item_interactions: 1 where the run has"),
     ],
 )
 def test_teacher_overrides_refuse_what_the_run_decides_and_the_data(log, tmp_path, overrides, message):
@@ -233,6 +234,22 @@ def test_teacher_overrides_refuse_what_the_run_decides_and_the_data(log, tmp_pat
     with pytest.raises(ConfigError, match=message):
         run_bert4rec(config_dict={**settings, "teacher_overrides": overrides}, output_dir=tmp_path / "run")
     assert not (tmp_path / "run").exists()  # refused before anything was written
+
+
+def test_teacher_overrides_may_repeat_a_data_setting_the_run_has(log, tmp_path, monkeypatch):
+    """What is refused is data the teachers would learn and the run not: a data key equal to the run's passes."""
+
+    class Started(Exception):
+        pass
+
+    def started(config):
+        raise Started(config["seed"], config["max_steps"])
+
+    monkeypatch.setattr("bert4rec_hf.training.pipeline.prepare_data", started)
+    settings = {**SETTINGS, "data_path": str(log), "distill_teachers": 1, "distillation_weight": 0.5}
+    with pytest.raises(Started) as first:  # the first teacher starts, with its own length
+        run_bert4rec(config_dict={**settings, "teacher_overrides": {"data_path": str(log), "max_steps": 8}}, output_dir=tmp_path / "run")
+    assert first.value.args == (4, 8)
 
 
 def test_teacher_overrides_are_checked_as_settings_and_need_teachers_to_train(log, tmp_path):

@@ -36,12 +36,13 @@ TEACHER_SETTINGS = {
     "distill_teachers": 0, "distillation_weight": 0.0, "average_weights_share": 0.0, "average_weights_every": None,
     "teacher_overrides": {},
 }  # fmt: skip
-# Beside the keys that leave the prepared data alone (NOT_DATA_KEYS), what teacher_overrides may change: the
-# teachers' training rows and schedule. The data and its item vocabulary are the run's, whose ids the student
-# reads the teachers' scores by.
-TEACHER_ROW_KEYS = (
+# Beside the keys that leave the prepared data alone (NOT_DATA_KEYS), what a teacher's resolved configuration
+# may change (teacher_overrides): its training rows, schedule, evaluation and recipe. The data and its item
+# vocabulary are the run's, whose ids the student reads the teachers' scores by.
+TEACHER_MAY_CHANGE = (
     "max_seq_length", "train_stride", "train_prefixes", "next_item_share", "next_item_branches", "group_by_length",
-    "time_budget", "schedule",
+    "time_budget", "schedule", "valid_metric", "eval_mode", "topk", "exclude_history", "truncate_ranks", "eval_loss",
+    "recipe", *TEACHER_SETTINGS,
 )  # fmt: skip
 
 logger = logging.get_logger(__name__)
@@ -75,10 +76,8 @@ def check_distillation(config: Mapping[str, Any]) -> None:
 
 
 def check_teacher_overrides(overrides: Mapping[str, Any]) -> None:
-    """Refuses a teacher setting the run decides itself (the seeds, the teachers' own distillation and
-    weight averaging) or one that would change the data the teachers learn."""
-    from .pipeline import NOT_DATA_KEYS  # the run's module imports this one
-
+    """Refuses a teacher setting the run decides itself: the teachers' seeds, their own
+    distillation and weight averaging."""
     for key in overrides:
         if key == "seed":
             raise ConfigError("teacher_overrides: 'seed' is the run's: its teachers train on seeds seed + 1, seed + 2, ...")
@@ -87,12 +86,25 @@ def check_teacher_overrides(overrides: Mapping[str, Any]) -> None:
                 f"teacher_overrides: '{key}' is set by the run for its teachers (no teachers of their own, their "
                 f"last weights): {TEACHER_SETTINGS}"
             )
-        if key not in NOT_DATA_KEYS and key not in TEACHER_ROW_KEYS:
-            raise ConfigError(
-                f"teacher_overrides: '{key}' cannot differ for the teachers: they learn the run's data and items, whose "
-                "ids the run reads their scores by; they may change model, Cloze and schedule settings "
-                "(e.g. max_steps, next_item_share, hidden_size, learning_rate)"
-            )
+
+
+def check_teacher_data(config: Mapping[str, Any], teacher: Mapping[str, Any]) -> None:
+    """Refuses teachers whose configuration (``teacher``: the run's ``config`` with ``teacher_settings``,
+    resolved) would learn other data or items than the run: a setting outside the model, the Cloze
+    task, the training rows and the schedule that ``teacher_overrides`` (or a recipe it names) changes."""
+    from .pipeline import NOT_DATA_KEYS  # the run's module imports this one
+
+    changed = [
+        f"{key}: {teacher.get(key)!r} where the run has {config[key]!r}"
+        for key in config
+        if key not in NOT_DATA_KEYS and key not in TEACHER_MAY_CHANGE and teacher.get(key) != config[key]
+    ]
+    if changed:
+        raise ConfigError(
+            f"teacher_overrides: the teachers would train with {'; '.join(changed)}. They must learn the run's data "
+            "and items, whose ids the run reads their scores by (they may change model, Cloze, training-row and "
+            "schedule settings: max_steps, next_item_share, hidden_size, a recipe, ...)"
+        )
 
 
 def teacher_settings(config: Mapping[str, Any]) -> dict[str, Any]:
@@ -219,6 +231,6 @@ class TeacherEnsemble:
 
 
 __all__ = [
-    "TEACHERS", "TEACHER_SETTINGS", "TeacherEnsemble", "finished_run", "check_distillation", "check_teacher_overrides",
-    "check_teachers_folder", "teacher_settings", "train_teachers",
+    "TEACHERS", "TEACHER_SETTINGS", "TeacherEnsemble", "finished_run", "check_distillation", "check_teacher_data",
+    "check_teacher_overrides", "check_teachers_folder", "teacher_settings", "train_teachers",
 ]  # fmt: skip

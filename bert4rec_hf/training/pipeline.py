@@ -54,7 +54,15 @@ from ..tokenization_bert4rec import ItemTokenizer
 from .auto_schedule import AutoSchedule
 from .branches import SwitchCheckpoint, check_branches, remove_branches, train_branches
 from .config import ConfigError, RunConfig, load_config, package_defaults, parse_yaml, read_yaml
-from .distillation import TEACHERS, TeacherEnsemble, check_distillation, check_teachers_folder, train_teachers
+from .distillation import (
+    TEACHERS,
+    TeacherEnsemble,
+    check_distillation,
+    check_teacher_data,
+    check_teachers_folder,
+    teacher_settings,
+    train_teachers,
+)
 from .planning import measure_seconds, plan_training
 from .reporting import plot_training_history, validation_curve, write_atomically, write_json, write_yaml, yaml_text
 from .threads import apply_thread_policy
@@ -693,9 +701,13 @@ def run_bert4rec(
                 overwrite=not resume_teacher, resume=resume_teacher, data_path=data_path,
             )  # fmt: skip
 
+        def teacher_config(overrides: Mapping[str, Any]) -> RunConfig:
+            return load_config(dataset, config_file_list, with_data_path({**(config_dict or {}), **overrides}, data_path))
+
         def keep_teacher(overrides: Mapping[str, Any], folder: Path) -> None:
-            teacher_config = load_config(dataset, config_file_list, with_data_path({**(config_dict or {}), **overrides}, data_path))
-            check_kept_teacher(folder, teacher_config)
+            check_kept_teacher(folder, teacher_config(overrides))
+
+        check_teacher_data(config, teacher_config(teacher_settings(config)))
 
         teacher_folders = train_teachers(config, output_dir, resume, run_teacher, keep_teacher)
         if resume and last_checkpoint(output_dir / CHECKPOINTS) is None:
