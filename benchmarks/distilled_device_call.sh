@@ -11,7 +11,8 @@
 # STAGE=all runs both in one call. A run cut short by LIMIT is run again by the next call (finished runs
 # and their rankings are kept in W). A variant of the students: NAME=alpha1 STUDENT_SET=distillation_weight=1.0
 # (students in W/alpha1_seed<S>, the teachers shared; a setting that changes the teachers needs another W).
-# Each run trains 8,000 steps; how long a stage takes on the GPU is unmeasured (the 2026-12-04 call:
+# Each teacher trains 8,000 steps, each student 12,000, evaluated every 2,000 as the recipe's own command
+# does; how long a stage takes on the GPU is unmeasured (the 2026-12-04 call:
 # 16 runs side by side, about 20 steps/s each, 2 runs 50 steps/s; about 130 s per run for data,
 # evaluations and rankings). JSON and logs (no weights) to $OUT.
 #
@@ -22,6 +23,7 @@
 #   mkdir -p .carry && cp ../shared/data/beauty/beauty.txt .carry/
 # then each device call carrying .whl and .carry, timeout 600.
 # Runs on CPU too, scaled down: OUT=/tmp/o DATA=small.txt STUDENT_SET="max_steps=8 eval_steps=8" W=/tmp/w bash ...
+# (max_steps given there is the teachers' too: it sits above their recipe)
 set -u
 DATA=${DATA:-.carry/beauty.txt}; STAGE=${STAGE:-all}; SEEDS=${SEEDS:-0 1 2}; LIMIT=${LIMIT:-570}
 W=${W:-.gpuwork/distilled}; NAME=${NAME:-student}; STUDENT_SET=${STUDENT_SET-}
@@ -30,7 +32,7 @@ source benchmarks/device_prelude.sh
 rankings=(full full_excluded pop100 uni100); [ "$STAGE" = teachers ] && rankings=(full)
 timeout -s INT "$LIMIT" python3 benchmarks/distilled_seeds.py --dataset beauty --seeds $SEEDS --stage "$STAGE" \
   --name "$NAME" --parallel 8 --rankings "${rankings[@]}" --work-dir "$W" --output "$OUT/${NAME}_$STAGE.json" \
-  --set recipe=distilled "data_path=$DATA" eval_steps=8000 $STUDENT_SET > "$OUT/${NAME}_$STAGE.log" 2>&1
+  --set recipe=distilled "data_path=$DATA" $STUDENT_SET > "$OUT/${NAME}_$STAGE.log" 2>&1
 echo "distilled_seeds.py exit status $?"
 date -u
 tar czf "$OUT/logs_$STAGE.tgz" --exclude='*.safetensors' --exclude='*.png' --exclude='*.py' --exclude='checkpoint-*' -C "$W" .

@@ -29,11 +29,11 @@ def test_each_teacher_seed_trains_once_and_each_student_gets_the_next_seeds(tmp_
 def test_a_teacher_of_recipe_distilled_is_a_run_of_recipe_clozefirst():
     script = benchmark_script("distilled_seeds")
     clozefirst = load_config("beauty", config_dict={"recipe": "clozefirst"})
-    longer = ["recipe=distilled", "max_steps=12000", "next_item_share=0.8", "teacher_overrides={max_steps: 8000, next_item_share: 0.75}"]
-    for student in (["recipe=distilled"], ["recipe=distilled", "average_weights_share=0.375", "average_weights_every=500"], longer):
+    for student in (["recipe=distilled"], ["recipe=distilled", "average_weights_share=0.375", "average_weights_every=500"]):
         config = load_config("beauty", None, parse_overrides(student))
         teacher = load_config("beauty", None, parse_overrides([*student, *script.teacher_overrides(config)]))
-        assert {key: value for key, value in teacher.items() if clozefirst[key] != value} == {"recipe": "distilled"}
+        assert {key: value for key, value in teacher.items() if clozefirst[key] != value} == {}
+        assert (config["max_steps"], teacher["max_steps"]) == (12000, 8000)  # the student trains longer
 
 
 def test_the_student_is_the_model_its_own_command_trains_and_a_second_call_reuses_both(tmp_path):

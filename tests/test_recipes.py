@@ -15,6 +15,7 @@ from bert4rec_hf.cli import main
 from bert4rec_hf.training import config as config_module
 from bert4rec_hf.training.auto_schedule import AutoSchedule
 from bert4rec_hf.training.config import ConfigError, _recipe_layer, config_dir, load_config, recipe_layers, recipes
+from bert4rec_hf.training.trainer import cloze_step_count
 
 PAPER = config_dir() / "recipe" / "paper" / "beauty.yaml"
 FULLRANK = config_dir() / "recipe" / "fullrank" / "beauty.yaml"
@@ -109,15 +110,19 @@ def test_clozefirst_is_nextitem_on_the_papers_cloze_windows_for_its_first_quarte
     assert [path for path, _ in recipe_layers("clozefirst", "beauty")] == [PAPER, FULLRANK, NEXTITEM, CLOZEFIRST]
 
 
-def test_distilled_is_clozefirst_taught_by_three_more_runs_of_itself():
+def test_distilled_is_clozefirst_taught_by_three_runs_of_clozefirst_and_trained_longer():
     config = load_config("beauty", config_dict={"recipe": "distilled"})
     clozefirst = load_config("beauty", config_dict={"recipe": "clozefirst"})
     distilled = config_dir() / "recipe" / "distilled" / "beauty.yaml"
     assert (config["distill_teachers"], config["distillation_weight"]) == (3, 0.9)
     assert config.source_of("distill_teachers") == str(distilled)
     assert {key: value for key, value in config.items() if clozefirst[key] != value} == {
-        "recipe": "distilled", "distill_teachers": 3, "distillation_weight": 0.9
+        "recipe": "distilled", "distill_teachers": 3, "distillation_weight": 0.9, "teacher_overrides": {"recipe": "clozefirst"},
+        "max_steps": 12000, "next_item_share": 0.8333333333333334,
     }  # fmt: skip
+    # the student's Cloze phase is clozefirst's (2,000 steps); its next-item phase is 10,000 steps against 6,000
+    assert cloze_step_count(config["max_steps"], config["next_item_share"]) == 2000
+    assert cloze_step_count(clozefirst["max_steps"], clozefirst["next_item_share"]) == 2000
     assert [path for path, _ in recipe_layers("distilled", "beauty")] == [PAPER, FULLRANK, NEXTITEM, CLOZEFIRST, distilled]
 
 
@@ -126,7 +131,7 @@ def test_bert4rec_train_recipe_distilled_trains_its_teachers_then_itself(tmp_pat
     assert run["recipe"] == "distilled" and run["distill_teachers"] == 3 and run["seed"] == 2020
     teachers = [yaml.safe_load((folder / "teachers" / f"teacher-{k}" / "run_config.yaml").read_text()) for k in (1, 2, 3)]
     assert [(teacher["seed"], teacher["distillation_weight"], teacher["recipe"]) for teacher in teachers] == [
-        (2021, 0.0, "distilled"), (2022, 0.0, "distilled"), (2023, 0.0, "distilled")
+        (2021, 0.0, "clozefirst"), (2022, 0.0, "clozefirst"), (2023, 0.0, "clozefirst")
     ]  # fmt: skip
     assert "distilled from 3 teachers" in report["plan"]["summary"]
     assert yaml.safe_load((folder / "config.json").read_text())["distillation_weight"] == 0.9
