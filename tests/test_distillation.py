@@ -291,3 +291,5 @@ def test_teachers_and_their_weight_come_together(log, tmp_path):
     hyper.write_text("learning_rate choice [0.01,0.001]\n")
     with pytest.raises(ConfigError, match="tuning trains each trial without teachers"):
         tune_bert4rec(hyper, config_dict={**settings, "distill_teachers": 2, "distillation_weight": 0.5}, output_dir=tmp_path / "e")
+    with pytest.raises(ConfigError, match="tuning trains each trial without teachers"):
+        tune_bert4rec(hyper, config_dict={**settings, "teacher_overrides": {"max_steps": 8}}, output_dir=tmp_path / "f")

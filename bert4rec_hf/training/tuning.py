@@ -442,11 +442,11 @@ def tune_bert4rec(
             "tuning trains each trial once, without next_item_branches; search with next_item_branches: 1, "
             "then train the best parameters with branches"
         )
-    distillation = ("distill_from", "distill_teachers", "distillation_weight")
-    if base["distill_teachers"] or base["distill_from"] or any(key in space.names for key in distillation):
+    distillation = ("distill_from", "distill_teachers", "distillation_weight", "teacher_overrides")
+    if any(base[key] for key in distillation) or any(key in space.names for key in distillation):
         raise ConfigError(
-            "tuning trains each trial without teachers; search without distill_from / distill_teachers, "
-            "then train the best parameters distilled"
+            "tuning trains each trial without teachers; search without distill_from / distill_teachers / "
+            "teacher_overrides, then train the best parameters distilled"
         )
     output_dir = Path(output_dir or Path("outputs") / f"{base['dataset']}-tuning")
     check_output_dir(output_dir, overwrite, SEARCH_FILES)
