@@ -203,7 +203,7 @@ def _check(key: str, value: Any, types: Mapping[str, tuple[type, ...]], source: 
         raise ConfigError(f"{source}: 'distill_from' must be a non-empty list of model folders or null, got {value!r}")
     if key == "distill_teachers" and value < 0:
         raise ConfigError(f"{source}: 'distill_teachers' must be a number of teacher runs (0: none), got {value!r}")
-    if key == "teacher_overrides":  # each setting checked as the run's own; which keys a teacher may change: check_distillation
+    if key == "teacher_overrides":  # each setting checked as the run's own; what a teacher may change: check_teacher_data
         return {str(name): _check(str(name), setting, types, f"{source}: 'teacher_overrides'") for name, setting in value.items()}
     if key == "cold_item_share" and not 0.0 <= value < 1.0:
         raise ConfigError(f"{source}: 'cold_item_share' must be in [0, 1), got {value!r}")

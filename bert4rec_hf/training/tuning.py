@@ -78,7 +78,6 @@ DEFAULT_TRIALS = 20
 SAMPLERS = ("auto", "grid", "tpe", "random")
 
 
-
 @dataclass
 class TrialResult:
     """One trial: its parameters, metrics of the restored best model, time."""
