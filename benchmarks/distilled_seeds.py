@@ -11,13 +11,16 @@ the test items four ways (``bert4rec evaluate``): the whole catalog with the his
 
     # Beauty, recipe distilled at seeds 0-2: five clozefirst teachers, then three students
     python benchmarks/distilled_seeds.py --dataset beauty --seeds 0 1 2 --parallel 2 \\
-        --set recipe=distilled data_path=../shared/data/beauty/beauty.txt eval_steps=8000 \\
+        --set recipe=distilled data_path=../shared/data/beauty/beauty.txt save_steps=500 \\
         --work-dir bench_out/distilled --output bench_out/distilled/beauty.json
     # a variant of the students on the same teachers (under <work-dir>/alpha1_seed<S>)
     python benchmarks/distilled_seeds.py ... --name alpha1 --set ... distillation_weight=1.0
     # ml-100k's default, with three teachers
     python benchmarks/distilled_seeds.py --dataset ml-100k --seeds 1 2 3 \\
         --set distill_teachers=3 distillation_weight=0.5 --work-dir ... --output ...
+    # the students trained longer than their teachers (teacher_overrides)
+    python benchmarks/distilled_seeds.py --dataset ml-100k --seeds 1 2 3 --name long \\
+        --set distill_teachers=3 distillation_weight=0.9 epochs=6 'teacher_overrides={epochs: 4}' ...
     # the table of one or more outputs
     python benchmarks/distilled_seeds.py --table bench_out/distilled/beauty.json
 
