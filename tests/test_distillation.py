@@ -196,12 +196,14 @@ def test_a_run_trains_its_teachers_then_learns_from_them(log, tmp_path, monkeypa
     assert first.value.args == (3,)
 
 
-def test_teacher_overrides_train_the_teachers_with_their_own_settings(log, tmp_path, monkeypatch):
+def test_teacher_overrides_train_the_teachers_with_their_own_settings(log, tmp_path, caplog):
     """A student trained longer than its teachers: ``teacher_overrides`` gives the teachers their
     own length; the run's other settings stay theirs, and a resume keeps them only unchanged."""
     settings = {**SETTINGS, "data_path": str(log), "distill_teachers": 1, "distillation_weight": 0.5}
     overrides = {"max_steps": 8, "next_item_share": 0.25}
-    run_bert4rec(config_dict={**settings, "teacher_overrides": overrides}, output_dir=tmp_path / "run")
+    with caplog.at_level("INFO", logger="bert4rec_hf.training.distillation"):
+        run_bert4rec(config_dict={**settings, "teacher_overrides": overrides}, output_dir=tmp_path / "run")
+    assert "teacher 1 of 1: seed 4, teacher_overrides {'max_steps': 8, 'next_item_share': 0.25}" in caplog.text
     teacher = tmp_path / "run" / "teachers" / "teacher-1"
     saved = read_yaml(teacher / "run_config.yaml")
     assert (saved["seed"], saved["max_steps"], saved["next_item_share"], saved["teacher_overrides"]) == (4, 8, 0.25, {})

@@ -155,7 +155,8 @@ def train_teachers(
             keep(overrides, folder)
             logger.info(f"teacher {k} of {count}: trained already ({folder})")
             continue
-        logger.info(f"teacher {k} of {count}: seed {config['seed'] + k}, {folder}")
+        own = f", teacher_overrides {config['teacher_overrides']}" if config["teacher_overrides"] else ""
+        logger.info(f"teacher {k} of {count}: seed {config['seed'] + k}{own}, {folder}")
         unfinished = last_checkpoint(folder / CHECKPOINTS) is not None
         run(overrides, folder, resume and unfinished)
     return folders
