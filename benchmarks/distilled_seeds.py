@@ -48,7 +48,15 @@ from full_ranking_ablations import METRICS, RANKINGS, rank_test, read_ranking
 from seed_sweep import CLI, run_jobs
 
 from bert4rec_hf.training.config import RunConfig, load_config, parse_overrides
-from bert4rec_hf.training.distillation import FINISHED_RUN, TEACHER, TEACHERS, finished_run, teacher_settings
+from bert4rec_hf.training.distillation import (
+    FINISHED_RUN,
+    TEACHER,
+    TEACHERS,
+    check_distillation,
+    check_teacher_data,
+    finished_run,
+    teacher_settings,
+)
 from bert4rec_hf.training.pipeline import CHECKPOINTS, finished_run_changes, with_data_path
 from bert4rec_hf.training.trainer import last_checkpoint
 
@@ -195,6 +203,10 @@ def run(args: argparse.Namespace) -> int:
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "CPU"
     args.common = [*args.set, "report_to=none", f"torch_threads={args.threads}", f"bf16={str(bf16).lower()}"]
     teachers, students = plan(args.seeds, config, args.work_dir, args.name)
+    # refused before any teacher trains, as the students' own runs would refuse them after
+    check_distillation(config)
+    _, seed, _, teacher_set, _ = teachers[0]
+    check_teacher_data(job_config(args, [], seed - 1), job_config(args, teacher_set, seed))
     print(f"{len(teachers)} teachers, then {len(students)} students, on {device} (bf16: {bf16})", flush=True)
     started, runs = time.perf_counter(), []
     args.output.parent.mkdir(parents=True, exist_ok=True)

@@ -8,7 +8,7 @@ import pytest
 from safetensors.torch import load_file
 
 from bert4rec_hf import run_bert4rec
-from bert4rec_hf.training.config import load_config, parse_overrides
+from bert4rec_hf.training.config import ConfigError, load_config, parse_overrides
 
 from .helpers import PHASED_RUN, benchmark_script, write_ml100k_slice
 
@@ -64,6 +64,18 @@ def test_the_student_is_the_model_its_own_command_trains_and_a_second_call_reuse
     third = json.loads((tmp_path / "third.json").read_text())["runs"]
     assert [r["variant"] for r in third] == ["teacher"]  # the student is not run on it
     assert "holds a run trained with other settings (learning_rate: 0.001 -> 0.002)" in third[0]["error"]
+
+
+def test_teacher_overrides_that_change_the_data_are_refused_before_any_teacher_trains(tmp_path):
+    script = benchmark_script("distilled_seeds")
+    log = write_ml100k_slice(tmp_path / "slice.csv", 60)
+    argv = ["--log", str(log), "--seeds", "0", "--work-dir", str(tmp_path / "w"), "--output", str(tmp_path / "out.json"), "--set"]
+    teachers = [f"{key}={json.dumps(value)}" for key, value in SETTINGS.items() if key != "seed"]
+    with pytest.raises(ConfigError, match="teachers would train with min_item_interactions: 1 where the run has"):
+        script.main([*argv, *teachers, "teacher_overrides={min_item_interactions: 1}"])
+    with pytest.raises(ConfigError, match="'distillation_weight' is set by the run for its teachers"):
+        script.main([*argv, *teachers, "teacher_overrides={distillation_weight: 0.5}"])
+    assert not (tmp_path / "w").exists()
 
 
 def test_the_seeds_come_from_seeds_not_from_set():
